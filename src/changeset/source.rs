@@ -1,0 +1,306 @@
+//! Reading bundles: from the work tree (`seal`, `sign`, `apply`) or from a git
+//! revision (`promote`, `audit`), so that uncommitted edits cannot slip in.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::{
+    Bundle, BundleError, BundleFile, CHANGESETS_DIR, ChangesetId, FileSource, MANIFEST_FILE,
+    SIGNATURES_DIR, SignatureFile, validate_file_name,
+};
+
+/// A changeset directory found in the work tree, not yet read.
+#[derive(Debug, Clone)]
+pub struct BundleDir {
+    pub id: ChangesetId,
+    pub path: PathBuf,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> BundleError + '_ {
+    move |source| BundleError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Lists `changesets/*` in the work tree, ordered by number. Every entry must
+/// be a changeset directory (hidden files such as `.gitkeep` are ignored);
+/// numbers must be unique.
+pub fn discover(root: &Path) -> Result<Vec<BundleDir>, BundleError> {
+    let dir = root.join(CHANGESETS_DIR);
+    let mut out = Vec::new();
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(io_err(&dir)(e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(io_err(&dir))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            continue;
+        }
+        let file_type = entry.file_type().map_err(io_err(&entry.path()))?;
+        let id = ChangesetId::parse(&name).map_err(|source| BundleError::BadDirectory {
+            location: CHANGESETS_DIR.to_owned(),
+            name: name.clone(),
+            source,
+        })?;
+        if file_type.is_symlink() {
+            return Err(BundleError::Symlink {
+                location: CHANGESETS_DIR.to_owned(),
+                name,
+            });
+        }
+        if !file_type.is_dir() {
+            return Err(BundleError::NotRegular {
+                location: CHANGESETS_DIR.to_owned(),
+                name,
+            });
+        }
+        out.push(BundleDir {
+            id,
+            path: entry.path(),
+        });
+    }
+    out.sort_by(|a, b| a.id.cmp(&b.id));
+    super::check_unique_numbers(out.iter().map(|d| &d.id))?;
+    Ok(out)
+}
+
+/// Reads one bundle from the work tree, refusing symlinks, subdirectories,
+/// non-regular files and misnamed files.
+pub fn load_dir(dir: &BundleDir) -> Result<Bundle, BundleError> {
+    let location = format!("{CHANGESETS_DIR}/{}", dir.id);
+    let mut files = Vec::new();
+    let mut manifest = None;
+    let mut signatures = Vec::new();
+    for entry in std::fs::read_dir(&dir.path).map_err(io_err(&dir.path))? {
+        let entry = entry.map_err(io_err(&dir.path))?;
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let file_type = entry.file_type().map_err(io_err(&path))?;
+        if file_type.is_symlink() {
+            return Err(BundleError::Symlink { location, name });
+        }
+        if file_type.is_dir() {
+            if name == SIGNATURES_DIR {
+                signatures = read_signature_dir(&path, &format!("{location}/{SIGNATURES_DIR}"))?;
+                continue;
+            }
+            return Err(BundleError::Subdirectory { location, name });
+        }
+        if !file_type.is_file() {
+            return Err(BundleError::NotRegular { location, name });
+        }
+        if name == MANIFEST_FILE {
+            manifest = Some(std::fs::read(&path).map_err(io_err(&path))?);
+            continue;
+        }
+        if !validate_file_name(&name) {
+            return Err(BundleError::BadFileName { location, name });
+        }
+        files.push(BundleFile {
+            name,
+            source: FileSource::Disk(path),
+        });
+    }
+    files.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
+    Ok(Bundle {
+        id: dir.id.clone(),
+        location,
+        dir: Some(dir.path.clone()),
+        files,
+        manifest,
+        signatures,
+    })
+}
+
+fn read_signature_dir(path: &Path, location: &str) -> Result<Vec<SignatureFile>, BundleError> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(path).map_err(io_err(path))? {
+        let entry = entry.map_err(io_err(path))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let file_type = entry.file_type().map_err(io_err(&entry.path()))?;
+        let location = location.to_owned();
+        if file_type.is_symlink() {
+            return Err(BundleError::Symlink { location, name });
+        }
+        if !file_type.is_file() {
+            return Err(BundleError::NotRegular { location, name });
+        }
+        if !name.ends_with(".asc") {
+            return Err(BundleError::BadSignatureName { location, name });
+        }
+        let bytes = std::fs::read(entry.path()).map_err(io_err(&entry.path()))?;
+        out.push(SignatureFile { name, bytes });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// Reads every bundle under `changesets/` in the tree of git revision `rev`.
+pub struct GitSnapshot {
+    /// The full commit id `rev` resolved to.
+    pub commit: String,
+    pub bundles: Vec<Bundle>,
+}
+
+/// Reads all bundles at `rev` in the repository that contains `root`.
+pub fn load_git(root: &Path, rev: &str) -> Result<GitSnapshot, BundleError> {
+    let git = |message: String| BundleError::Git {
+        location: format!("{} at {rev}", root.display()),
+        message,
+    };
+    let repo = git2::Repository::discover(root).map_err(|e| git(e.message().to_owned()))?;
+    let workdir = repo
+        .workdir()
+        .ok_or_else(|| git("bare repositories are not supported".into()))?
+        .canonicalize()
+        .map_err(|e| git(e.to_string()))?;
+    let root = root.canonicalize().map_err(|e| git(e.to_string()))?;
+    let prefix = root
+        .strip_prefix(&workdir)
+        .map_err(|e| git(e.to_string()))?;
+    let commit = repo
+        .revparse_single(rev)
+        .and_then(|o| o.peel_to_commit())
+        .map_err(|e| git(format!("cannot resolve revision: {}", e.message())))?;
+    let short = commit.id().to_string()[..12].to_owned();
+    let tree = commit.tree().map_err(|e| git(e.message().to_owned()))?;
+    let changesets_path = prefix.join(CHANGESETS_DIR);
+    let mut bundles = Vec::new();
+    let entry = match tree.get_path(&changesets_path) {
+        Ok(entry) => entry,
+        Err(e) if e.code() == git2::ErrorCode::NotFound => {
+            return Ok(GitSnapshot {
+                commit: commit.id().to_string(),
+                bundles,
+            });
+        }
+        Err(e) => return Err(git(e.message().to_owned())),
+    };
+    let changesets = entry
+        .to_object(&repo)
+        .and_then(|o| o.peel_to_tree())
+        .map_err(|e| git(format!("{CHANGESETS_DIR}: {}", e.message())))?;
+    for entry in changesets.iter() {
+        let name = String::from_utf8_lossy(entry.name_bytes()).into_owned();
+        if name.starts_with('.') {
+            continue;
+        }
+        let id = ChangesetId::parse(&name).map_err(|source| BundleError::BadDirectory {
+            location: format!("{CHANGESETS_DIR}@{short}"),
+            name: name.clone(),
+            source,
+        })?;
+        if entry.kind() != Some(git2::ObjectType::Tree) {
+            return Err(BundleError::NotRegular {
+                location: format!("{CHANGESETS_DIR}@{short}"),
+                name,
+            });
+        }
+        let location = format!("{CHANGESETS_DIR}/{name}@{short}");
+        let subtree = repo
+            .find_tree(entry.id())
+            .map_err(|e| git(format!("{name}: {}", e.message())))?;
+        bundles.push(load_git_bundle(&repo, id, location, &subtree)?);
+    }
+    bundles.sort_by(|a, b| a.id.cmp(&b.id));
+    super::check_unique_numbers(bundles.iter().map(|b| &b.id))?;
+    Ok(GitSnapshot {
+        commit: commit.id().to_string(),
+        bundles,
+    })
+}
+
+const MODE_BLOB: i32 = 0o100644;
+const MODE_BLOB_EXECUTABLE: i32 = 0o100755;
+const MODE_LINK: i32 = 0o120000;
+const MODE_TREE: i32 = 0o040000;
+
+fn load_git_bundle(
+    repo: &git2::Repository,
+    id: ChangesetId,
+    location: String,
+    tree: &git2::Tree<'_>,
+) -> Result<Bundle, BundleError> {
+    let blob = |oid: git2::Oid, name: &str| -> Result<Arc<[u8]>, BundleError> {
+        repo.find_blob(oid)
+            .map(|b| Arc::from(b.content()))
+            .map_err(|e| BundleError::Git {
+                location: format!("{location}/{name}"),
+                message: e.message().to_owned(),
+            })
+    };
+    let mut files = Vec::new();
+    let mut manifest = None;
+    let mut signatures = Vec::new();
+    for entry in tree.iter() {
+        let name = String::from_utf8_lossy(entry.name_bytes()).into_owned();
+        match entry.filemode() {
+            MODE_LINK => return Err(BundleError::Symlink { location, name }),
+            MODE_TREE if name == SIGNATURES_DIR => {
+                let sig_tree = repo.find_tree(entry.id()).map_err(|e| BundleError::Git {
+                    location: format!("{location}/{name}"),
+                    message: e.message().to_owned(),
+                })?;
+                let sig_location = format!("{location}/{SIGNATURES_DIR}");
+                for sig in sig_tree.iter() {
+                    let sig_name = String::from_utf8_lossy(sig.name_bytes()).into_owned();
+                    match sig.filemode() {
+                        MODE_BLOB | MODE_BLOB_EXECUTABLE => {}
+                        MODE_LINK => {
+                            return Err(BundleError::Symlink {
+                                location: sig_location,
+                                name: sig_name,
+                            });
+                        }
+                        _ => {
+                            return Err(BundleError::NotRegular {
+                                location: sig_location,
+                                name: sig_name,
+                            });
+                        }
+                    }
+                    if !sig_name.ends_with(".asc") {
+                        return Err(BundleError::BadSignatureName {
+                            location: sig_location,
+                            name: sig_name,
+                        });
+                    }
+                    let bytes = blob(sig.id(), &sig_name)?.to_vec();
+                    signatures.push(SignatureFile {
+                        name: sig_name,
+                        bytes,
+                    });
+                }
+            }
+            MODE_TREE => return Err(BundleError::Subdirectory { location, name }),
+            MODE_BLOB | MODE_BLOB_EXECUTABLE => {
+                if name == MANIFEST_FILE {
+                    manifest = Some(blob(entry.id(), &name)?.to_vec());
+                } else if !validate_file_name(&name) {
+                    return Err(BundleError::BadFileName { location, name });
+                } else {
+                    let bytes = blob(entry.id(), &name)?;
+                    files.push(BundleFile {
+                        name,
+                        source: FileSource::Memory(bytes),
+                    });
+                }
+            }
+            _ => return Err(BundleError::NotRegular { location, name }),
+        }
+    }
+    files.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
+    signatures.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(Bundle {
+        id,
+        location,
+        dir: None,
+        files,
+        manifest,
+        signatures,
+    })
+}

@@ -1,0 +1,131 @@
+//! Command-line types (clap derive). Doc comments here are the `--help` text.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Carry signed, hashed PostgreSQL changesets from DEV through QAT to PRD.
+///
+/// Every change is a numbered bundle of SQL scripts in git, sealed with a
+/// SHA256SUMS manifest and signed with OpenPGP by its developer; the customer
+/// approves the exact bundle after testing it in QAT; promoter applies the
+/// byte-identical bundle to PRD and records every application in a ledger
+/// table inside the target database.
+#[derive(Debug, Parser)]
+#[command(
+    name = "promoter",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    /// Run as if promoter was started in DIR (like `git -C`).
+    #[arg(short = 'C', global = true, value_name = "DIR")]
+    pub directory: Option<PathBuf>,
+
+    /// Print results as JSON on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Set up a project: environments.yaml, keys/, changesets/, .gitattributes.
+    Init,
+    /// Create the next numbered changeset with a first script.
+    New(NewArgs),
+    /// Write SHA256SUMS for changesets (all if none are named).
+    Seal(SealArgs),
+    /// Sign changesets as a developer (or in whatever role your certificate has).
+    Sign(SignArgs),
+    /// Approve changesets as a customer, after testing them in QAT.
+    Approve(ApproveArgs),
+    /// Check files against SHA256SUMS and every signature; optionally an environment's requirements.
+    Verify(VerifyArgs),
+    /// Generate and list OpenPGP keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct NewArgs {
+    /// Lower-case slug: letters, digits and single hyphens, e.g. `add-customers`.
+    pub slug: String,
+    /// Run statements one by one outside a transaction (for CREATE INDEX CONCURRENTLY).
+    #[arg(long)]
+    pub no_transaction: bool,
+    /// One line on what the change does (default: the slug in words).
+    #[arg(long, short)]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SealArgs {
+    /// Changesets by id, number or slug; all if omitted.
+    pub changesets: Vec<String>,
+    /// Reseal a signed changeset whose content changed, deleting its now-stale signatures.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+#[group(required = true, multiple = false)]
+pub struct KeySource {
+    /// Armored secret key file; the passphrase comes from PROMOTER_PASSPHRASE or a prompt.
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// Sign through gpg with this key (gpg-agent and smartcards work).
+    #[arg(long, value_name = "KEYID")]
+    pub gpg: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SignArgs {
+    /// Changesets by id, number or slug.
+    #[arg(required = true)]
+    pub changesets: Vec<String>,
+    #[command(flatten)]
+    pub key: KeySource,
+}
+
+#[derive(Debug, Args)]
+pub struct ApproveArgs {
+    /// Changesets by id, number or slug.
+    #[arg(required = true)]
+    pub changesets: Vec<String>,
+    #[command(flatten)]
+    pub key: KeySource,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Changesets by id, number or slug; all if omitted.
+    pub changesets: Vec<String>,
+    /// Also check that ENV's `require` is met.
+    #[arg(long = "for", value_name = "ENV")]
+    pub for_env: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Generate an ed25519 signing key: public certificate and secret key, armored, named by fingerprint.
+    Generate(GenerateArgs),
+    /// List the certificates of every role keyring.
+    List,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// User id, e.g. "Ada Lovelace <ada@example.com>".
+    #[arg(long)]
+    pub name: String,
+    /// Directory to write `<FPR>.asc` (public), `<FPR>.secret.asc` and `<FPR>.rev.asc` into.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Validity in days; 0 for a key that never expires.
+    #[arg(long, default_value_t = 1095)]
+    pub valid_days: u64,
+}

@@ -1,0 +1,83 @@
+//! `promoter init`: lay out a project without overwriting anything.
+
+use std::process::ExitCode;
+
+use serde::Serialize;
+
+use super::Context;
+use crate::output;
+
+const GITATTRIBUTES: &str = "\
+# promoter hashes and executes bundle files byte for byte: never convert line endings.
+changesets/** -text
+";
+
+#[derive(Serialize)]
+struct InitView {
+    created: Vec<String>,
+    kept: Vec<String>,
+}
+
+pub fn run(ctx: &Context) -> anyhow::Result<ExitCode> {
+    let mut view = InitView {
+        created: Vec::new(),
+        kept: Vec::new(),
+    };
+    std::fs::create_dir_all(&ctx.root)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", ctx.root.display()))?;
+    let files = [
+        (crate::config::CONFIG_FILE, crate::config::TEMPLATE),
+        (".gitattributes", GITATTRIBUTES),
+        ("keys/developers/.gitkeep", ""),
+        ("keys/customers/.gitkeep", ""),
+        ("changesets/.gitkeep", ""),
+    ];
+    for (name, content) in files {
+        let path = ctx.root.join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", parent.display()))?;
+        }
+        let created = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path);
+        match created {
+            Ok(mut file) => {
+                use std::io::Write;
+                file.write_all(content.as_bytes())
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                view.created.push(name.to_owned());
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                if name == ".gitattributes" {
+                    let existing = std::fs::read_to_string(&path).unwrap_or_default();
+                    if !existing.lines().any(|l| l.trim() == "changesets/** -text") {
+                        output::eprint(
+                            "warning: .gitattributes exists without `changesets/** -text`; add it so git never converts line endings of bundle files",
+                        );
+                    }
+                }
+                view.kept.push(name.to_owned());
+            }
+            Err(e) => return Err(anyhow::anyhow!("{}: {e}", path.display())),
+        }
+    }
+    if ctx.json {
+        output::print_json(&view)?;
+    } else {
+        for name in &view.created {
+            output::print(&format!("created  {name}"));
+        }
+        for name in &view.kept {
+            output::print(&format!("kept     {name} (already exists)"));
+        }
+        if !view.created.is_empty() {
+            output::print(
+                "\nnext: put developer certificates in keys/developers/, customer certificates in keys/customers/,",
+            );
+            output::print("      then `promoter new SLUG` to write your first changeset");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,136 @@
+//! One file per subcommand. Commands resolve arguments into loaded types
+//! (config, keyrings, bundles), call the core, and print; they hold no rules.
+
+mod init;
+mod keys;
+mod new;
+mod seal;
+mod sign;
+mod verify;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use crate::changeset::{self, Bundle, BundleError, source::BundleDir};
+use crate::cli::{Cli, Command, KeysCommand};
+use crate::config::{self, Config};
+use crate::signing::Keyrings;
+
+/// An error for the user, with an optional hint on what to do next.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct CommandError {
+    message: String,
+    hint: Option<String>,
+}
+
+impl CommandError {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    pub fn hint(&self) -> Option<&str> {
+        self.hint.as_deref()
+    }
+}
+
+/// What every command gets: the project root and output mode.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub root: PathBuf,
+    pub json: bool,
+}
+
+impl Context {
+    /// The loaded `environments.yaml`; an error with a hint if there is none.
+    pub fn config(&self) -> anyhow::Result<Config> {
+        if !self.root.join(config::CONFIG_FILE).exists() {
+            return Err(CommandError::new(format!(
+                "{} not found in {}",
+                config::CONFIG_FILE,
+                self.root.display()
+            ))
+            .with_hint("run `promoter init` to create it, or use -C DIR to point at the project")
+            .into());
+        }
+        Ok(Config::load(&self.root)?)
+    }
+
+    /// Role keyrings from `environments.yaml`, or the default roles if the
+    /// project has none yet. Fails if a certificate is in two roles.
+    pub fn keyrings(&self) -> anyhow::Result<Keyrings> {
+        let keyrings = self.keyrings_unchecked()?;
+        keyrings.check_separation()?;
+        Ok(keyrings)
+    }
+
+    fn keyrings_unchecked(&self) -> anyhow::Result<Keyrings> {
+        let dirs = match Config::load_optional(&self.root)? {
+            Some(c) => c.role_dirs(),
+            None => config::role_dirs(&self.root, &config::default_roles()),
+        };
+        Ok(Keyrings::load(&dirs)?)
+    }
+
+    /// Changeset directories in the work tree selected by `args` (all if empty).
+    pub fn select_dirs(&self, args: &[String]) -> anyhow::Result<Vec<BundleDir>> {
+        let all = changeset::source::discover(&self.root)?;
+        if all.is_empty() && args.is_empty() {
+            return Err(CommandError::new(format!(
+                "no changesets in {}",
+                changeset::changesets_dir(&self.root).display()
+            ))
+            .with_hint("create one with `promoter new SLUG`")
+            .into());
+        }
+        Ok(changeset::select(&all, args, |d| &d.id)?
+            .into_iter()
+            .cloned()
+            .collect())
+    }
+
+    /// Path relative to the project root, for messages.
+    pub fn relative<'a>(&self, path: &'a Path) -> &'a Path {
+        path.strip_prefix(&self.root).unwrap_or(path)
+    }
+}
+
+/// Loads one bundle from the work tree.
+pub fn load_bundle(dir: &BundleDir) -> Result<Bundle, BundleError> {
+    changeset::source::load_dir(dir)
+}
+
+/// Runs the parsed command line; returns the process exit code.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let root = match &cli.directory {
+        Some(dir) => dir.clone(),
+        None => std::env::current_dir()?,
+    };
+    let ctx = Context {
+        root,
+        json: cli.json,
+    };
+    match cli.command {
+        Command::Init => init::run(&ctx),
+        Command::New(args) => new::run(&ctx, &args),
+        Command::Seal(args) => seal::run(&ctx, &args),
+        Command::Sign(args) => sign::run_sign(&ctx, &args),
+        Command::Approve(args) => sign::run_approve(&ctx, &args),
+        Command::Verify(args) => verify::run(&ctx, &args),
+        Command::Keys(KeysCommand::Generate(args)) => keys::generate(&ctx, &args),
+        Command::Keys(KeysCommand::List) => keys::list(&ctx),
+    }
+}
+
+/// Exit code for "ran fine, but what was checked does not hold".
+pub fn failed() -> ExitCode {
+    ExitCode::from(1)
+}

@@ -1,0 +1,103 @@
+//! `promoter seal`: write `SHA256SUMS` for changesets.
+
+use std::process::ExitCode;
+
+use serde::Serialize;
+
+use super::{CommandError, Context, load_bundle};
+use crate::changeset::{MANIFEST_FILE, SIGNATURES_DIR, bundle_hash};
+use crate::cli::SealArgs;
+use crate::output;
+
+#[derive(Serialize)]
+struct SealView {
+    id: String,
+    /// `sealed`, `resealed` or `unchanged`.
+    result: &'static str,
+    bundle_hash: String,
+    files: usize,
+    removed_signatures: Vec<String>,
+    warnings: Vec<String>,
+}
+
+pub fn run(ctx: &Context, args: &SealArgs) -> anyhow::Result<ExitCode> {
+    let dirs = ctx.select_dirs(&args.changesets)?;
+    let mut views = Vec::new();
+    for dir in &dirs {
+        let bundle = load_bundle(dir)?;
+        bundle.check_sealable()?;
+        let manifest = bundle.compute_manifest()?;
+        let bytes = manifest.render();
+        let mut warnings = Vec::new();
+        for script in bundle.scripts_with_crlf()? {
+            warnings.push(format!(
+                "{}/{script}: has CRLF line endings; they are hashed and executed as they are",
+                bundle.location
+            ));
+        }
+        let mut removed = Vec::new();
+        let result = match &bundle.manifest {
+            Some(old) if *old == bytes => "unchanged",
+            old => {
+                if old.is_some() && !bundle.signatures.is_empty() {
+                    let names: Vec<String> = bundle
+                        .signatures
+                        .iter()
+                        .map(|s| format!("{}/{SIGNATURES_DIR}/{}", bundle.location, s.name))
+                        .collect();
+                    if !args.force {
+                        return Err(CommandError::new(format!(
+                            "{}: content changed since it was sealed and signed; resealing would invalidate {}",
+                            bundle.location,
+                            names.join(", ")
+                        ))
+                        .with_hint(format!(
+                            "`promoter seal --force {}` reseals and deletes the stale signatures; they must then be made again",
+                            bundle.id
+                        ))
+                        .into());
+                    }
+                    let sig_dir = dir.path.join(SIGNATURES_DIR);
+                    for sig in &bundle.signatures {
+                        let path = sig_dir.join(&sig.name);
+                        std::fs::remove_file(&path)
+                            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                    }
+                    removed = names;
+                }
+                let path = dir.path.join(MANIFEST_FILE);
+                let tmp = dir.path.join(format!(".{MANIFEST_FILE}.tmp"));
+                std::fs::write(&tmp, &bytes)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", tmp.display()))?;
+                std::fs::rename(&tmp, &path)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                if old.is_some() { "resealed" } else { "sealed" }
+            }
+        };
+        views.push(SealView {
+            id: bundle.id.to_string(),
+            result,
+            bundle_hash: bundle_hash(&bytes).to_hex(),
+            files: manifest.len(),
+            removed_signatures: removed,
+            warnings,
+        });
+    }
+    if ctx.json {
+        output::print_json(&views)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    for v in &views {
+        output::print(&format!(
+            "{:<9} {}  {}  ({} files)",
+            v.result, v.id, v.bundle_hash, v.files
+        ));
+        for r in &v.removed_signatures {
+            output::print(&format!("          removed stale signature {r}"));
+        }
+        for w in &v.warnings {
+            output::eprint(&format!("warning: {w}"));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,196 @@
+//! `promoter sign` and `promoter approve`: detached signatures over `SHA256SUMS`.
+
+use std::process::ExitCode;
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+use super::{CommandError, Context, load_bundle};
+use crate::changeset::{Bundle, SIGNATURES_DIR};
+use crate::cli::{ApproveArgs, KeySource, SignArgs};
+use crate::output;
+use crate::signing::{
+    self, Keyrings, NOTATION_CHANGESET, NOTATION_ROLE, SigningKey, Verdict, gpg_certificate,
+    gpg_sign,
+};
+
+/// Role a customer approval must come from.
+pub const CUSTOMER_ROLE: &str = "customer";
+
+#[derive(Serialize)]
+struct SignView {
+    id: String,
+    bundle_hash: String,
+    role: String,
+    fingerprint: String,
+    file: String,
+}
+
+/// Who signs: a loaded secret key or a gpg key id, with its certificate's
+/// fingerprint and role.
+enum Signer {
+    Key(Box<SigningKey>),
+    Gpg(String),
+}
+
+pub fn run_sign(ctx: &Context, args: &SignArgs) -> anyhow::Result<ExitCode> {
+    sign(ctx, &args.changesets, &args.key, None, &[])
+}
+
+pub fn run_approve(ctx: &Context, args: &ApproveArgs) -> anyhow::Result<ExitCode> {
+    sign(ctx, &args.changesets, &args.key, Some(CUSTOMER_ROLE), &[])
+}
+
+/// Reads the passphrase from PROMOTER_PASSPHRASE, or asks on a terminal.
+pub fn passphrase(prompt: &str) -> Option<String> {
+    if let Ok(p) = std::env::var("PROMOTER_PASSPHRASE") {
+        return Some(p);
+    }
+    if output::stdin_is_terminal() {
+        return rpassword::prompt_password(prompt).ok();
+    }
+    None
+}
+
+fn sign(
+    ctx: &Context,
+    changesets: &[String],
+    source: &KeySource,
+    required_role: Option<&str>,
+    extra_notations: &[(&str, String)],
+) -> anyhow::Result<ExitCode> {
+    let keyrings = ctx.keyrings()?;
+    let (mut signer, fingerprint, userid) = match (&source.key, &source.gpg) {
+        (Some(path), _) => {
+            let key = SigningKey::load(path, || {
+                passphrase(&format!("passphrase for {}: ", path.display()))
+            })?;
+            let fpr = key.fingerprint();
+            (Signer::Key(Box::new(key)), fpr, String::new())
+        }
+        (None, Some(key_id)) => {
+            let (fpr, userid) = gpg_certificate(key_id)?;
+            (Signer::Gpg(key_id.clone()), fpr, userid)
+        }
+        (None, None) => unreachable!("clap requires --key or --gpg"),
+    };
+    let role = keyrings
+        .role_of(&fingerprint)
+        .ok_or_else(|| {
+            CommandError::new(format!(
+                "certificate {fingerprint}{} is in no role keyring ({})",
+                if userid.is_empty() { String::new() } else { format!(" ({userid})") },
+                keyrings.dirs()
+            ))
+            .with_hint("commit its public certificate to the keyring of its role first (`gpg --armor --export KEYID > keys/developers/NAME.asc`)")
+        })?
+        .to_owned();
+    if let Some(required) = required_role.filter(|r| *r != role) {
+        {
+            return Err(CommandError::new(format!(
+                "certificate {fingerprint} is in the {role} keyring; approval needs a {required} key"
+            ))
+            .with_hint(format!(
+                "a {role} signs with `promoter sign`; approvals come from certificates in the {required} keyring"
+            ))
+            .into());
+        }
+    }
+    let mut views = Vec::new();
+    for dir in ctx.select_dirs(changesets)? {
+        let bundle = load_bundle(&dir)?;
+        let (manifest_bytes, _) = bundle.sealed_manifest()?;
+        let manifest_bytes = manifest_bytes.to_vec();
+        refuse_modified(&bundle)?;
+        let id = bundle.id.to_string();
+        let mut notations: Vec<(&str, &str)> =
+            vec![(NOTATION_ROLE, &role), (NOTATION_CHANGESET, &id)];
+        notations.extend(extra_notations.iter().map(|(n, v)| (*n, v.as_str())));
+        let armored = match &mut signer {
+            Signer::Key(key) => key.sign(&manifest_bytes, &notations)?,
+            Signer::Gpg(key_id) => gpg_sign(key_id, &manifest_bytes, &notations)?,
+        };
+        check_own_signature(&keyrings, &manifest_bytes, &id, &armored)?;
+        let sig_dir = dir.path.join(SIGNATURES_DIR);
+        std::fs::create_dir_all(&sig_dir)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", sig_dir.display()))?;
+        let name = format!("{role}-{fingerprint}.asc");
+        let path = sig_dir.join(&name);
+        std::fs::write(&path, &armored).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        views.push(SignView {
+            id,
+            bundle_hash: signing_hash(&manifest_bytes),
+            role: role.clone(),
+            fingerprint: fingerprint.clone(),
+            file: format!("{}/{SIGNATURES_DIR}/{name}", bundle.location),
+        });
+    }
+    if ctx.json {
+        output::print_json(&views)?;
+    } else {
+        let verb = if required_role.is_some() {
+            "approved"
+        } else {
+            "signed"
+        };
+        for v in &views {
+            output::print(&format!(
+                "{verb} {}  {}  as {} {}",
+                v.id, v.bundle_hash, v.role, v.fingerprint
+            ));
+            output::print(&format!("  wrote {}", v.file));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn signing_hash(manifest: &[u8]) -> String {
+    crate::changeset::bundle_hash(manifest).to_hex()
+}
+
+/// Never sign a bundle whose files differ from its manifest.
+fn refuse_modified(bundle: &Bundle) -> anyhow::Result<()> {
+    let problems = bundle.check_files()?;
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = problems
+        .iter()
+        .map(|p| format!("  {}/{p}", bundle.location))
+        .collect();
+    Err(CommandError::new(format!(
+        "{}: files differ from SHA256SUMS; refusing to sign\n{}",
+        bundle.id,
+        list.join("\n")
+    ))
+    .with_hint(format!(
+        "review the change, then `promoter seal {}`",
+        bundle.id
+    ))
+    .into())
+}
+
+/// Verifies a signature we just made, so a broken gpg setup cannot write a useless file.
+fn check_own_signature(
+    keyrings: &Keyrings,
+    manifest: &[u8],
+    id: &str,
+    armored: &[u8],
+) -> anyhow::Result<()> {
+    let reports = signing::verify_signatures(
+        keyrings,
+        manifest,
+        id,
+        &[("new signature".to_owned(), armored.to_vec())],
+        SystemTime::now(),
+    );
+    for r in &reports {
+        if let Verdict::Bad(why) = &r.verdict {
+            return Err(CommandError::new(format!(
+                "{id}: the new signature does not verify: {why}"
+            ))
+            .into());
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,504 @@
+//! `environments.yaml`: environments, the pipeline order, signature
+//! requirements and the role keyrings.
+//!
+//! Loading validates everything that can be checked without a database;
+//! `${VAR}` references in URLs are resolved only when an environment is used,
+//! so a missing `DEV_DATABASE_URL` does not stop `promote qat prd`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// File name of the project configuration.
+pub const CONFIG_FILE: &str = "environments.yaml";
+
+/// Errors in `environments.yaml` or in resolving it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+    #[error("unknown environment `{name}` (environments.yaml defines: {known})")]
+    UnknownEnvironment { name: String, known: String },
+    #[error("environment `{env}`: database_url refers to ${{{var}}}, which is not set")]
+    MissingVariable { env: String, var: String },
+    #[error("environment `{env}`: database_url: {message}")]
+    BadUrl { env: String, message: String },
+}
+
+/// The parsed `environments.yaml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Schema that holds promoter's ledger in every target database.
+    #[serde(default = "default_ledger_schema")]
+    pub ledger_schema: String,
+    /// Environments by name.
+    #[serde(deserialize_with = "unique_keys")]
+    pub environments: BTreeMap<String, EnvironmentConfig>,
+    /// Role name → directory of public certificates allowed to sign in that role.
+    #[serde(default = "default_roles", deserialize_with = "unique_keys")]
+    pub roles: BTreeMap<String, PathBuf>,
+}
+
+fn default_ledger_schema() -> String {
+    "promoter".to_owned()
+}
+
+/// Deserializes a map, refusing a key that appears twice (YAML parsers keep
+/// the last one silently, which would hide a misconfigured environment).
+fn unique_keys<'de, D, V>(deserializer: D) -> Result<BTreeMap<String, V>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    V: Deserialize<'de>,
+{
+    struct Visitor<V>(std::marker::PhantomData<V>);
+    impl<'de, V: Deserialize<'de>> serde::de::Visitor<'de> for Visitor<V> {
+        type Value = BTreeMap<String, V>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a mapping")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some(key) = map.next_key::<String>()? {
+                if out.contains_key(&key) {
+                    return Err(serde::de::Error::custom(format!("duplicate key `{key}`")));
+                }
+                let value = map.next_value()?;
+                out.insert(key, value);
+            }
+            Ok(out)
+        }
+    }
+    deserializer.deserialize_map(Visitor(std::marker::PhantomData))
+}
+
+/// The roles used when a project has no `environments.yaml` yet.
+pub fn default_roles() -> BTreeMap<String, PathBuf> {
+    BTreeMap::from([
+        ("developer".to_owned(), PathBuf::from("keys/developers")),
+        ("customer".to_owned(), PathBuf::from("keys/customers")),
+    ])
+}
+
+/// One environment.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvironmentConfig {
+    /// PostgreSQL URL; `${VAR}` and `${VAR:-default}` are read from the environment.
+    pub database_url: String,
+    /// The environment whose ledger feeds this one; absent for DEV.
+    #[serde(default)]
+    pub promote_from: Option<String>,
+    /// Distinct signers needed per role, e.g. `{developer: 1, customer: 1}`.
+    #[serde(default, deserialize_with = "unique_keys")]
+    pub require: BTreeMap<String, u32>,
+    /// Ask before applying, unless `--yes`.
+    #[serde(default)]
+    pub confirm: bool,
+    /// `statement_timeout` for the applying session, e.g. `5min`.
+    #[serde(default)]
+    pub statement_timeout: Option<String>,
+    /// `lock_timeout` for the applying session, e.g. `10s`.
+    #[serde(default)]
+    pub lock_timeout: Option<String>,
+}
+
+/// A loaded, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub root: PathBuf,
+    pub path: PathBuf,
+    pub file: ConfigFile,
+}
+
+/// Formats a YAML error as `line L column C: message`.
+pub fn describe_yaml_error(e: &serde_yaml_ng::Error) -> String {
+    let text = e.to_string();
+    match e.location() {
+        // serde_yaml_ng already appends "at line L column C" to most messages.
+        Some(loc) if !text.contains(" at line ") => {
+            format!("line {} column {}: {text}", loc.line(), loc.column())
+        }
+        _ => text,
+    }
+}
+
+impl Config {
+    /// Loads `environments.yaml` from the project root.
+    pub fn load(root: &Path) -> Result<Self, ConfigError> {
+        let path = root.join(CONFIG_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        Self::parse(root, &path, &text)
+    }
+
+    /// Loads `environments.yaml` if present; `None` if the project has none.
+    pub fn load_optional(root: &Path) -> Result<Option<Self>, ConfigError> {
+        if root.join(CONFIG_FILE).exists() {
+            Self::load(root).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Parses and validates the text of `environments.yaml`.
+    pub fn parse(root: &Path, path: &Path, text: &str) -> Result<Self, ConfigError> {
+        let file: ConfigFile = serde_yaml_ng::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: describe_yaml_error(&e),
+        })?;
+        let config = Self {
+            root: root.to_owned(),
+            path: path.to_owned(),
+            file,
+        };
+        config.validate().map_err(|message| ConfigError::Invalid {
+            path: path.to_owned(),
+            message,
+        })?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let f = &self.file;
+        if !is_identifier(&f.ledger_schema) {
+            return Err(format!(
+                "ledger_schema `{}` must be a lower-case SQL identifier ([a-z_][a-z0-9_]*)",
+                f.ledger_schema
+            ));
+        }
+        if f.environments.is_empty() {
+            return Err("environments: at least one environment is needed".into());
+        }
+        for (name, env) in &f.environments {
+            if !is_identifier(name) {
+                return Err(format!(
+                    "environment name `{name}` must match [a-z_][a-z0-9_]*"
+                ));
+            }
+            if let Some(from) = &env.promote_from {
+                if !f.environments.contains_key(from) {
+                    return Err(format!(
+                        "environments.{name}.promote_from: unknown environment `{from}`"
+                    ));
+                }
+                if from == name {
+                    return Err(format!(
+                        "environments.{name}.promote_from: promotes from itself"
+                    ));
+                }
+            }
+            for role in env.require.keys() {
+                if !f.roles.contains_key(role) {
+                    return Err(format!(
+                        "environments.{name}.require: role `{role}` has no keyring under `roles`"
+                    ));
+                }
+            }
+        }
+        // Cycles: following promote_from from any environment must end.
+        for start in f.environments.keys() {
+            let mut seen = vec![start.as_str()];
+            let mut current = start.as_str();
+            while let Some(from) = f.environments[current].promote_from.as_deref() {
+                if seen.contains(&from) {
+                    seen.push(from);
+                    return Err(format!("promote_from forms a cycle: {}", seen.join(" → ")));
+                }
+                seen.push(from);
+                current = from;
+            }
+        }
+        for (role, dir) in &f.roles {
+            if !is_identifier(role) {
+                return Err(format!(
+                    "roles: role name `{role}` must match [a-z_][a-z0-9_]*"
+                ));
+            }
+            if dir.is_absolute()
+                || dir
+                    .components()
+                    .any(|c| c == std::path::Component::ParentDir)
+            {
+                return Err(format!(
+                    "roles.{role}: `{}` must be a path inside the project",
+                    dir.display()
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Looks up an environment by name.
+    pub fn environment(&self, name: &str) -> Result<Environment<'_>, ConfigError> {
+        let (name, config) = self.file.environments.get_key_value(name).ok_or_else(|| {
+            ConfigError::UnknownEnvironment {
+                name: name.to_owned(),
+                known: self
+                    .file
+                    .environments
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }
+        })?;
+        Ok(Environment { name, config })
+    }
+
+    /// Environments in pipeline order: sources before the environments they feed.
+    pub fn pipeline(&self) -> Vec<Environment<'_>> {
+        let envs = &self.file.environments;
+        fn depth<'a>(envs: &'a BTreeMap<String, EnvironmentConfig>, mut name: &'a str) -> usize {
+            let mut d = 0;
+            while let Some(from) = envs[name].promote_from.as_deref() {
+                d += 1;
+                name = from;
+            }
+            d
+        }
+        let mut out: Vec<Environment<'_>> = envs
+            .iter()
+            .map(|(name, config)| Environment { name, config })
+            .collect();
+        out.sort_by_key(|e| (depth(envs, e.name), e.name.to_owned()));
+        out
+    }
+
+    /// Role keyrings as absolute directories.
+    pub fn role_dirs(&self) -> Vec<(String, PathBuf)> {
+        role_dirs(&self.root, &self.file.roles)
+    }
+}
+
+/// Role keyrings of `roles`, resolved against the project root.
+pub fn role_dirs(root: &Path, roles: &BTreeMap<String, PathBuf>) -> Vec<(String, PathBuf)> {
+    roles
+        .iter()
+        .map(|(r, d)| (r.clone(), root.join(d)))
+        .collect()
+}
+
+/// A chosen environment.
+#[derive(Debug, Clone, Copy)]
+pub struct Environment<'a> {
+    pub name: &'a str,
+    pub config: &'a EnvironmentConfig,
+}
+
+impl Environment<'_> {
+    /// The database URL with `${VAR}` resolved from the process environment.
+    pub fn database_url(&self) -> Result<String, ConfigError> {
+        interpolate(&self.config.database_url, |v| std::env::var(v).ok()).map_err(|var| {
+            ConfigError::MissingVariable {
+                env: self.name.to_owned(),
+                var,
+            }
+        })
+    }
+}
+
+fn is_identifier(s: &str) -> bool {
+    let mut bytes = s.bytes();
+    matches!(bytes.next(), Some(b'a'..=b'z' | b'_'))
+        && bytes.all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_'))
+        && s.len() <= 63
+}
+
+/// Replaces `${VAR}` and `${VAR:-default}`; `$$` is a literal `$`. Returns the
+/// name of the first unset variable without a default.
+pub fn interpolate(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(pos) = rest.find('$') {
+        out.push_str(&rest[..pos]);
+        rest = &rest[pos..];
+        if let Some(after) = rest.strip_prefix("$$") {
+            out.push('$');
+            rest = after;
+        } else if let Some(body_start) = rest.strip_prefix("${") {
+            let Some(end) = body_start.find('}') else {
+                out.push_str(rest);
+                return Ok(out);
+            };
+            let body = &body_start[..end];
+            let (name, default) = match body.split_once(":-") {
+                Some((n, d)) => (n, Some(d)),
+                None => (body, None),
+            };
+            match (lookup(name).filter(|v| !v.is_empty()), default) {
+                (Some(value), _) => out.push_str(&value),
+                (None, Some(d)) => out.push_str(d),
+                (None, None) => return Err(name.to_owned()),
+            }
+            rest = &body_start[end + 1..];
+        } else {
+            out.push('$');
+            rest = &rest[1..];
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// The URL with any password replaced by `***`, safe to print.
+pub fn redact_url(url: &str) -> String {
+    let mut out = url.to_owned();
+    // user:password@host
+    if let Some(scheme_end) = out.find("://") {
+        let auth_start = scheme_end + 3;
+        let auth_end = out[auth_start..]
+            .find(['/', '?'])
+            .map_or(out.len(), |i| auth_start + i);
+        if let Some(at) = out[auth_start..auth_end].rfind('@') {
+            let userinfo = &out[auth_start..auth_start + at];
+            if let Some(colon) = userinfo.find(':') {
+                let start = auth_start + colon + 1;
+                out.replace_range(start..auth_start + at, "***");
+            }
+        }
+    }
+    // ?password=... in the query string
+    if let Some(q) = out.find('?') {
+        let (head, query) = out.split_at(q + 1);
+        let redacted: Vec<String> = query
+            .split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                _ => kv.to_owned(),
+            })
+            .collect();
+        out = format!("{head}{}", redacted.join("&"));
+    }
+    out
+}
+
+/// The template `promoter init` writes (the one in DESIGN.md).
+pub const TEMPLATE: &str = "\
+# promoter: environments, pipeline order and signature requirements.
+# Secrets never live here: ${VAR} is read from the environment, and libpq's
+# PGPASSFILE / ~/.pgpass and sslmode=... in the URL work as usual.
+ledger_schema: promoter
+environments:
+  dev:
+    database_url: ${DEV_DATABASE_URL}      # ${VAR} is read from the environment
+  qat:
+    database_url: ${QAT_DATABASE_URL}
+    promote_from: dev
+    require: { developer: 1 }
+  prd:
+    database_url: ${PRD_DATABASE_URL}
+    promote_from: qat
+    require: { developer: 1, customer: 1 }
+    confirm: true                          # asks before applying unless --yes
+roles:
+  developer: keys/developers
+  customer: keys/customers
+";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, String> {
+        Config::parse(Path::new("/p"), Path::new("environments.yaml"), text)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn template_parses_and_orders_the_pipeline() {
+        let c = parse(TEMPLATE).unwrap();
+        let names: Vec<&str> = c.pipeline().iter().map(|e| e.name).collect();
+        assert_eq!(names, ["dev", "qat", "prd"]);
+        let prd = c.environment("prd").unwrap();
+        assert!(prd.config.confirm);
+        assert_eq!(prd.config.require["customer"], 1);
+    }
+
+    #[test]
+    fn invalid_configurations_name_the_problem() {
+        let base = "environments:\n  dev:\n    database_url: x\n";
+        let cases: &[(String, &str)] = &[
+            (format!("{base}  qat:\n    database_url: y\n    promote_from: nope\n"), "unknown environment `nope`"),
+            (
+                "environments:\n  a:\n    database_url: x\n    promote_from: b\n  b:\n    database_url: y\n    promote_from: a\n".into(),
+                "cycle",
+            ),
+            (format!("{base}    require: {{ auditor: 1 }}\n"), "role `auditor` has no keyring"),
+            (format!("{base}    colour: red\n"), "unknown field `colour`"),
+            (format!("{base}    colour: red\n"), "line 4"),
+            ("environments: {}\n".into(), "at least one environment"),
+            (format!("ledger_schema: Bad-Name\n{base}"), "ledger_schema"),
+            (format!("{base}roles:\n  developer: ../outside\n"), "inside the project"),
+            (format!("{base}  dev:\n    database_url: z\n"), "duplicate"),
+        ];
+        for (text, want) in cases {
+            let err = parse(text).unwrap_err();
+            assert!(err.contains(want), "{text}\n→ {err}\n(wanted {want})");
+        }
+    }
+
+    #[test]
+    fn unknown_environment_lists_the_known_ones() {
+        let c = parse(TEMPLATE).unwrap();
+        let err = c.environment("uat").unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "unknown environment `uat` (environments.yaml defines: dev, prd, qat)"
+        );
+    }
+
+    #[test]
+    fn interpolation_handles_defaults_escapes_and_missing_variables() {
+        let lookup = |v: &str| match v {
+            "HOST" => Some("db.local".to_owned()),
+            "EMPTY" => Some(String::new()),
+            _ => None,
+        };
+        let cases: &[(&str, Result<&str, &str>)] = &[
+            ("postgres://${HOST}/x", Ok("postgres://db.local/x")),
+            ("${PORT:-5432}", Ok("5432")),
+            ("${EMPTY:-fallback}", Ok("fallback")),
+            ("a$$b", Ok("a$b")),
+            ("cost $5", Ok("cost $5")),
+            ("${MISSING}", Err("MISSING")),
+            ("${HOST", Ok("${HOST")),
+        ];
+        for (text, want) in cases {
+            let got = interpolate(text, lookup);
+            assert_eq!(got.as_deref().map_err(String::as_str), *want, "{text}");
+        }
+    }
+
+    #[test]
+    fn urls_are_redacted() {
+        let cases = [
+            (
+                "postgres://u:secret@h:5432/db",
+                "postgres://u:***@h:5432/db",
+            ),
+            ("postgres://u@h/db", "postgres://u@h/db"),
+            (
+                "postgres://h/db?user=u&password=secret&sslmode=require",
+                "postgres://h/db?user=u&password=***&sslmode=require",
+            ),
+            ("postgresql://u:p%40ss@h/db", "postgresql://u:***@h/db"),
+        ];
+        for (url, want) in cases {
+            assert_eq!(redact_url(url), want);
+        }
+    }
+}

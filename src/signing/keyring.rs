@@ -1,0 +1,276 @@
+//! Role keyrings: `keys/<role>/*.asc`, public certificates only.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use openpgp::cert::CertParser;
+use openpgp::parse::Parse;
+use openpgp::policy::StandardPolicy;
+use openpgp::types::RevocationStatus;
+use openpgp::{Cert, KeyHandle};
+use sequoia_openpgp as openpgp;
+
+use super::SigningError;
+
+/// A certificate and the role keyring it came from.
+#[derive(Debug, Clone)]
+pub struct RoleCert {
+    pub role: String,
+    pub file: PathBuf,
+    pub(super) cert: Cert,
+}
+
+/// A certificate found in two role keyrings: a separation-of-duties violation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleConflict {
+    pub fingerprint: String,
+    pub first: (String, PathBuf),
+    pub second: (String, PathBuf),
+}
+
+impl fmt::Display for RoleConflict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "certificate {} is in two role keyrings, {} ({}) and {} ({}): one person cannot sign in two roles (separation of duties)",
+            self.fingerprint,
+            self.first.0,
+            self.first.1.display(),
+            self.second.0,
+            self.second.1.display()
+        )
+    }
+}
+
+/// All role keyrings of a project.
+#[derive(Debug, Clone, Default)]
+pub struct Keyrings {
+    certs: Vec<RoleCert>,
+    conflicts: Vec<RoleConflict>,
+    dirs: Vec<(String, PathBuf)>,
+}
+
+/// What `keys list` shows about one certificate.
+#[derive(Debug, Clone)]
+pub struct CertSummary {
+    pub role: String,
+    pub file: PathBuf,
+    pub fingerprint: String,
+    pub userids: Vec<String>,
+    pub expires: Option<SystemTime>,
+    pub revoked: bool,
+    /// Why the certificate cannot sign now, if it cannot.
+    pub problem: Option<String>,
+}
+
+impl Keyrings {
+    /// Loads every `*.asc` / `*.pgp` file of every role directory. Hidden files
+    /// are ignored; any other file is an error. A certificate in two roles is
+    /// recorded as a conflict (see [`Keyrings::check_separation`]).
+    pub fn load(dirs: &[(String, PathBuf)]) -> Result<Self, SigningError> {
+        let mut keyrings = Self {
+            dirs: dirs.to_vec(),
+            ..Self::default()
+        };
+        for (role, dir) in dirs {
+            let entries = match std::fs::read_dir(dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(source) => {
+                    return Err(SigningError::Io {
+                        path: dir.clone(),
+                        source,
+                    });
+                }
+            };
+            let mut paths = Vec::new();
+            for entry in entries {
+                let entry = entry.map_err(|source| SigningError::Io {
+                    path: dir.clone(),
+                    source,
+                })?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.starts_with('.') {
+                    continue;
+                }
+                let path = entry.path();
+                if !(name.ends_with(".asc") || name.ends_with(".pgp")) {
+                    return Err(SigningError::BadCertificate {
+                        path,
+                        message: "keyring files must be named *.asc or *.pgp".into(),
+                    });
+                }
+                paths.push(path);
+            }
+            paths.sort();
+            for path in paths {
+                keyrings.load_file(role, &path)?;
+            }
+        }
+        Ok(keyrings)
+    }
+
+    fn load_file(&mut self, role: &str, path: &Path) -> Result<(), SigningError> {
+        let bytes = std::fs::read(path).map_err(|source| SigningError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        let bad = |message: String| SigningError::BadCertificate {
+            path: path.to_owned(),
+            message,
+        };
+        let parser = CertParser::from_bytes(&bytes).map_err(|e| bad(e.to_string()))?;
+        let mut count = 0;
+        for cert in parser {
+            let cert = cert.map_err(|e| bad(e.to_string()))?;
+            count += 1;
+            if cert.is_tsk() {
+                return Err(SigningError::SecretInKeyring {
+                    path: path.to_owned(),
+                });
+            }
+            let fpr = cert.fingerprint();
+            if let Some(existing) = self.certs.iter_mut().find(|c| c.cert.fingerprint() == fpr) {
+                if existing.role == role {
+                    existing.cert = existing
+                        .cert
+                        .clone()
+                        .merge_public(cert)
+                        .map_err(|e| bad(e.to_string()))?;
+                } else {
+                    self.conflicts.push(RoleConflict {
+                        fingerprint: fpr.to_hex(),
+                        first: (existing.role.clone(), existing.file.clone()),
+                        second: (role.to_owned(), path.to_owned()),
+                    });
+                }
+                continue;
+            }
+            self.certs.push(RoleCert {
+                role: role.to_owned(),
+                file: path.to_owned(),
+                cert,
+            });
+        }
+        if count == 0 {
+            return Err(bad("contains no certificate".into()));
+        }
+        Ok(())
+    }
+
+    /// Fails on the first certificate that is in two roles.
+    pub fn check_separation(&self) -> Result<(), SigningError> {
+        match self.conflicts.first() {
+            Some(c) => Err(SigningError::Conflict(c.clone())),
+            None => Ok(()),
+        }
+    }
+
+    pub fn conflicts(&self) -> &[RoleConflict] {
+        &self.conflicts
+    }
+
+    /// The certificate that holds any of the keys `handles`.
+    pub(super) fn find(&self, handles: &[KeyHandle]) -> Option<&RoleCert> {
+        self.certs
+            .iter()
+            .find(|c| super::cert_has_key(&c.cert, handles))
+    }
+
+    /// The role of the certificate with primary fingerprint `fingerprint`.
+    pub fn role_of(&self, fingerprint: &str) -> Option<&str> {
+        self.certs
+            .iter()
+            .find(|c| {
+                c.cert
+                    .fingerprint()
+                    .to_hex()
+                    .eq_ignore_ascii_case(fingerprint)
+            })
+            .map(|c| c.role.as_str())
+    }
+
+    /// The role directories, for messages.
+    pub fn dirs(&self) -> String {
+        self.dirs
+            .iter()
+            .map(|(role, dir)| format!("{role}: {}", dir.display()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Role names in configuration order.
+    pub fn roles(&self) -> impl Iterator<Item = &str> {
+        self.dirs.iter().map(|(r, _)| r.as_str())
+    }
+
+    /// One summary per certificate, in role then file order.
+    pub fn summaries(&self, now: SystemTime) -> Vec<CertSummary> {
+        let policy = StandardPolicy::new();
+        let mut out: Vec<CertSummary> = self
+            .certs
+            .iter()
+            .map(|rc| {
+                let cert = &rc.cert;
+                let userids = cert
+                    .userids()
+                    .map(|u| String::from_utf8_lossy(u.userid().value()).into_owned())
+                    .collect();
+                let revoked = matches!(
+                    cert.revocation_status(&policy, now),
+                    RevocationStatus::Revoked(_)
+                );
+                let (expires, problem) = match cert.with_policy(&policy, now) {
+                    Ok(vc) => {
+                        let expires = vc.primary_key().key_expiration_time();
+                        let problem = if revoked {
+                            Some("revoked".to_owned())
+                        } else if let Err(e) = vc.alive() {
+                            Some(format!("expired: {e}"))
+                        } else if vc
+                            .keys()
+                            .for_signing()
+                            .alive()
+                            .revoked(false)
+                            .next()
+                            .is_none()
+                        {
+                            Some("no valid signing key".to_owned())
+                        } else {
+                            None
+                        };
+                        (expires, problem)
+                    }
+                    Err(e) => (
+                        None,
+                        Some(format!("not valid under the standard policy: {e}")),
+                    ),
+                };
+                CertSummary {
+                    role: rc.role.clone(),
+                    file: rc.file.clone(),
+                    fingerprint: cert.fingerprint().to_hex(),
+                    userids,
+                    expires,
+                    revoked,
+                    problem,
+                }
+            })
+            .collect();
+        let order: Vec<&str> = self.roles().collect();
+        out.sort_by_key(|s| (order.iter().position(|r| *r == s.role), s.file.clone()));
+        out
+    }
+
+    /// Adds the certificate of `fingerprint` with this role's lookups; used
+    /// when a signer's certificate is read from gpg.
+    pub fn lookup_role(&self, fingerprint: &str) -> Result<&str, SigningError> {
+        self.role_of(fingerprint)
+            .ok_or_else(|| SigningError::UnknownSigner {
+                fingerprint: fingerprint.to_owned(),
+                userid: String::new(),
+                dirs: self.dirs(),
+            })
+    }
+}

@@ -1,0 +1,602 @@
+//! OpenPGP: keyrings per role, detached signatures over `SHA256SUMS`, their
+//! verification, and key generation. The only module that names sequoia; the
+//! rest of promoter sees bytes, fingerprints, roles and verdicts.
+//!
+//! Trust rules: Sequoia's `StandardPolicy` evaluated at the signature's
+//! creation time *and* now (an expired or revoked key counts for nothing, even
+//! for signatures it made while valid: the signer chooses the signature time);
+//! text-mode signatures are refused; the role comes only from the keyring
+//! directory that holds the verified certificate, never from a file name.
+
+mod gpg;
+mod keyring;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, SystemTime};
+
+use openpgp::cert::amalgamation::ValidAmalgamation;
+use openpgp::packet::signature::SignatureBuilder;
+use openpgp::packet::signature::subpacket::NotationDataFlags;
+use openpgp::parse::Parse;
+use openpgp::policy::{HashAlgoSecurity, Policy, StandardPolicy};
+use openpgp::serialize::{Serialize, SerializeInto};
+use openpgp::types::{RevocationStatus, SignatureType};
+use openpgp::{Cert, KeyHandle, Packet, PacketPile};
+use sequoia_openpgp as openpgp;
+
+pub use gpg::{gpg_certificate, gpg_sign};
+pub use keyring::{CertSummary, Keyrings, RoleConflict};
+
+/// Notation that binds a promoter signature to the signer's role.
+pub const NOTATION_ROLE: &str = "role@promoter";
+/// Notation that binds a promoter signature to the changeset id.
+pub const NOTATION_CHANGESET: &str = "changeset@promoter";
+/// Notation that binds a customer approval to QAT's ledger entry.
+pub const NOTATION_LEDGER_ENTRY: &str = "qat-ledger-entry@promoter";
+
+/// Errors of the signing module.
+#[derive(Debug, thiserror::Error)]
+pub enum SigningError {
+    #[error("{path}: {source}")]
+    Io {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: not an OpenPGP certificate: {message}")]
+    BadCertificate {
+        path: std::path::PathBuf,
+        message: String,
+    },
+    #[error(
+        "{path}: contains secret key material; keyrings hold public certificates only (export with `gpg --armor --export`)"
+    )]
+    SecretInKeyring { path: std::path::PathBuf },
+    #[error("{0}")]
+    Conflict(RoleConflict),
+    #[error("{path}: {message}")]
+    SecretKey { path: String, message: String },
+    #[error(
+        "{path}: the secret key is protected by a passphrase; set PROMOTER_PASSPHRASE or run on a terminal"
+    )]
+    PassphraseNeeded { path: String },
+    #[error("{path}: wrong passphrase")]
+    WrongPassphrase { path: String },
+    #[error(
+        "certificate {fingerprint} ({userid}) is not in any role keyring ({dirs}); add its public certificate there first"
+    )]
+    UnknownSigner {
+        fingerprint: String,
+        userid: String,
+        dirs: String,
+    },
+    #[error("gpg: {0}")]
+    Gpg(String),
+    #[error("OpenPGP: {0}")]
+    OpenPgp(String),
+}
+
+fn pgp_err(e: impl std::fmt::Display) -> SigningError {
+    SigningError::OpenPgp(e.to_string())
+}
+
+/// The verdict on one signature packet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Good,
+    Bad(String),
+}
+
+/// What was found about one signature in one file.
+#[derive(Debug, Clone)]
+pub struct SignatureReport {
+    /// The signature file's name in `signatures/` (never trusted for anything).
+    pub file: String,
+    /// Issuer key handle as written in the signature.
+    pub issuer: Option<String>,
+    /// Primary fingerprint of the certificate that made it, if known.
+    pub fingerprint: Option<String>,
+    pub userid: Option<String>,
+    /// Role of the keyring that holds the certificate.
+    pub role: Option<String>,
+    pub created: Option<SystemTime>,
+    pub verdict: Verdict,
+}
+
+impl SignatureReport {
+    pub fn is_good(&self) -> bool {
+        self.verdict == Verdict::Good
+    }
+}
+
+/// Verifies every signature in `files` over `manifest` (the bytes of
+/// `SHA256SUMS`) for changeset `changeset_id`, as of `now`.
+pub fn verify_signatures(
+    keyrings: &Keyrings,
+    manifest: &[u8],
+    changeset_id: &str,
+    files: &[(String, Vec<u8>)],
+    now: SystemTime,
+) -> Vec<SignatureReport> {
+    let mut out = Vec::new();
+    for (name, bytes) in files {
+        let unreadable = |reason: String| SignatureReport {
+            file: name.clone(),
+            issuer: None,
+            fingerprint: None,
+            userid: None,
+            role: None,
+            created: None,
+            verdict: Verdict::Bad(reason),
+        };
+        let pile = match PacketPile::from_bytes(bytes) {
+            Ok(pile) => pile,
+            Err(e) => {
+                out.push(unreadable(format!("not an OpenPGP signature: {e}")));
+                continue;
+            }
+        };
+        let mut found = 0;
+        for packet in pile.descendants() {
+            match packet {
+                Packet::Signature(sig) => {
+                    found += 1;
+                    out.push(verify_one(keyrings, manifest, changeset_id, name, sig, now));
+                }
+                other => {
+                    out.push(unreadable(format!(
+                        "contains a {} packet; expected only detached signatures",
+                        other.tag()
+                    )));
+                }
+            }
+        }
+        if found == 0 && !out.iter().any(|r| &r.file == name) {
+            out.push(unreadable("contains no signature".into()));
+        }
+    }
+    out
+}
+
+fn verify_one(
+    keyrings: &Keyrings,
+    manifest: &[u8],
+    changeset_id: &str,
+    file: &str,
+    sig: &openpgp::packet::Signature,
+    now: SystemTime,
+) -> SignatureReport {
+    let policy = StandardPolicy::new();
+    let issuers = sig.get_issuers();
+    let mut report = SignatureReport {
+        file: file.to_owned(),
+        issuer: issuers.first().map(|h| h.to_hex()),
+        fingerprint: None,
+        userid: None,
+        role: None,
+        created: sig.signature_creation_time(),
+        verdict: Verdict::Good,
+    };
+    let bad = |mut r: SignatureReport, why: String| {
+        r.verdict = Verdict::Bad(why);
+        r
+    };
+    let notation = |name: &str| {
+        sig.notation(name)
+            .next()
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    };
+    let Some(created) = report.created else {
+        return bad(report, "signature has no creation time".into());
+    };
+    let Some(entry) = keyrings.find(&issuers) else {
+        let issuer = report.issuer.clone().unwrap_or_else(|| "unknown".into());
+        return bad(
+            report,
+            format!(
+                "unknown signer: key {issuer} is in no role keyring ({})",
+                keyrings.dirs()
+            ),
+        );
+    };
+    report.fingerprint = Some(entry.cert.fingerprint().to_hex());
+    report.role = Some(entry.role.clone());
+    report.userid = primary_userid(&entry.cert, &policy);
+
+    match sig.typ() {
+        SignatureType::Binary => {}
+        SignatureType::Text => {
+            return bad(
+                report,
+                "text-mode signature refused (made with --textmode or --clearsign); sign in binary mode".into(),
+            );
+        }
+        other => return bad(report, format!("not a document signature (type {other})")),
+    }
+    // Which key made it, valid at the signature's creation time.
+    let vc_then = match entry.cert.with_policy(&policy, created) {
+        Ok(vc) => vc,
+        Err(e) => {
+            return bad(
+                report,
+                format!("certificate not valid at signature time: {e}"),
+            );
+        }
+    };
+    let Some(key_then) = vc_then
+        .keys()
+        .key_handles(issuers.iter().cloned())
+        .for_signing()
+        .next()
+    else {
+        return bad(
+            report,
+            "the issuing key is not a valid signing key at signature time".into(),
+        );
+    };
+    if let Err(e) = sig.verify_message(key_then.key(), manifest) {
+        let mut why = format!("BAD signature: does not match this SHA256SUMS ({e})");
+        if let Some(other) = notation(NOTATION_CHANGESET).filter(|c| c != changeset_id) {
+            why = format!("BAD signature: made for changeset {other}, not {changeset_id}");
+        }
+        return bad(report, why);
+    }
+    if let Err(e) = policy.signature(sig, HashAlgoSecurity::CollisionResistance) {
+        return bad(report, format!("rejected by policy: {e}"));
+    }
+    if let Err(e) = sig.signature_alive(now, Duration::from_secs(300)) {
+        return bad(report, format!("signature not alive now: {e}"));
+    }
+    if let Err(e) = key_then.alive() {
+        return bad(report, format!("key was not alive when it signed: {e}"));
+    }
+    if let RevocationStatus::Revoked(_) = vc_then.revocation_status() {
+        return bad(report, "certificate is revoked".into());
+    }
+    if let RevocationStatus::Revoked(_) = key_then.revocation_status() {
+        return bad(report, "signing key is revoked".into());
+    }
+    // And now: expired or revoked keys count for nothing.
+    let vc_now = match entry.cert.with_policy(&policy, now) {
+        Ok(vc) => vc,
+        Err(e) => return bad(report, format!("certificate not valid now: {e}")),
+    };
+    if let RevocationStatus::Revoked(_) = vc_now.revocation_status() {
+        return bad(report, "certificate is revoked".into());
+    }
+    if let Err(e) = vc_now.alive() {
+        return bad(report, format!("certificate has expired: {e}"));
+    }
+    match vc_now
+        .keys()
+        .key_handles(issuers.iter().cloned())
+        .for_signing()
+        .next()
+    {
+        None => return bad(report, "signing key is no longer valid".into()),
+        Some(k) => {
+            if let RevocationStatus::Revoked(_) = k.revocation_status() {
+                return bad(report, "signing key is revoked".into());
+            }
+            if let Err(e) = k.alive() {
+                return bad(report, format!("signing key has expired: {e}"));
+            }
+        }
+    }
+    if let Some(other) = notation(NOTATION_CHANGESET).filter(|c| c != changeset_id) {
+        return bad(
+            report,
+            format!("made for changeset {other}, not {changeset_id}"),
+        );
+    }
+    if let Some(claimed) = notation(NOTATION_ROLE).filter(|r| r != &entry.role) {
+        let role = entry.role.clone();
+        return bad(
+            report,
+            format!("signed as {claimed}, but the certificate is in the {role} keyring"),
+        );
+    }
+    report
+}
+
+fn primary_userid(cert: &Cert, policy: &dyn Policy) -> Option<String> {
+    let from_valid = cert.with_policy(policy, None).ok().and_then(|vc| {
+        vc.primary_userid()
+            .ok()
+            .map(|u| u.userid().value().to_vec())
+    });
+    from_valid
+        .or_else(|| cert.userids().next().map(|u| u.userid().value().to_vec()))
+        .map(|v| String::from_utf8_lossy(&v).into_owned())
+}
+
+/// Distinct certificates (primary fingerprints) with a good signature, per role.
+pub fn signers_by_role(reports: &[SignatureReport]) -> BTreeMap<String, BTreeSet<String>> {
+    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for r in reports.iter().filter(|r| r.is_good()) {
+        if let (Some(role), Some(fpr)) = (&r.role, &r.fingerprint) {
+            out.entry(role.clone()).or_default().insert(fpr.clone());
+        }
+    }
+    out
+}
+
+/// A requirement that is not met: `need` distinct signers of `role`, `have` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shortfall {
+    pub role: String,
+    pub need: u32,
+    pub have: u32,
+}
+
+impl std::fmt::Display for Shortfall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "needs {} {} signature{} from distinct certificates, has {}",
+            self.need,
+            self.role,
+            if self.need == 1 { "" } else { "s" },
+            self.have
+        )
+    }
+}
+
+/// Every role in `require` whose count of distinct good signers is short.
+pub fn shortfalls(
+    require: &BTreeMap<String, u32>,
+    signers: &BTreeMap<String, BTreeSet<String>>,
+) -> Vec<Shortfall> {
+    require
+        .iter()
+        .filter_map(|(role, &need)| {
+            let have = signers.get(role).map_or(0, |s| s.len() as u32);
+            (have < need).then(|| Shortfall {
+                role: role.clone(),
+                need,
+                have,
+            })
+        })
+        .collect()
+}
+
+/// A secret key ready to sign.
+pub struct SigningKey {
+    cert: Cert,
+    keypair: openpgp::crypto::KeyPair,
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKey")
+            .field("fingerprint", &self.cert.fingerprint().to_hex())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SigningKey {
+    /// Reads an armored secret key from `path`. `passphrase` is asked only if
+    /// the signing key is encrypted.
+    pub fn load(
+        path: &std::path::Path,
+        passphrase: impl FnOnce() -> Option<String>,
+    ) -> Result<Self, SigningError> {
+        let shown = path.display().to_string();
+        let secret_err = |message: String| SigningError::SecretKey {
+            path: shown.clone(),
+            message,
+        };
+        let bytes = std::fs::read(path).map_err(|source| SigningError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        let cert =
+            Cert::from_bytes(&bytes).map_err(|e| secret_err(format!("not an OpenPGP key: {e}")))?;
+        let policy = StandardPolicy::new();
+        let vc = cert
+            .with_policy(&policy, None)
+            .map_err(|e| secret_err(format!("certificate not valid now: {e}")))?;
+        let key = vc
+            .keys()
+            .for_signing()
+            .alive()
+            .revoked(false)
+            .secret()
+            .next()
+            .ok_or_else(|| {
+                secret_err("has no valid, unexpired signing key with secret material".into())
+            })?
+            .key()
+            .clone();
+        let key = if key.has_unencrypted_secret() {
+            key
+        } else {
+            let pass = passphrase().ok_or_else(|| SigningError::PassphraseNeeded {
+                path: shown.clone(),
+            })?;
+            key.decrypt_secret(&pass.into())
+                .map_err(|_| SigningError::WrongPassphrase {
+                    path: shown.clone(),
+                })?
+        };
+        let keypair = key.into_keypair().map_err(|e| secret_err(e.to_string()))?;
+        Ok(Self { cert, keypair })
+    }
+
+    /// Primary fingerprint of the certificate.
+    pub fn fingerprint(&self) -> String {
+        self.cert.fingerprint().to_hex()
+    }
+
+    /// Makes a detached, armored, binary-mode signature over `data` with
+    /// non-critical notations (GnuPG rejects unknown critical ones).
+    pub fn sign(
+        &mut self,
+        data: &[u8],
+        notations: &[(&str, &str)],
+    ) -> Result<Vec<u8>, SigningError> {
+        let mut builder = SignatureBuilder::new(SignatureType::Binary);
+        for (name, value) in notations {
+            builder = builder
+                .add_notation(
+                    *name,
+                    value.as_bytes(),
+                    NotationDataFlags::empty().set_human_readable(),
+                    false,
+                )
+                .map_err(pgp_err)?;
+        }
+        let sig = builder
+            .sign_message(&mut self.keypair, data)
+            .map_err(pgp_err)?;
+        armor_signature(sig)
+    }
+}
+
+fn armor_signature(sig: openpgp::packet::Signature) -> Result<Vec<u8>, SigningError> {
+    let mut w = openpgp::armor::Writer::new(Vec::new(), openpgp::armor::Kind::Signature)
+        .map_err(pgp_err)?;
+    Packet::from(sig).serialize(&mut w).map_err(pgp_err)?;
+    w.finalize().map_err(pgp_err)
+}
+
+/// A freshly generated key.
+#[derive(Debug)]
+pub struct GeneratedKey {
+    pub fingerprint: String,
+    pub public: Vec<u8>,
+    pub secret: Vec<u8>,
+    pub revocation: Vec<u8>,
+}
+
+/// Generates an ed25519 certificate with a signing subkey for `userid`,
+/// valid for `valid_for` (forever if `None`), its secret optionally encrypted.
+pub fn generate_key(
+    userid: &str,
+    valid_for: Option<Duration>,
+    passphrase: Option<String>,
+) -> Result<GeneratedKey, SigningError> {
+    let (cert, revocation) = openpgp::cert::CertBuilder::new()
+        .add_userid(userid)
+        .set_cipher_suite(openpgp::cert::CipherSuite::Cv25519)
+        .set_validity_period(valid_for)
+        .add_signing_subkey()
+        .set_password(passphrase.map(Into::into))
+        .generate()
+        .map_err(pgp_err)?;
+    let public = cert.armored().to_vec().map_err(pgp_err)?;
+    let secret = cert.as_tsk().armored().to_vec().map_err(pgp_err)?;
+    let revocation = armor_signature(revocation)?;
+    Ok(GeneratedKey {
+        fingerprint: cert.fingerprint().to_hex(),
+        public,
+        secret,
+        revocation,
+    })
+}
+
+/// Whether `handles` (issuer ids) name any key of `cert`.
+fn cert_has_key(cert: &Cert, handles: &[KeyHandle]) -> bool {
+    cert.keys()
+        .key_handles(handles.iter().cloned())
+        .next()
+        .is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(role: &str, fpr: &str, good: bool) -> SignatureReport {
+        SignatureReport {
+            file: "x.asc".into(),
+            issuer: None,
+            fingerprint: Some(fpr.into()),
+            userid: None,
+            role: Some(role.into()),
+            created: None,
+            verdict: if good {
+                Verdict::Good
+            } else {
+                Verdict::Bad("no".into())
+            },
+        }
+    }
+
+    #[test]
+    fn thresholds_count_distinct_good_certificates() {
+        let reports = [
+            report("developer", "A", true),
+            report("developer", "A", true), // the same signature copied, or a second subkey
+            report("developer", "B", false),
+            report("customer", "C", true),
+        ];
+        let signers = signers_by_role(&reports);
+        let require = BTreeMap::from([("developer".to_owned(), 2), ("customer".to_owned(), 1)]);
+        assert_eq!(
+            shortfalls(&require, &signers),
+            [Shortfall {
+                role: "developer".into(),
+                need: 2,
+                have: 1
+            }]
+        );
+        let require = BTreeMap::from([("developer".to_owned(), 1), ("auditor".to_owned(), 1)]);
+        assert_eq!(shortfalls(&require, &signers)[0].role, "auditor");
+    }
+
+    #[test]
+    fn generated_key_signs_and_verifies_with_notations() {
+        let dir = tempfile::tempdir().unwrap();
+        let dev_dir = dir.path().join("developers");
+        std::fs::create_dir(&dev_dir).unwrap();
+        let key = generate_key("Dev <dev@example.com>", None, None).unwrap();
+        std::fs::write(dev_dir.join("dev.asc"), &key.public).unwrap();
+        let secret = dir.path().join("dev.secret.asc");
+        std::fs::write(&secret, &key.secret).unwrap();
+        let keyrings = Keyrings::load(&[("developer".into(), dev_dir)]).unwrap();
+
+        let mut signer = SigningKey::load(&secret, || None).unwrap();
+        assert_eq!(signer.fingerprint(), key.fingerprint);
+        let data = b"abc  001.sql\n";
+        let sig = signer
+            .sign(
+                data,
+                &[(NOTATION_ROLE, "developer"), (NOTATION_CHANGESET, "0001-a")],
+            )
+            .unwrap();
+        let files = [("developer-x.asc".to_owned(), sig)];
+        let now = SystemTime::now();
+        let good = verify_signatures(&keyrings, data, "0001-a", &files, now);
+        assert_eq!(good.len(), 1);
+        assert_eq!(good[0].verdict, Verdict::Good);
+        assert_eq!(good[0].role.as_deref(), Some("developer"));
+        assert_eq!(good[0].userid.as_deref(), Some("Dev <dev@example.com>"));
+
+        let other_data = verify_signatures(&keyrings, b"other\n", "0001-a", &files, now);
+        assert!(
+            matches!(&other_data[0].verdict, Verdict::Bad(w) if w.starts_with("BAD signature"))
+        );
+        let other_id = verify_signatures(&keyrings, b"other\n", "0002-b", &files, now);
+        assert!(
+            matches!(&other_id[0].verdict, Verdict::Bad(w) if w.contains("made for changeset 0001-a")),
+            "{other_id:?}"
+        );
+    }
+
+    #[test]
+    fn encrypted_key_needs_the_right_passphrase() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = generate_key("Enc <enc@example.com>", None, Some("s3cret".into())).unwrap();
+        let secret = dir.path().join("k.asc");
+        std::fs::write(&secret, &key.secret).unwrap();
+        assert!(matches!(
+            SigningKey::load(&secret, || None),
+            Err(SigningError::PassphraseNeeded { .. })
+        ));
+        assert!(matches!(
+            SigningKey::load(&secret, || Some("wrong".into())),
+            Err(SigningError::WrongPassphrase { .. })
+        ));
+        assert!(SigningKey::load(&secret, || Some("s3cret".into())).is_ok());
+    }
+}

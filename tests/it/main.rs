@@ -1,0 +1,5 @@
+//! promoter's integration tests: the real binary, in temp directories, with
+//! real keys (gpg and promoter's own) and, where needed, real PostgreSQL.
+
+mod common;
+mod offline;

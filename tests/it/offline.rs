@@ -1,0 +1,670 @@
+//! The offline half: init, new, seal, sign, approve, verify, keys — and every
+//! way a bundle or a signature can be tampered with.
+
+use crate::common::{TestContext, names};
+
+const SQL: &str = "CREATE TABLE customers (id bigint PRIMARY KEY, name text NOT NULL);\n";
+
+/// A project with one sealed changeset signed by a promoter-made developer key.
+fn signed_project() -> (TestContext, String, String) {
+    let t = TestContext::new();
+    let id = t.changeset("add-customers", SQL);
+    t.promoter(&["seal"]).ok();
+    let (dev, secret) = t.promoter_key("Dev <dev@example.com>", "keys/developers");
+    t.promoter(&["sign", &id, "--key", secret.to_str().unwrap()])
+        .ok();
+    (t, id, dev)
+}
+
+#[test]
+fn new_user_session_with_gpg_and_a_customer_approval() {
+    let t = TestContext::new();
+    assert!(t.path("environments.yaml").exists());
+    assert!(t.read(".gitattributes").contains("changesets/** -text"));
+    let id = t.changeset("add-customers", SQL);
+    assert_eq!(id, "0001-add-customers");
+    let yaml = t.read("changesets/0001-add-customers/changeset.yaml");
+    assert!(
+        yaml.contains("id: 0001-add-customers") && yaml.contains("transaction: per-changeset"),
+        "{yaml}"
+    );
+
+    let sealed = t.promoter(&["seal"]).ok();
+    assert!(sealed.contains("sealed    0001-add-customers"), "{sealed}");
+    let bundle = t.path("changesets/0001-add-customers");
+    let sums = std::process::Command::new("sha256sum")
+        .args(["-c", "SHA256SUMS"])
+        .current_dir(&bundle)
+        .output()
+        .unwrap();
+    assert!(
+        sums.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sums.stdout)
+    );
+
+    // A developer key made by gpg: signs through promoter --gpg and with plain gpg.
+    let dev = t.gpg_key("Dev One <dev1@example.com>", &[]);
+    t.trust_gpg_key(&dev, "keys/developers");
+    let signed = t.promoter(&["sign", &id, "--gpg", &dev]).ok();
+    assert!(signed.contains(&format!("as developer {dev}")), "{signed}");
+    assert_eq!(
+        names(&bundle.join("signatures")),
+        [format!("developer-{dev}.asc")]
+    );
+
+    let dev2 = t.gpg_key("Dev Two <dev2@example.com>", &[]);
+    t.trust_gpg_key(&dev2, "keys/developers");
+    t.gpg(&[
+        "--local-user",
+        &dev2,
+        "--armor",
+        "--detach-sign",
+        "--output",
+        "changesets/0001-add-customers/signatures/plain-gpg.asc",
+        "changesets/0001-add-customers/SHA256SUMS",
+    ])
+    .ok();
+
+    let qat = t.promoter(&["verify", "--for", "qat"]).ok();
+    assert!(
+        qat.contains(&format!("good  signatures/plain-gpg.asc: developer {dev2}")),
+        "{qat}"
+    );
+    assert!(qat.contains("meets qat's requirements"), "{qat}");
+
+    let prd = t.promoter(&["verify", "--for", "prd"]).fails();
+    assert!(prd.contains("missing customer approval"), "{prd}");
+    assert!(prd.contains("needs 1 customer signature"), "{prd}");
+
+    // The customer approves with a promoter-made key.
+    let (customer, secret) = t.promoter_key("Customer <buyer@example.com>", "keys/customers");
+    let approved = t
+        .promoter(&["approve", &id, "--key", secret.to_str().unwrap()])
+        .ok();
+    assert!(
+        approved.contains("approved 0001-add-customers"),
+        "{approved}"
+    );
+    t.promoter(&["verify", "--for", "prd"]).ok();
+
+    // GnuPG verifies promoter's signature (the notations are non-critical).
+    let cert = t.read(&format!("keys/customers/{customer}.asc"));
+    std::fs::write(t.dir.path().join("customer.asc"), cert).unwrap();
+    t.gpg(&[
+        "--import",
+        t.dir.path().join("customer.asc").to_str().unwrap(),
+    ])
+    .ok();
+    let gpg = t.gpg(&[
+        "--verify",
+        &format!("changesets/0001-add-customers/signatures/customer-{customer}.asc"),
+        "changesets/0001-add-customers/SHA256SUMS",
+    ]);
+    assert_eq!(gpg.code, 0, "{}", gpg.all());
+    assert!(gpg.stderr.contains("Good signature"), "{}", gpg.stderr);
+
+    let json = t.promoter(&["--json", "verify", "--for", "prd"]).ok();
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v[0]["signers"]["developer"], 2);
+    assert_eq!(v[0]["signers"]["customer"], 1);
+}
+
+#[test]
+fn approve_refuses_a_developer_key() {
+    let (t, id, dev) = signed_project();
+    let secret = t
+        .dir
+        .path()
+        .join("secret-keys")
+        .join(format!("{dev}.secret.asc"));
+    let err = t
+        .promoter(&["approve", &id, "--key", secret.to_str().unwrap()])
+        .fails();
+    assert!(
+        err.contains(&format!(
+            "certificate {dev} is in the developer keyring; approval needs a customer key"
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn sign_refuses_a_key_in_no_keyring_and_a_modified_bundle() {
+    let (t, id, _) = signed_project();
+    let out = t.dir.path().join("stranger");
+    let v: serde_json::Value = serde_json::from_str(
+        &t.promoter(&[
+            "--json",
+            "keys",
+            "generate",
+            "--name",
+            "S <s@x>",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .ok(),
+    )
+    .unwrap();
+    let err = t
+        .promoter(&["sign", &id, "--key", v["secret"].as_str().unwrap()])
+        .fails();
+    assert!(err.contains("is in no role keyring"), "{err}");
+
+    t.write(
+        &format!("changesets/{id}/001-add-customers.sql"),
+        "DROP TABLE customers;\n",
+    );
+    let secret = t.dir.path().join("secret-keys");
+    let key = std::fs::read_dir(&secret)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(".secret.asc"))
+        .unwrap();
+    let err = t
+        .promoter(&["sign", &id, "--key", key.to_str().unwrap()])
+        .fails();
+    assert!(
+        err.contains("001-add-customers.sql: modified since sealed"),
+        "{err}"
+    );
+}
+
+#[test]
+fn passphrase_protected_key_uses_promoter_passphrase() {
+    let t = TestContext::new();
+    let id = t.changeset("x", SQL);
+    t.promoter(&["seal"]).ok();
+    let out = t.dir.path().join("k");
+    let generated = t
+        .promoter_env(
+            &[
+                "--json",
+                "keys",
+                "generate",
+                "--name",
+                "P <p@x>",
+                "--out",
+                out.to_str().unwrap(),
+            ],
+            &[("PROMOTER_PASSPHRASE", "correct horse")],
+        )
+        .ok();
+    let v: serde_json::Value = serde_json::from_str(&generated).unwrap();
+    let fpr = v["fingerprint"].as_str().unwrap();
+    std::fs::copy(
+        v["public"].as_str().unwrap(),
+        t.path(&format!("keys/developers/{fpr}.asc")),
+    )
+    .unwrap();
+    let secret = v["secret"].as_str().unwrap();
+    let err = t.promoter(&["sign", &id, "--key", secret]).fails();
+    assert!(err.contains("protected by a passphrase"), "{err}");
+    let err = t
+        .promoter_env(
+            &["sign", &id, "--key", secret],
+            &[("PROMOTER_PASSPHRASE", "wrong")],
+        )
+        .fails();
+    assert!(err.contains("wrong passphrase"), "{err}");
+    t.promoter_env(
+        &["sign", &id, "--key", secret],
+        &[("PROMOTER_PASSPHRASE", "correct horse")],
+    )
+    .ok();
+}
+
+/// Each case tampers with a signed bundle; verify must fail naming what is wrong.
+#[test]
+fn tamper_matrix_each_case_fails_naming_the_file_or_key() {
+    type Tamper = fn(&TestContext, &str, &str);
+    let cases: Vec<(&str, Tamper, &str)> = vec![
+        (
+            "byte flip in a script",
+            |t, id, _| {
+                let rel = format!("changesets/{id}/001-add-customers.sql");
+                let mut bytes = std::fs::read(t.path(&rel)).unwrap();
+                bytes[0] ^= 0x20;
+                std::fs::write(t.path(&rel), bytes).unwrap();
+            },
+            "001-add-customers.sql: modified since sealed",
+        ),
+        (
+            "extra file",
+            |t, id, _| t.write(&format!("changesets/{id}/002-more.sql"), "SELECT 1;\n"),
+            "002-more.sql: not listed in SHA256SUMS (extra file)",
+        ),
+        (
+            "missing file",
+            |t, id, _| {
+                std::fs::remove_file(t.path(&format!("changesets/{id}/001-add-customers.sql")))
+                    .unwrap()
+            },
+            "001-add-customers.sql: listed in SHA256SUMS but missing",
+        ),
+        (
+            "renamed file",
+            |t, id, _| {
+                std::fs::rename(
+                    t.path(&format!("changesets/{id}/001-add-customers.sql")),
+                    t.path(&format!("changesets/{id}/009-add-customers.sql")),
+                )
+                .unwrap()
+            },
+            "001-add-customers.sql: renamed to 009-add-customers.sql",
+        ),
+        (
+            "symlink",
+            |t, id, _| {
+                std::os::unix::fs::symlink(
+                    "/etc/passwd",
+                    t.path(&format!("changesets/{id}/002-link.sql")),
+                )
+                .unwrap()
+            },
+            "002-link.sql: symbolic links are not allowed",
+        ),
+        (
+            "edited manifest",
+            |t, id, _| {
+                let rel = format!("changesets/{id}/SHA256SUMS");
+                let text = t.read(&rel).replace("changeset.yaml", "changeset.yml");
+                t.write(&rel, &text);
+            },
+            "BAD signature",
+        ),
+        (
+            "unknown signer",
+            |t, id, _| {
+                let k = t.gpg_key("Stranger <s@example.com>", &[]);
+                t.gpg(&[
+                    "--local-user",
+                    &k,
+                    "--armor",
+                    "--detach-sign",
+                    "--output",
+                    &format!("changesets/{id}/signatures/developer-{k}.asc"),
+                    &format!("changesets/{id}/SHA256SUMS"),
+                ])
+                .ok();
+            },
+            "unknown signer",
+        ),
+        (
+            "text-mode signature",
+            |t, id, _| {
+                let k = t.gpg_key("Texter <t@example.com>", &[]);
+                t.trust_gpg_key(&k, "keys/developers");
+                t.gpg(&[
+                    "--textmode",
+                    "--local-user",
+                    &k,
+                    "--armor",
+                    "--detach-sign",
+                    "--output",
+                    &format!("changesets/{id}/signatures/t.asc"),
+                    &format!("changesets/{id}/SHA256SUMS"),
+                ])
+                .ok();
+            },
+            "text-mode signature refused",
+        ),
+        (
+            "garbage signature file",
+            |t, id, _| t.write(&format!("changesets/{id}/signatures/junk.asc"), "hello\n"),
+            "signatures/junk.asc",
+        ),
+        (
+            "expired key",
+            |t, id, _| {
+                let k = t.gpg_key(
+                    "Old <old@example.com>",
+                    &["--faked-system-time", "20200101T000000!"],
+                );
+                let _ = k;
+                let k = t.gpg_fingerprint("Old <old@example.com>");
+                t.trust_gpg_key(&k, "keys/developers");
+                t.gpg(&[
+                    "--faked-system-time",
+                    "20200102T000000!",
+                    "--local-user",
+                    &k,
+                    "--armor",
+                    "--detach-sign",
+                    "--output",
+                    &format!("changesets/{id}/signatures/old.asc"),
+                    &format!("changesets/{id}/SHA256SUMS"),
+                ])
+                .ok();
+            },
+            "expired",
+        ),
+        (
+            "revoked key",
+            |t, id, _| {
+                let k = t.gpg_key("Revoked <rev@example.com>", &[]);
+                t.gpg(&[
+                    "--local-user",
+                    &k,
+                    "--armor",
+                    "--detach-sign",
+                    "--output",
+                    &format!("changesets/{id}/signatures/rev.asc"),
+                    &format!("changesets/{id}/SHA256SUMS"),
+                ])
+                .ok();
+                let rev = std::fs::read_to_string(
+                    t.gnupg.join("openpgp-revocs.d").join(format!("{k}.rev")),
+                )
+                .unwrap();
+                let rev = rev.replace(":-----BEGIN", "-----BEGIN");
+                std::fs::write(t.dir.path().join("rev.asc"), rev).unwrap();
+                t.gpg(&["--import", t.dir.path().join("rev.asc").to_str().unwrap()])
+                    .ok();
+                t.trust_gpg_key(&k, "keys/developers");
+            },
+            "revoked",
+        ),
+        (
+            "signature moved from another changeset",
+            |t, id, dev| {
+                let other = t.changeset("other", "SELECT 2;\n");
+                t.promoter(&["seal", &other]).ok();
+                let key = t
+                    .dir
+                    .path()
+                    .join("secret-keys")
+                    .join(format!("{dev}.secret.asc"));
+                t.promoter(&["sign", &other, "--key", key.to_str().unwrap()])
+                    .ok();
+                std::fs::copy(
+                    t.path(&format!(
+                        "changesets/{other}/signatures/developer-{dev}.asc"
+                    )),
+                    t.path(&format!("changesets/{id}/signatures/developer-moved.asc")),
+                )
+                .unwrap();
+            },
+            "made for changeset 0002-other, not 0001-add-customers",
+        ),
+        (
+            "cert in both roles",
+            |t, _, dev| {
+                std::fs::copy(
+                    t.path(&format!("keys/developers/{dev}.asc")),
+                    t.path(&format!("keys/customers/{dev}.asc")),
+                )
+                .unwrap();
+            },
+            "is in two role keyrings",
+        ),
+    ];
+    for (name, tamper, want) in cases {
+        let (t, id, dev) = signed_project();
+        t.promoter(&["verify"]).ok();
+        tamper(&t, &id, &dev);
+        let run = t.promoter(&["verify", &id]);
+        let all = run.all();
+        assert_ne!(run.code, 0, "{name}: verify passed\n{all}");
+        assert!(all.contains(want), "{name}: wanted {want:?} in\n{all}");
+    }
+}
+
+/// Thresholds count distinct certificates, never signatures or subkeys.
+#[test]
+fn copies_and_subkeys_count_once_and_roles_come_from_keyrings() {
+    let t = TestContext::new();
+    let id = t.changeset("x", SQL);
+    t.promoter(&["seal"]).ok();
+    t.write(
+        "environments.yaml",
+        &t.read("environments.yaml")
+            .replace("require: { developer: 1 }", "require: { developer: 2 }"),
+    );
+    let k = t.gpg_key("Two Subkeys <two@example.com>", &[]);
+    t.gpg(&["--quick-add-key", &k, "ed25519", "sign", "1y"])
+        .ok();
+    t.gpg(&["--quick-add-key", &k, "ed25519", "sign", "1y"])
+        .ok();
+    t.trust_gpg_key(&k, "keys/developers");
+    let listing = t.gpg(&["--with-colons", "--list-keys", &k]).ok();
+    let fprs: Vec<&str> = listing
+        .lines()
+        .filter(|l| l.starts_with("fpr:"))
+        .filter_map(|l| l.split(':').nth(9))
+        .collect();
+    assert_eq!(fprs.len(), 3, "{listing}");
+    std::fs::create_dir(t.path(&format!("changesets/{id}/signatures"))).unwrap();
+    for (i, sub) in fprs[1..].iter().enumerate() {
+        t.gpg(&[
+            "--local-user",
+            &format!("{sub}!"),
+            "--armor",
+            "--detach-sign",
+            "--output",
+            &format!("changesets/{id}/signatures/sub{i}.asc"),
+            &format!("changesets/{id}/SHA256SUMS"),
+        ])
+        .ok();
+    }
+    std::fs::copy(
+        t.path(&format!("changesets/{id}/signatures/sub0.asc")),
+        t.path(&format!("changesets/{id}/signatures/copy.asc")),
+    )
+    .unwrap();
+    let out = t.promoter(&["verify", "--for", "qat"]).fails();
+    assert_eq!(out.matches("  good  ").count(), 3, "{out}");
+    assert!(
+        out.contains("needs 2 developer signatures from distinct certificates, has 1"),
+        "{out}"
+    );
+
+    // A customer's signature in a file named like a developer's is still a customer's.
+    let (cust, secret) = t.promoter_key("C <c@x>", "keys/customers");
+    t.promoter(&["approve", &id, "--key", secret.to_str().unwrap()])
+        .ok();
+    std::fs::rename(
+        t.path(&format!("changesets/{id}/signatures/customer-{cust}.asc")),
+        t.path(&format!("changesets/{id}/signatures/developer-{cust}.asc")),
+    )
+    .unwrap();
+    let json = t.promoter(&["--json", "verify", "--for", "qat"]).fails();
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v[0]["signers"]["developer"], 1);
+    assert_eq!(v[0]["signers"]["customer"], 1);
+}
+
+#[test]
+fn keys_list_reports_a_certificate_in_two_roles() {
+    let (t, _, dev) = signed_project();
+    let listed = t.promoter(&["keys", "list"]).ok();
+    assert!(
+        listed.contains(&dev) && listed.contains("developer"),
+        "{listed}"
+    );
+    std::fs::copy(
+        t.path(&format!("keys/developers/{dev}.asc")),
+        t.path("keys/customers/same.asc"),
+    )
+    .unwrap();
+    let err = t.promoter(&["keys", "list"]).fails();
+    assert!(
+        err.contains(&format!("certificate {dev} is in two role keyrings")),
+        "{err}"
+    );
+    assert!(err.contains("separation of duties"), "{err}");
+}
+
+#[test]
+fn seal_refuses_what_cannot_be_sealed_faithfully() {
+    type Setup = fn(&TestContext, &str);
+    let cases: Vec<(&str, Setup, &str)> = vec![
+        (
+            "symlink",
+            |t, id| {
+                std::os::unix::fs::symlink(
+                    "001-x.sql",
+                    t.path(&format!("changesets/{id}/002-y.sql")),
+                )
+                .unwrap()
+            },
+            "002-y.sql: symbolic links are not allowed",
+        ),
+        (
+            "byte-order mark",
+            |t, id| {
+                std::fs::write(
+                    t.path(&format!("changesets/{id}/002-bom.sql")),
+                    b"\xEF\xBB\xBFSELECT 1;\n",
+                )
+                .unwrap()
+            },
+            "002-bom.sql: starts with a UTF-8 byte-order mark",
+        ),
+        (
+            "upper-case name",
+            |t, id| t.write(&format!("changesets/{id}/002-Upper.sql"), "SELECT 1;\n"),
+            "002-Upper.sql: file names may only use",
+        ),
+        (
+            "subdirectory",
+            |t, id| t.write(&format!("changesets/{id}/data/x.csv"), "1\n"),
+            "data: subdirectories are not allowed",
+        ),
+        (
+            "id mismatch",
+            |t, id| {
+                t.write(
+                    &format!("changesets/{id}/changeset.yaml"),
+                    "id: 0009-other\n",
+                )
+            },
+            "id `0009-other` does not match the directory name `0001-x`",
+        ),
+        (
+            "unknown field",
+            |t, id| {
+                t.write(
+                    &format!("changesets/{id}/changeset.yaml"),
+                    "id: 0001-x\ntransactoin: none\n",
+                )
+            },
+            "changeset.yaml: unknown field `transactoin`",
+        ),
+        (
+            "duplicate number",
+            |t, _| t.write("changesets/00001-dup/changeset.yaml", "id: 00001-dup\n"),
+            "changeset number 1 is used twice",
+        ),
+        (
+            "misnamed directory",
+            |t, _| t.write("changesets/7-short/changeset.yaml", "id: 7-short\n"),
+            "7-short is not a changeset directory",
+        ),
+        (
+            "no scripts",
+            |t, id| std::fs::remove_file(t.path(&format!("changesets/{id}/001-x.sql"))).unwrap(),
+            "has no *.sql scripts",
+        ),
+        (
+            "fifo",
+            |t, id| {
+                std::process::Command::new("mkfifo")
+                    .arg(t.path(&format!("changesets/{id}/002-fifo.sql")))
+                    .status()
+                    .unwrap();
+            },
+            "002-fifo.sql: not a regular file",
+        ),
+    ];
+    for (name, setup, want) in cases {
+        let t = TestContext::new();
+        let id = t.changeset("x", "SELECT 1;\n");
+        setup(&t, &id);
+        let err = t.promoter(&["seal"]).fails();
+        assert!(err.contains(want), "{name}: wanted {want:?} in\n{err}");
+        assert!(
+            !t.path(&format!("changesets/{id}/SHA256SUMS")).exists(),
+            "{name}: sealed anyway"
+        );
+    }
+}
+
+#[test]
+fn new_refuses_an_invalid_slug_with_the_rule() {
+    let t = TestContext::new();
+    let err = t.promoter(&["new", "Add_Customers"]).fails();
+    assert!(
+        err.contains(
+            "`Add_Customers` is not a valid slug: use lower-case letters, digits and single hyphens"
+        ),
+        "{err}"
+    );
+    t.changeset("a", "SELECT 1;\n");
+    t.changeset("b", "SELECT 1;\n");
+    assert_eq!(
+        names(&t.path("changesets")),
+        [".gitkeep", "0001-a", "0002-b"]
+    );
+    let out = t.promoter(&["new", "c", "--no-transaction"]).ok();
+    assert!(out.contains("0003-c"), "{out}");
+    assert!(
+        t.read("changesets/0003-c/changeset.yaml")
+            .contains("transaction: none")
+    );
+}
+
+#[test]
+fn resealing_a_signed_bundle_needs_force_which_names_the_removed_signatures() {
+    let (t, id, dev) = signed_project();
+    assert!(t.promoter(&["seal"]).ok().contains("unchanged"));
+    t.write(
+        &format!("changesets/{id}/001-add-customers.sql"),
+        "CREATE TABLE c2 (id int);\r\n",
+    );
+    let err = t.promoter(&["seal"]).fails();
+    assert!(
+        err.contains(&format!(
+            "resealing would invalidate changesets/{id}/signatures/developer-{dev}.asc"
+        )),
+        "{err}"
+    );
+    assert!(err.contains("seal --force"), "{err}");
+    let run = t.promoter(&["seal", "--force"]);
+    let all = run.all();
+    assert_eq!(run.code, 0, "{all}");
+    assert!(
+        all.contains("resealed")
+            && all.contains(&format!(
+                "removed stale signature changesets/{id}/signatures/developer-{dev}.asc"
+            )),
+        "{all}"
+    );
+    assert!(all.contains("has CRLF line endings"), "{all}");
+    assert!(names(&t.path(&format!("changesets/{id}/signatures"))).is_empty());
+}
+
+#[test]
+fn init_never_overwrites() {
+    let t = TestContext::new();
+    t.write("environments.yaml", "# mine\n");
+    let out = t.promoter(&["init"]).ok();
+    assert!(out.contains("kept     environments.yaml"), "{out}");
+    assert_eq!(t.read("environments.yaml"), "# mine\n");
+}
+
+#[test]
+fn config_errors_name_file_line_and_column() {
+    let t = TestContext::new();
+    t.write(
+        "environments.yaml",
+        "environments:\n  dev:\n    database_url: x\n    colour: red\n",
+    );
+    let err = t.promoter(&["verify", "--for", "dev"]).fails();
+    assert!(
+        err.contains("environments.yaml")
+            && err.contains("unknown field `colour`")
+            && err.contains("line 4"),
+        "{err}"
+    );
+}
