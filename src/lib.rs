@@ -23,6 +23,7 @@ pub mod config;
 pub mod output;
 
 pub mod signing;
+pub mod sql;
 
 use std::process::ExitCode;
 

@@ -26,6 +26,13 @@ pub fn run(ctx: &Context, args: &SealArgs) -> anyhow::Result<ExitCode> {
     for dir in &dirs {
         let bundle = load_bundle(dir)?;
         bundle.check_sealable()?;
+        let problems = crate::sql::check_bundle(&bundle)?;
+        if let Some(first) = problems.first() {
+            let all: Vec<String> = problems.iter().map(ToString::to_string).collect();
+            return Err(CommandError::new(all.join("\n"))
+                .with_hint(first.hint())
+                .into());
+        }
         let manifest = bundle.compute_manifest()?;
         let bytes = manifest.render();
         let mut warnings = Vec::new();

@@ -2,4 +2,5 @@
 //! real keys (gpg and promoter's own) and, where needed, real PostgreSQL.
 
 mod common;
+mod corpus;
 mod offline;

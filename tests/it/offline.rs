@@ -668,3 +668,51 @@ fn config_errors_name_file_line_and_column() {
         "{err}"
     );
 }
+
+#[test]
+fn seal_refuses_meta_commands_and_non_transactional_statements_naming_file_and_line() {
+    let t = TestContext::new();
+    let id = t.changeset("chinook", "DROP DATABASE IF EXISTS chinook;\n");
+    let err = t.promoter(&["seal"]).fails();
+    assert!(
+        err.contains(&format!(
+            "changesets/{id}/001-chinook.sql:1: DROP DATABASE cannot run inside a transaction block"
+        )),
+        "{err}"
+    );
+    assert!(err.contains("transaction: none"), "{err}");
+
+    let verbatim =
+        std::fs::read(crate::corpus::corpora().join("chinook/Chinook_PostgreSql.sql")).unwrap();
+    let line = verbatim
+        .split(|&b| b == b'\n')
+        .position(|l| l.starts_with(b"\\c"))
+        .unwrap()
+        + 1;
+    std::fs::write(
+        t.path(&format!("changesets/{id}/001-chinook.sql")),
+        &verbatim,
+    )
+    .unwrap();
+    t.write(
+        &format!("changesets/{id}/changeset.yaml"),
+        &format!("id: {id}\ntransaction: none\n"),
+    );
+    let err = t.promoter(&["seal"]).fails();
+    assert!(err.contains(&format!("changesets/{id}/001-chinook.sql:{line}: psql meta-command \\c is not supported in a changeset")), "{err}");
+    assert!(!t.path(&format!("changesets/{id}/SHA256SUMS")).exists());
+
+    let ext = crate::corpus::pg_sharedir().join("extension/pg_trgm--1.3.sql");
+    std::fs::copy(&ext, t.path(&format!("changesets/{id}/001-chinook.sql"))).unwrap();
+    let err = t.promoter(&["seal"]).fails();
+    assert!(
+        err.contains("psql meta-command \\echo is not supported"),
+        "{err}"
+    );
+
+    t.write(
+        &format!("changesets/{id}/001-chinook.sql"),
+        "CREATE INDEX CONCURRENTLY i ON t (a);\n",
+    );
+    t.promoter(&["seal"]).ok();
+}

@@ -1,0 +1,311 @@
+//! SQL scripts: splitting them as psql does, and the checks that refuse,
+//! before anything runs, what promoter cannot execute faithfully.
+
+pub mod lexer;
+
+use std::fmt;
+
+use crate::changeset::{Bundle, BundleError, TransactionMode};
+pub use lexer::{Item, LexError, MetaCommand, Splitter, Statement};
+
+/// psql meta-commands that pg_dump writes and that are safe to ignore.
+pub const IGNORED_META_COMMANDS: &[&str] = &["restrict", "unrestrict"];
+
+/// A reason a script cannot be executed faithfully, found before anything runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScriptProblem {
+    /// `changesets/0001-x/001-y.sql`
+    pub file: String,
+    pub line: usize,
+    pub kind: ProblemKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProblemKind {
+    MetaCommand(String),
+    NotInTransaction(String),
+    TransactionControl(String),
+    CopyToStdout,
+    Lex(String),
+}
+
+impl fmt::Display for ScriptProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (file, line) = (&self.file, self.line);
+        match &self.kind {
+            ProblemKind::MetaCommand(name) => {
+                write!(
+                    f,
+                    "{file}:{line}: psql meta-command \\{name} is not supported in a changeset"
+                )
+            }
+            ProblemKind::NotInTransaction(what) => write!(
+                f,
+                "{file}:{line}: {what} cannot run inside a transaction block, and this changeset runs in one"
+            ),
+            ProblemKind::TransactionControl(what) => write!(
+                f,
+                "{file}:{line}: {what} would end promoter's transaction early (each changeset runs in one transaction with its ledger row)"
+            ),
+            ProblemKind::CopyToStdout => write!(
+                f,
+                "{file}:{line}: COPY … TO STDOUT has nowhere to write in a changeset"
+            ),
+            ProblemKind::Lex(message) => write!(f, "{file}: {message}"),
+        }
+    }
+}
+
+impl ScriptProblem {
+    /// What to do about it.
+    pub fn hint(&self) -> String {
+        match &self.kind {
+            ProblemKind::MetaCommand(_) => {
+                "changesets run in one connection chosen by environments.yaml; remove the meta-command (psql's \\c, \\i, \\set and the like have no place in a changeset)".into()
+            }
+            ProblemKind::NotInTransaction(_) => {
+                "put it in its own changeset with `transaction: none` in changeset.yaml (`promoter new SLUG --no-transaction`)".into()
+            }
+            ProblemKind::TransactionControl(_) => {
+                "remove it; use `transaction: none` if the scripts must manage their own transactions".into()
+            }
+            ProblemKind::CopyToStdout => "remove it; a changeset changes the database, it does not export data".into(),
+            ProblemKind::Lex(_) => "fix the script".into(),
+        }
+    }
+}
+
+/// If `stmt` cannot run inside a transaction block, what it is.
+pub fn non_transactional(stmt: &Statement) -> Option<String> {
+    let w: Vec<&str> = stmt.words.iter().map(String::as_str).collect();
+    let has = |word: &str| w.contains(&word);
+    let what = match w.as_slice() {
+        ["CREATE", "INDEX", "CONCURRENTLY", ..]
+        | ["CREATE", "UNIQUE", "INDEX", "CONCURRENTLY", ..] => "CREATE INDEX CONCURRENTLY",
+        ["DROP", "INDEX", "CONCURRENTLY", ..] => "DROP INDEX CONCURRENTLY",
+        ["REINDEX", ..] if has("CONCURRENTLY") => "REINDEX CONCURRENTLY",
+        ["REINDEX", "DATABASE" | "SYSTEM", ..] => "REINDEX DATABASE/SYSTEM",
+        ["REFRESH", "MATERIALIZED", "VIEW", "CONCURRENTLY", ..] => {
+            "REFRESH MATERIALIZED VIEW CONCURRENTLY"
+        }
+        ["ALTER", "TABLE", ..] if has("DETACH") && has("CONCURRENTLY") => {
+            "DETACH PARTITION CONCURRENTLY"
+        }
+        ["VACUUM", ..] => "VACUUM",
+        ["CLUSTER"] | ["CLUSTER", "VERBOSE"] => "CLUSTER without a table",
+        ["CREATE", "DATABASE", ..] => "CREATE DATABASE",
+        ["DROP", "DATABASE", ..] => "DROP DATABASE",
+        ["ALTER", "DATABASE", ..] if has("TABLESPACE") && has("SET") => {
+            "ALTER DATABASE SET TABLESPACE"
+        }
+        ["CREATE", "TABLESPACE", ..] => "CREATE TABLESPACE",
+        ["DROP", "TABLESPACE", ..] => "DROP TABLESPACE",
+        ["ALTER", "SYSTEM", ..] => "ALTER SYSTEM",
+        ["CREATE", "SUBSCRIPTION", ..] => "CREATE SUBSCRIPTION",
+        ["DROP", "SUBSCRIPTION", ..] => "DROP SUBSCRIPTION",
+        ["ALTER", "SUBSCRIPTION", ..] if has("REFRESH") => {
+            "ALTER SUBSCRIPTION … REFRESH PUBLICATION"
+        }
+        _ => return None,
+    };
+    Some(what.to_owned())
+}
+
+/// If `stmt` begins or ends a transaction, what it is.
+pub fn transaction_control(stmt: &Statement) -> Option<String> {
+    let first = stmt.words.first().map(String::as_str)?;
+    let second = stmt.words.get(1).map(String::as_str);
+    let what = match (first, second) {
+        ("BEGIN", _) => "BEGIN",
+        ("START", Some("TRANSACTION")) => "START TRANSACTION",
+        ("COMMIT", Some("PREPARED")) => "COMMIT PREPARED",
+        ("COMMIT", _) => "COMMIT",
+        ("END", _) => "END",
+        ("ROLLBACK", Some("PREPARED")) => "ROLLBACK PREPARED",
+        ("ROLLBACK", Some("TO")) => return None,
+        ("ROLLBACK" | "ABORT", _) => "ROLLBACK",
+        ("PREPARE", Some("TRANSACTION")) => "PREPARE TRANSACTION",
+        _ => return None,
+    };
+    Some(what.to_owned())
+}
+
+/// Checks one script: meta-commands, and in a transactional changeset,
+/// statements that cannot run in (or would end) the transaction.
+pub fn check_script(
+    file: &str,
+    reader: impl std::io::BufRead,
+    mode: TransactionMode,
+) -> Vec<ScriptProblem> {
+    let mut problems = Vec::new();
+    let mut splitter = Splitter::new(reader);
+    loop {
+        let item = match splitter.next_item() {
+            Ok(Some(item)) => item,
+            Ok(None) => break,
+            Err(e) => {
+                problems.push(ScriptProblem {
+                    file: file.to_owned(),
+                    line: splitter.line_no(),
+                    kind: ProblemKind::Lex(e.to_string()),
+                });
+                break;
+            }
+        };
+        let problem = |line, kind| ScriptProblem {
+            file: file.to_owned(),
+            line,
+            kind,
+        };
+        match item {
+            Item::Meta(m) if IGNORED_META_COMMANDS.contains(&m.name.as_str()) => {}
+            Item::Meta(m) => problems.push(problem(m.line, ProblemKind::MetaCommand(m.name))),
+            Item::Statement(s) => {
+                if s.is_copy_to_stdout() {
+                    problems.push(problem(s.line, ProblemKind::CopyToStdout));
+                }
+                if mode == TransactionMode::PerChangeset {
+                    if let Some(what) = non_transactional(&s) {
+                        problems.push(problem(s.line, ProblemKind::NotInTransaction(what)));
+                    } else if let Some(what) = transaction_control(&s) {
+                        problems.push(problem(s.line, ProblemKind::TransactionControl(what)));
+                    }
+                }
+            }
+        }
+    }
+    problems
+}
+
+/// Checks every script of a bundle; returns all problems found.
+pub fn check_bundle(bundle: &Bundle) -> Result<Vec<ScriptProblem>, BundleError> {
+    let mode = bundle.meta()?.transaction;
+    let mut problems = Vec::new();
+    for script in bundle.scripts() {
+        let reader = std::io::BufReader::with_capacity(64 * 1024, script.open()?);
+        problems.extend(check_script(
+            &format!("{}/{}", bundle.location, script.name),
+            reader,
+            mode,
+        ));
+    }
+    Ok(problems)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(script: &str, mode: TransactionMode) -> Vec<String> {
+        check_script("f.sql", script.as_bytes(), mode)
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn refuses_meta_commands_but_ignores_restrict() {
+        let got = check(
+            "\\restrict k\nSELECT 1;\n\\unrestrict k\n\\c chinook;\n",
+            TransactionMode::PerChangeset,
+        );
+        assert_eq!(
+            got,
+            ["f.sql:4: psql meta-command \\c is not supported in a changeset"]
+        );
+        let got = check(
+            "\\echo Use \"CREATE EXTENSION x\" \\quit\n",
+            TransactionMode::None,
+        );
+        assert_eq!(
+            got,
+            ["f.sql:1: psql meta-command \\echo is not supported in a changeset"]
+        );
+    }
+
+    #[test]
+    fn non_transactional_statements_need_transaction_none() {
+        let cases = [
+            (
+                "CREATE INDEX CONCURRENTLY i ON t (a);",
+                Some("CREATE INDEX CONCURRENTLY"),
+            ),
+            (
+                "create unique index concurrently if not exists i on t (a);",
+                Some("CREATE INDEX CONCURRENTLY"),
+            ),
+            (
+                "DROP INDEX CONCURRENTLY i;",
+                Some("DROP INDEX CONCURRENTLY"),
+            ),
+            (
+                "REINDEX TABLE CONCURRENTLY t;",
+                Some("REINDEX CONCURRENTLY"),
+            ),
+            (
+                "REFRESH MATERIALIZED VIEW CONCURRENTLY v;",
+                Some("REFRESH MATERIALIZED VIEW CONCURRENTLY"),
+            ),
+            (
+                "ALTER TABLE p DETACH PARTITION c CONCURRENTLY;",
+                Some("DETACH PARTITION CONCURRENTLY"),
+            ),
+            ("VACUUM ANALYZE t;", Some("VACUUM")),
+            ("ALTER SYSTEM SET work_mem = '8MB';", Some("ALTER SYSTEM")),
+            (
+                "CREATE SUBSCRIPTION s CONNECTION 'x' PUBLICATION p;",
+                Some("CREATE SUBSCRIPTION"),
+            ),
+            ("CREATE INDEX i ON t (a);", None),
+            ("REFRESH MATERIALIZED VIEW v;", None),
+            ("SELECT 'CREATE INDEX CONCURRENTLY';", None),
+            (
+                "CREATE FUNCTION f() RETURNS void LANGUAGE plpgsql AS $$ BEGIN EXECUTE 'VACUUM'; END $$;",
+                None,
+            ),
+            ("-- VACUUM;\nSELECT 1;", None),
+        ];
+        for (sql, want) in cases {
+            let got = check(sql, TransactionMode::PerChangeset);
+            match want {
+                Some(what) => {
+                    assert_eq!(got.len(), 1, "{sql}: {got:?}");
+                    assert!(
+                        got[0].contains(what) && got[0].starts_with("f.sql:1:"),
+                        "{sql}: {got:?}"
+                    );
+                }
+                None => assert!(got.is_empty(), "{sql}: {got:?}"),
+            }
+            assert!(
+                check(sql, TransactionMode::None).is_empty(),
+                "{sql} in transaction: none"
+            );
+        }
+    }
+
+    #[test]
+    fn transaction_control_is_refused_in_a_transactional_changeset() {
+        let got = check(
+            "BEGIN;\nSELECT 1;\nCOMMIT;\n",
+            TransactionMode::PerChangeset,
+        );
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(got[0].starts_with("f.sql:1: BEGIN would end"), "{got:?}");
+        assert!(got[1].starts_with("f.sql:3: COMMIT"), "{got:?}");
+        assert!(
+            check(
+                "SAVEPOINT a; ROLLBACK TO a; RELEASE a;",
+                TransactionMode::PerChangeset
+            )
+            .is_empty()
+        );
+        assert!(
+            check(
+                "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; END;",
+                TransactionMode::PerChangeset
+            )
+            .is_empty()
+        );
+    }
+}
