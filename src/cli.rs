@@ -48,6 +48,18 @@ pub enum Command {
     /// Generate and list OpenPGP keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Apply pending sealed changesets from the work tree to an environment without `promote_from` (DEV).
+    Apply(ApplyArgs),
+    /// Promote what FROM's ledger shows as applied to TO, reading bundles from git.
+    Promote(PromoteArgs),
+    /// Show every changeset against every environment.
+    Status(StatusArgs),
+    /// Print an environment's ledger.
+    Ledger(LedgerArgs),
+    /// Check an environment's ledger hash chain and every applied bundle against git.
+    Audit(AuditArgs),
+    /// Record how a partially applied non-transactional changeset was resolved by hand.
+    Resolve(ResolveArgs),
 }
 
 #[derive(Debug, Args)]
@@ -98,6 +110,12 @@ pub struct ApproveArgs {
     pub changesets: Vec<String>,
     #[command(flatten)]
     pub key: KeySource,
+    /// The environment whose ledger must show the exact bundle applied (default: the one PRD promotes from).
+    #[arg(long, value_name = "ENV")]
+    pub tested_in: Option<String>,
+    /// Approve without checking the test environment's ledger (it is unreachable from here).
+    #[arg(long)]
+    pub offline: bool,
 }
 
 #[derive(Debug, Args)]
@@ -128,4 +146,78 @@ pub struct GenerateArgs {
     /// Validity in days; 0 for a key that never expires.
     #[arg(long, default_value_t = 1095)]
     pub valid_days: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// The environment (one without `promote_from`).
+    pub env: String,
+    /// Only these changesets (and they must be next in order); all pending if omitted.
+    pub changesets: Vec<String>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PromoteArgs {
+    pub from: String,
+    pub to: String,
+    /// Git revision to read bundles from.
+    #[arg(long, default_value = "HEAD")]
+    pub rev: String,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct RunArgs {
+    /// Print the plan and every check; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not ask for confirmation.
+    #[arg(long, short)]
+    pub yes: bool,
+    /// How long to wait for another promoter holding the target's lock, in seconds.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    pub lock_timeout: u64,
+    /// Promote even if the target's schema differs from the source's schema before the same changeset.
+    #[arg(long)]
+    pub allow_drift: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Git revision to compare ledgers with (default: the work tree).
+    #[arg(long)]
+    pub rev: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LedgerArgs {
+    pub env: String,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    pub env: String,
+    /// Git revision holding the bundles to check applied rows against.
+    #[arg(long, default_value = "HEAD")]
+    pub rev: String,
+}
+
+#[derive(Debug, Args)]
+#[group(id = "outcome", required = true, multiple = false)]
+pub struct ResolveArgs {
+    pub env: String,
+    /// The changeset whose partial application you resolved.
+    pub changeset: String,
+    /// You completed the remaining statements by hand: record it as applied.
+    #[arg(long, group = "outcome")]
+    pub applied: bool,
+    /// You undid what had run: record it as not applied, so it can run again.
+    #[arg(long, group = "outcome")]
+    pub rolled_back: bool,
+    /// What was done, for the audit trail.
+    #[arg(long, required = true)]
+    pub note: String,
 }

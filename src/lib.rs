@@ -10,6 +10,7 @@
 //!   `SHA256SUMS` manifest and the bundle hash. Pure.
 //! - [`signing`]: the only module that names sequoia: keyrings per role, sign,
 //!   verify, thresholds.
+//! - [`ledger`]: the ledger row, its canonical encoding and hash chain. Pure.
 //! - [`plan`]: pure promotion planning: (bundles, ledgers, requirements) → plan or reasons.
 //! - [`sql`]: a PostgreSQL-aware lexer that splits scripts the way psql does.
 //! - [`db`]: the only module that names sqlx: connect, lock, ledger, executor, fingerprint.
@@ -19,8 +20,11 @@ pub mod changeset;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod db;
+pub mod ledger;
 
 pub mod output;
+pub mod plan;
 
 pub mod signing;
 pub mod sql;

@@ -304,3 +304,82 @@ fn load_git_bundle(
         signatures,
     })
 }
+
+/// Reads a file of the project at git revision `rev` (`None` if absent).
+pub fn read_file_at(root: &Path, rev: &str, rel: &Path) -> Result<Option<Vec<u8>>, BundleError> {
+    with_tree(root, rev, |repo, tree, prefix| {
+        match tree.get_path(&prefix.join(rel)) {
+            Ok(entry) => {
+                let blob = repo
+                    .find_blob(entry.id())
+                    .map_err(|e| format!("{}: {}", rel.display(), e.message()))?;
+                Ok(Some(blob.content().to_vec()))
+            }
+            Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(None),
+            Err(e) => Err(e.message().to_owned()),
+        }
+    })
+}
+
+/// Reads the regular files of a directory of the project at `rev`, as (name, bytes).
+pub fn read_dir_at(
+    root: &Path,
+    rev: &str,
+    rel: &Path,
+) -> Result<Vec<(String, Vec<u8>)>, BundleError> {
+    with_tree(root, rev, |repo, tree, prefix| {
+        let entry = match tree.get_path(&prefix.join(rel)) {
+            Ok(entry) => entry,
+            Err(e) if e.code() == git2::ErrorCode::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e.message().to_owned()),
+        };
+        let dir = repo
+            .find_tree(entry.id())
+            .map_err(|e| format!("{}: {}", rel.display(), e.message()))?;
+        let mut out = Vec::new();
+        for e in dir.iter() {
+            let name = String::from_utf8_lossy(e.name_bytes()).into_owned();
+            if e.filemode() != MODE_BLOB && e.filemode() != MODE_BLOB_EXECUTABLE {
+                return Err(format!("{}/{name}: not a regular file", rel.display()));
+            }
+            let blob = repo.find_blob(e.id()).map_err(|e| e.message().to_owned())?;
+            out.push((name, blob.content().to_vec()));
+        }
+        Ok(out)
+    })
+}
+
+fn with_tree<T>(
+    root: &Path,
+    rev: &str,
+    f: impl FnOnce(&git2::Repository, &git2::Tree<'_>, &Path) -> Result<T, String>,
+) -> Result<T, BundleError> {
+    let git = |message: String| BundleError::Git {
+        location: format!("{} at {rev}", root.display()),
+        message,
+    };
+    let repo = git2::Repository::discover(root).map_err(|e| git(e.message().to_owned()))?;
+    let workdir = repo
+        .workdir()
+        .ok_or_else(|| git("bare repositories are not supported".into()))?
+        .canonicalize()
+        .map_err(|e| git(e.to_string()))?;
+    let root = root.canonicalize().map_err(|e| git(e.to_string()))?;
+    let prefix = root
+        .strip_prefix(&workdir)
+        .map_err(|e| git(e.to_string()))?
+        .to_owned();
+    let tree = repo
+        .revparse_single(rev)
+        .and_then(|o| o.peel_to_commit())
+        .and_then(|c| c.tree())
+        .map_err(|e| git(format!("cannot resolve revision: {}", e.message())))?;
+    f(&repo, &tree, &prefix).map_err(git)
+}
+
+/// The commit `HEAD` points to, if the project is in a git repository.
+pub fn head_commit(root: &Path) -> Option<String> {
+    let repo = git2::Repository::discover(root).ok()?;
+    let commit = repo.head().ok()?.peel_to_commit().ok()?;
+    Some(commit.id().to_string())
+}

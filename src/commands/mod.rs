@@ -1,11 +1,17 @@
 //! One file per subcommand. Commands resolve arguments into loaded types
 //! (config, keyrings, bundles), call the core, and print; they hold no rules.
 
+mod apply;
 mod init;
 mod keys;
+mod ledger;
 mod new;
+mod promote;
+mod resolve;
 mod seal;
 mod sign;
+mod status;
+mod target;
 mod verify;
 
 use std::path::{Path, PathBuf};
@@ -127,6 +133,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Verify(args) => verify::run(&ctx, &args),
         Command::Keys(KeysCommand::Generate(args)) => keys::generate(&ctx, &args),
         Command::Keys(KeysCommand::List) => keys::list(&ctx),
+        Command::Apply(args) => apply::run(&ctx, &args),
+        Command::Promote(args) => promote::run(&ctx, &args),
+        Command::Status(args) => status::run(&ctx, &args),
+        Command::Ledger(args) => ledger::show(&ctx, &args),
+        Command::Audit(args) => ledger::audit(&ctx, &args),
+        Command::Resolve(args) => resolve::run(&ctx, &args),
     }
 }
 

@@ -69,10 +69,7 @@ impl Keyrings {
     /// are ignored; any other file is an error. A certificate in two roles is
     /// recorded as a conflict (see [`Keyrings::check_separation`]).
     pub fn load(dirs: &[(String, PathBuf)]) -> Result<Self, SigningError> {
-        let mut keyrings = Self {
-            dirs: dirs.to_vec(),
-            ..Self::default()
-        };
+        let mut files = Vec::new();
         for (role, dir) in dirs {
             let entries = match std::fs::read_dir(dir) {
                 Ok(e) => e,
@@ -84,43 +81,61 @@ impl Keyrings {
                     });
                 }
             };
-            let mut paths = Vec::new();
             for entry in entries {
                 let entry = entry.map_err(|source| SigningError::Io {
                     path: dir.clone(),
                     source,
                 })?;
+                let path = entry.path();
                 let name = entry.file_name().to_string_lossy().into_owned();
                 if name.starts_with('.') {
                     continue;
                 }
-                let path = entry.path();
-                if !(name.ends_with(".asc") || name.ends_with(".pgp")) {
-                    return Err(SigningError::BadCertificate {
-                        path,
-                        message: "keyring files must be named *.asc or *.pgp".into(),
-                    });
-                }
-                paths.push(path);
+                let bytes = std::fs::read(&path).map_err(|source| SigningError::Io {
+                    path: path.clone(),
+                    source,
+                })?;
+                files.push((role.clone(), path, bytes));
             }
-            paths.sort();
-            for path in paths {
-                keyrings.load_file(role, &path)?;
+        }
+        Self::from_files(dirs, files)
+    }
+
+    /// Builds keyrings from files already read (from the work tree or from
+    /// git): (role, path for messages, bytes). Hidden files must be left out
+    /// by the caller; any other file not named `*.asc` or `*.pgp` is an error.
+    pub fn from_files(
+        dirs: &[(String, PathBuf)],
+        mut files: Vec<(String, PathBuf, Vec<u8>)>,
+    ) -> Result<Self, SigningError> {
+        let mut keyrings = Self {
+            dirs: dirs.to_vec(),
+            ..Self::default()
+        };
+        let order = |role: &str| dirs.iter().position(|(r, _)| r == role);
+        files.sort_by(|a, b| (order(&a.0), &a.1).cmp(&(order(&b.0), &b.1)));
+        for (role, path, bytes) in files {
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if !(name.ends_with(".asc") || name.ends_with(".pgp")) {
+                return Err(SigningError::BadCertificate {
+                    path,
+                    message: "keyring files must be named *.asc or *.pgp".into(),
+                });
             }
+            keyrings.load_file(&role, &path, &bytes)?;
         }
         Ok(keyrings)
     }
 
-    fn load_file(&mut self, role: &str, path: &Path) -> Result<(), SigningError> {
-        let bytes = std::fs::read(path).map_err(|source| SigningError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
+    fn load_file(&mut self, role: &str, path: &Path, bytes: &[u8]) -> Result<(), SigningError> {
         let bad = |message: String| SigningError::BadCertificate {
             path: path.to_owned(),
             message,
         };
-        let parser = CertParser::from_bytes(&bytes).map_err(|e| bad(e.to_string()))?;
+        let parser = CertParser::from_bytes(bytes).map_err(|e| bad(e.to_string()))?;
         let mut count = 0;
         for cert in parser {
             let cert = cert.map_err(|e| bad(e.to_string()))?;

@@ -1,0 +1,445 @@
+//! Runs a bundle's scripts the way `psql -X -v ON_ERROR_STOP=1 -f` would:
+//! statement by statement as the splitter finds them, `COPY … FROM STDIN`
+//! data through the COPY protocol, each script starting from the session's
+//! default settings. The bytes executed are hashed as they stream and
+//! compared with the manifest before the caller commits.
+
+use std::fmt;
+use std::io::{BufReader, Read};
+
+use sha2::{Digest, Sha256};
+use sqlx::postgres::{PgConnection, PgDatabaseError, PgErrorPosition};
+use sqlx::{AssertSqlSafe, Connection};
+
+use super::{DbError, fingerprint, ledger};
+use crate::changeset::{Bundle, BundleFile, Manifest, Sha256Digest, TransactionMode};
+use crate::ledger::{Entry, Status};
+use crate::sql::{IGNORED_META_COMMANDS, Item, Splitter, Statement};
+
+/// Where and why a statement failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatementError {
+    /// `changesets/0001-x/001-y.sql`
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    /// First line of the failing statement.
+    pub statement: String,
+    pub sqlstate: Option<String>,
+    pub message: String,
+    pub detail: Option<String>,
+    pub hint: Option<String>,
+    pub context: Option<String>,
+}
+
+impl fmt::Display for StatementError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: ", self.file, self.line, self.column)?;
+        if let Some(code) = &self.sqlstate {
+            write!(f, "[{code}] ")?;
+        }
+        write!(f, "{}", self.message)?;
+        write!(f, "\n    statement: {}", self.statement)?;
+        for (label, value) in [
+            ("detail", &self.detail),
+            ("hint", &self.hint),
+            ("context", &self.context),
+        ] {
+            if let Some(v) = value {
+                write!(f, "\n    {label}: {}", v.replace('\n', "\n      "))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Why applying a changeset failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error("{0}")]
+    Statement(Box<StatementError>),
+    #[error("{file}: {message}")]
+    Script { file: String, message: String },
+    #[error(
+        "{file}: changed while it was being applied (its sha256 no longer matches SHA256SUMS); rolled back"
+    )]
+    Modified { file: String },
+    #[error("{0}")]
+    Db(#[from] DbError),
+}
+
+/// A reader that hashes what passes through it.
+struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// One script ready to run: its name, its bytes, the digest the manifest expects.
+pub struct ScriptSource {
+    pub file: String,
+    pub reader: Box<dyn Read + Send>,
+    pub expected: Sha256Digest,
+}
+
+/// Opens every script of `bundle` for streaming, with the digests from `manifest`.
+pub fn stream_scripts(
+    bundle: &Bundle,
+    manifest: &Manifest,
+) -> Result<Vec<ScriptSource>, ExecError> {
+    bundle
+        .scripts()
+        .map(|s| source(bundle, manifest, s, None))
+        .collect()
+}
+
+/// Reads and verifies every script of `bundle` before anything runs (for
+/// changesets that cannot be rolled back).
+pub fn preload_scripts(
+    bundle: &Bundle,
+    manifest: &Manifest,
+) -> Result<Vec<ScriptSource>, ExecError> {
+    bundle
+        .scripts()
+        .map(|s| {
+            let file = format!("{}/{}", bundle.location, s.name);
+            let bytes = s.read().map_err(|e| ExecError::Script {
+                file: file.clone(),
+                message: e.to_string(),
+            })?;
+            if Some(Sha256Digest::of(&bytes)) != manifest.get(&s.name) {
+                return Err(ExecError::Modified { file });
+            }
+            source(bundle, manifest, s, Some(bytes))
+        })
+        .collect()
+}
+
+fn source(
+    bundle: &Bundle,
+    manifest: &Manifest,
+    script: &BundleFile,
+    bytes: Option<Vec<u8>>,
+) -> Result<ScriptSource, ExecError> {
+    let file = format!("{}/{}", bundle.location, script.name);
+    let expected = manifest
+        .get(&script.name)
+        .ok_or_else(|| ExecError::Modified { file: file.clone() })?;
+    let reader: Box<dyn Read + Send> = match bytes {
+        Some(b) => Box::new(std::io::Cursor::new(b)),
+        None => script.open().map_err(|e| ExecError::Script {
+            file: file.clone(),
+            message: e.to_string(),
+        })?,
+    };
+    Ok(ScriptSource {
+        file,
+        reader,
+        expected,
+    })
+}
+
+/// Size of the COPY data chunks sent to the server.
+const COPY_CHUNK: usize = 256 * 1024;
+
+/// Runs `scripts` on `conn` in order, counting executed statements in
+/// `done`. Inside a transaction when the caller opened one; in autocommit
+/// otherwise. Each script starts from the session defaults.
+pub async fn run_scripts(
+    conn: &mut PgConnection,
+    scripts: Vec<ScriptSource>,
+    done: &mut i64,
+) -> Result<(), ExecError> {
+    for script in scripts {
+        let file = script.file;
+        let hashing = HashingReader {
+            inner: script.reader,
+            hasher: Sha256::new(),
+        };
+        let mut splitter = Splitter::new(BufReader::with_capacity(64 * 1024, hashing));
+        loop {
+            let item = splitter.next_item().map_err(|e| ExecError::Script {
+                file: file.clone(),
+                message: e.to_string(),
+            })?;
+            match item {
+                None => break,
+                Some(Item::Meta(m)) if IGNORED_META_COMMANDS.contains(&m.name.as_str()) => {}
+                Some(Item::Meta(m)) => {
+                    return Err(ExecError::Script {
+                        file: format!("{file}:{}", m.line),
+                        message: format!(
+                            "psql meta-command \\{} is not supported in a changeset",
+                            m.name
+                        ),
+                    });
+                }
+                Some(Item::Statement(stmt)) => {
+                    if stmt.is_copy_from_stdin() {
+                        copy_in(conn, &file, &stmt, &mut splitter).await?;
+                    } else {
+                        sqlx::raw_sql(AssertSqlSafe(stmt.text.as_str()))
+                            .execute(&mut *conn)
+                            .await
+                            .map_err(|e| statement_error(&file, &stmt, &e, None))?;
+                    }
+                    *done += 1;
+                }
+            }
+        }
+        // Hash whatever the splitter did not need (nothing, normally) and compare.
+        let mut hashing = splitter.into_inner().into_inner();
+        std::io::copy(&mut hashing, &mut std::io::sink()).map_err(|e| ExecError::Script {
+            file: file.clone(),
+            message: e.to_string(),
+        })?;
+        if Sha256Digest(hashing.hasher.finalize().into()) != script.expected {
+            return Err(ExecError::Modified { file });
+        }
+        reset_session(conn).await.map_err(|e| ExecError::Script {
+            file: file.clone(),
+            message: format!("resetting the session after the script: {e}"),
+        })?;
+    }
+    Ok(())
+}
+
+/// What a fresh `psql -f` session would have: default settings and role.
+pub async fn reset_session(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::raw_sql("RESET SESSION AUTHORIZATION; RESET ROLE; RESET ALL;")
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+async fn copy_in<R: std::io::BufRead>(
+    conn: &mut PgConnection,
+    file: &str,
+    stmt: &Statement,
+    splitter: &mut Splitter<R>,
+) -> Result<(), ExecError> {
+    let data_start = splitter.line_no();
+    let mut copy = conn
+        .copy_in_raw(&stmt.text)
+        .await
+        .map_err(|e| statement_error(file, stmt, &e, None))?;
+    loop {
+        match splitter.next_copy_chunk(COPY_CHUNK) {
+            Ok(Some(chunk)) => {
+                if let Err(e) = copy.send(chunk).await {
+                    return Err(statement_error(file, stmt, &e, Some(data_start)));
+                }
+            }
+            Ok(None) => break,
+            Err(e) => {
+                let _ = copy.abort(e.to_string()).await;
+                return Err(ExecError::Script {
+                    file: file.to_owned(),
+                    message: e.to_string(),
+                });
+            }
+        }
+    }
+    copy.finish()
+        .await
+        .map(|_| ())
+        .map_err(|e| statement_error(file, stmt, &e, Some(data_start)))
+}
+
+/// Maps a server error to the script: the statement's line plus the server's
+/// character position inside it; for COPY data, the data line from the context.
+fn statement_error(
+    file: &str,
+    stmt: &Statement,
+    e: &sqlx::Error,
+    copy_data_start: Option<usize>,
+) -> ExecError {
+    let pg = match e {
+        sqlx::Error::Database(db) => db.try_downcast_ref::<PgDatabaseError>(),
+        _ => None,
+    };
+    let (mut line, mut column) = (stmt.line, stmt.column);
+    if let Some(PgErrorPosition::Original(pos)) = pg.and_then(PgDatabaseError::position) {
+        (line, column) = position_in_script(stmt, pos);
+    }
+    if let (Some(start), Some(ctx)) = (copy_data_start, pg.and_then(PgDatabaseError::r#where)) {
+        // "COPY actor, line 5, column last_name: ..."
+        if let Some(n) = ctx
+            .split(", line ")
+            .nth(1)
+            .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|n| n.parse::<usize>().ok())
+        {
+            line = start + n;
+            column = 1;
+        }
+    }
+    ExecError::Statement(Box::new(StatementError {
+        file: file.to_owned(),
+        line,
+        column,
+        statement: stmt.first_line().to_owned(),
+        sqlstate: pg.map(|p| p.code().to_owned()),
+        message: pg.map_or_else(|| e.to_string(), |p| p.message().to_owned()),
+        detail: pg.and_then(|p| p.detail()).map(str::to_owned),
+        hint: pg.and_then(|p| p.hint()).map(str::to_owned),
+        context: pg.and_then(|p| p.r#where()).map(str::to_owned),
+    }))
+}
+
+/// Line and column in the script of the 1-based character `pos` of `stmt`.
+pub fn position_in_script(stmt: &Statement, pos: usize) -> (usize, usize) {
+    let mut line = stmt.line;
+    let mut column = stmt.column;
+    for c in stmt.text.chars().take(pos.saturating_sub(1)) {
+        if c == '\n' {
+            line += 1;
+            column = 1;
+        } else {
+            column += 1;
+        }
+    }
+    (line, column)
+}
+
+/// What the caller knows about an application before it starts.
+#[derive(Debug, Clone)]
+pub struct Application {
+    pub ledger_schema: String,
+    /// A ledger row with everything but status, times, counts and hashes filled in.
+    pub entry: Entry,
+    pub mode: TransactionMode,
+}
+
+/// The outcome of applying one changeset: its ledger row, and the error if it failed.
+#[derive(Debug)]
+pub struct Outcome {
+    pub entry: Entry,
+    pub error: Option<ExecError>,
+}
+
+fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
+
+/// Applies one changeset and writes its ledger row. In a transactional
+/// changeset the scripts and the `applied` row commit together; on failure
+/// everything rolls back and a `failed` row is written in its own transaction.
+/// A non-transactional changeset writes a `running` row first, then runs
+/// statement by statement, then an `applied` or `failed` row with the count.
+pub async fn apply(
+    conn: &mut PgConnection,
+    env: &str,
+    app: Application,
+    scripts: Vec<ScriptSource>,
+) -> Result<Outcome, DbError> {
+    let schema = app.ledger_schema.as_str();
+    let mut entry = app.entry;
+    entry.started_at = now_micros();
+    let mut done = 0i64;
+    let result = match app.mode {
+        TransactionMode::PerChangeset => {
+            let mut tx = conn.begin().await.map_err(|e| DbError::query(env, e))?;
+            entry.schema_before = Some(fingerprint::fingerprint(&mut tx, env, schema).await?);
+            let run = run_scripts(&mut tx, scripts, &mut done).await;
+            match run {
+                Ok(()) => {
+                    entry.schema_after =
+                        Some(fingerprint::fingerprint(&mut tx, env, schema).await?);
+                    entry.status = Status::Applied;
+                    entry.statements = done;
+                    entry.finished_at = Some(now_micros());
+                    ledger::append(&mut tx, env, schema, &mut entry).await?;
+                    tx.commit()
+                        .await
+                        .map_err(|e| DbError::query(env, format!("COMMIT: {e}")))?;
+                    Ok(())
+                }
+                Err(e) => {
+                    tx.rollback()
+                        .await
+                        .map_err(|e| DbError::query(env, format!("ROLLBACK: {e}")))?;
+                    // Nothing persisted: the failed row records 0 statements.
+                    done = 0;
+                    Err(e)
+                }
+            }
+        }
+        TransactionMode::None => {
+            entry.schema_before = Some(fingerprint::fingerprint(conn, env, schema).await?);
+            let mut running = entry.clone();
+            running.status = Status::Running;
+            append_alone(conn, env, schema, &mut running).await?;
+            let run = run_scripts(conn, scripts, &mut done).await;
+            if run.is_ok() {
+                entry.schema_after = Some(fingerprint::fingerprint(conn, env, schema).await?);
+                entry.status = Status::Applied;
+                entry.statements = done;
+                entry.finished_at = Some(now_micros());
+                append_alone(conn, env, schema, &mut entry).await?;
+            }
+            run
+        }
+    };
+    match result {
+        Ok(()) => Ok(Outcome { entry, error: None }),
+        Err(error) => {
+            entry.status = Status::Failed;
+            entry.statements = done;
+            entry.finished_at = Some(now_micros());
+            entry.schema_after = None;
+            entry.error = Some(error.to_string());
+            append_alone(conn, env, schema, &mut entry).await?;
+            Ok(Outcome {
+                entry,
+                error: Some(error),
+            })
+        }
+    }
+}
+
+/// Appends a row in its own transaction.
+pub async fn append_alone(
+    conn: &mut PgConnection,
+    env: &str,
+    schema: &str,
+    entry: &mut Entry,
+) -> Result<(), DbError> {
+    let mut tx = conn.begin().await.map_err(|e| DbError::query(env, e))?;
+    ledger::append(&mut tx, env, schema, entry).await?;
+    tx.commit().await.map_err(|e| DbError::query(env, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_positions_map_to_script_lines_and_columns() {
+        let stmt = Statement {
+            text: "SELECT 1,\n  2,\n  nope FROM t;".into(),
+            line: 10,
+            column: 5,
+            words: vec![],
+        };
+        assert_eq!(position_in_script(&stmt, 1), (10, 5));
+        assert_eq!(position_in_script(&stmt, 8), (10, 12));
+        assert_eq!(position_in_script(&stmt, 18), (12, 3));
+        let unicode = Statement {
+            text: "SELECT 'é', x".into(),
+            line: 1,
+            column: 1,
+            words: vec![],
+        };
+        assert_eq!(position_in_script(&unicode, 13), (1, 13));
+    }
+}

@@ -1,0 +1,228 @@
+//! The ledger table `<schema>.ledger`: append-only (a trigger refuses UPDATE,
+//! DELETE and TRUNCATE), hash-chained (see [`crate::ledger`]), and at most one
+//! `applied` row per changeset, enforced by a unique index.
+
+use sqlx::postgres::{PgConnection, PgRow};
+use sqlx::{AssertSqlSafe, Row};
+
+use super::DbError;
+use crate::ledger::{Entry, Status};
+
+/// Layout version this promoter writes and reads.
+pub const LAYOUT_VERSION: i32 = 1;
+
+fn ddl(schema: &str) -> String {
+    format!(
+        r#"
+CREATE SCHEMA IF NOT EXISTS {s};
+CREATE TABLE IF NOT EXISTS {s}.ledger_version (
+    version      integer PRIMARY KEY,
+    installed_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS {s}.ledger (
+    seq                 bigint PRIMARY KEY CHECK (seq > 0),
+    changeset_id        text NOT NULL,
+    bundle_hash         char(64) NOT NULL,
+    environment         text NOT NULL,
+    status              text NOT NULL CHECK (status IN ('applied', 'failed', 'running', 'resolved-applied', 'resolved-rolled-back')),
+    signers             text NOT NULL,
+    promoted_from       text,
+    promoted_from_entry char(64),
+    git_commit          text,
+    os_user             text NOT NULL,
+    host                text NOT NULL,
+    db_role             text NOT NULL,
+    started_at          timestamptz NOT NULL,
+    finished_at         timestamptz,
+    schema_before       char(64),
+    schema_after        char(64),
+    statements          bigint NOT NULL,
+    error               text,
+    note                text,
+    prev_hash           char(64) NOT NULL UNIQUE,
+    entry_hash          char(64) NOT NULL UNIQUE
+);
+COMMENT ON TABLE {s}.ledger IS 'promoter: every application of a changeset to this database; append-only and hash-chained (promoter audit)';
+CREATE UNIQUE INDEX IF NOT EXISTS ledger_applied_once ON {s}.ledger (changeset_id)
+    WHERE status IN ('applied', 'resolved-applied');
+CREATE OR REPLACE FUNCTION {s}.ledger_append_only() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+    RAISE EXCEPTION 'the promoter ledger is append-only: % refused', TG_OP;
+END
+$fn$;
+DROP TRIGGER IF EXISTS ledger_append_only ON {s}.ledger;
+CREATE TRIGGER ledger_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON {s}.ledger
+    FOR EACH STATEMENT EXECUTE FUNCTION {s}.ledger_append_only();
+INSERT INTO {s}.ledger_version (version) VALUES ({LAYOUT_VERSION}) ON CONFLICT DO NOTHING;
+"#,
+        s = schema
+    )
+}
+
+/// Whether the ledger exists in this database.
+pub async fn exists(conn: &mut PgConnection, env: &str, schema: &str) -> Result<bool, DbError> {
+    sqlx::query_scalar::<_, bool>("SELECT to_regclass($1) IS NOT NULL")
+        .bind(format!("{schema}.ledger"))
+        .fetch_one(conn)
+        .await
+        .map_err(|e| DbError::query(env, e))
+}
+
+/// Creates the ledger if needed and checks its layout version. Call only
+/// while holding the advisory lock, so that two promoters never race here.
+pub async fn ensure(conn: &mut PgConnection, env: &str, schema: &str) -> Result<(), DbError> {
+    if !exists(conn, env, schema).await? {
+        let mut tx = sqlx::Connection::begin(&mut *conn)
+            .await
+            .map_err(|e| DbError::query(env, e))?;
+        sqlx::raw_sql(AssertSqlSafe(ddl(schema)))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| DbError::query(env, format!("creating {schema}.ledger: {e}")))?;
+        tx.commit().await.map_err(|e| DbError::query(env, e))?;
+    }
+    let version: i32 = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT max(version) FROM {schema}.ledger_version"
+    )))
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(|e| DbError::query(env, e))?;
+    if version > LAYOUT_VERSION {
+        return Err(DbError::LedgerTooNew {
+            env: env.to_owned(),
+            schema: schema.to_owned(),
+            found: version,
+            known: LAYOUT_VERSION,
+        });
+    }
+    Ok(())
+}
+
+const COLUMNS: &str = "seq, changeset_id, bundle_hash, environment, status, signers, promoted_from, \
+    promoted_from_entry, git_commit, os_user, host, db_role, \
+    (extract(epoch FROM started_at) * 1000000)::bigint, \
+    (extract(epoch FROM finished_at) * 1000000)::bigint, \
+    schema_before, schema_after, statements, error, note, prev_hash, entry_hash";
+
+fn from_row(row: &PgRow) -> Result<Entry, sqlx::Error> {
+    let status: String = row.try_get(4)?;
+    Ok(Entry {
+        seq: row.try_get(0)?,
+        changeset_id: row.try_get(1)?,
+        bundle_hash: row.try_get(2)?,
+        environment: row.try_get(3)?,
+        status: Status::parse(&status)
+            .ok_or_else(|| sqlx::Error::Decode(format!("unknown status `{status}`").into()))?,
+        signers: row.try_get(5)?,
+        promoted_from: row.try_get(6)?,
+        promoted_from_entry: row.try_get(7)?,
+        git_commit: row.try_get(8)?,
+        os_user: row.try_get(9)?,
+        host: row.try_get(10)?,
+        db_role: row.try_get(11)?,
+        started_at: row.try_get(12)?,
+        finished_at: row.try_get(13)?,
+        schema_before: row.try_get(14)?,
+        schema_after: row.try_get(15)?,
+        statements: row.try_get(16)?,
+        error: row.try_get(17)?,
+        note: row.try_get(18)?,
+        prev_hash: row.try_get(19)?,
+        entry_hash: row.try_get(20)?,
+    })
+}
+
+/// Every row, in `seq` order; empty if the ledger does not exist yet.
+pub async fn load(conn: &mut PgConnection, env: &str, schema: &str) -> Result<Vec<Entry>, DbError> {
+    if !exists(conn, env, schema).await? {
+        return Ok(Vec::new());
+    }
+    let rows = sqlx::query(AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM {schema}.ledger ORDER BY seq"
+    )))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(|e| DbError::query(env, e))?;
+    rows.iter()
+        .map(from_row)
+        .collect::<Result<_, _>>()
+        .map_err(|e| DbError::query(env, format!("reading {schema}.ledger: {e}")))
+}
+
+/// The last row, to chain the next one to.
+pub async fn last(
+    conn: &mut PgConnection,
+    env: &str,
+    schema: &str,
+) -> Result<Option<Entry>, DbError> {
+    let row = sqlx::query(AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM {schema}.ledger ORDER BY seq DESC LIMIT 1"
+    )))
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(|e| DbError::query(env, e))?;
+    row.as_ref()
+        .map(from_row)
+        .transpose()
+        .map_err(|e| DbError::query(env, format!("reading {schema}.ledger: {e}")))
+}
+
+/// Chains `entry` to the last row and inserts it, on `conn` (inside the
+/// caller's transaction when there is one).
+pub async fn append(
+    conn: &mut PgConnection,
+    env: &str,
+    schema: &str,
+    entry: &mut Entry,
+) -> Result<(), DbError> {
+    let prev = last(conn, env, schema).await?;
+    entry.seal(prev.as_ref());
+    let sql = format!(
+        "INSERT INTO {schema}.ledger (seq, changeset_id, bundle_hash, environment, status, signers, \
+         promoted_from, promoted_from_entry, git_commit, os_user, host, db_role, started_at, finished_at, \
+         schema_before, schema_after, statements, error, note, prev_hash, entry_hash) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
+         to_timestamp(0) + $13::bigint * interval '1 microsecond', \
+         to_timestamp(0) + $14::bigint * interval '1 microsecond', \
+         $15, $16, $17, $18, $19, $20, $21)"
+    );
+    sqlx::query(AssertSqlSafe(sql))
+        .bind(entry.seq)
+        .bind(&entry.changeset_id)
+        .bind(&entry.bundle_hash)
+        .bind(&entry.environment)
+        .bind(entry.status.as_str())
+        .bind(&entry.signers)
+        .bind(&entry.promoted_from)
+        .bind(&entry.promoted_from_entry)
+        .bind(&entry.git_commit)
+        .bind(&entry.os_user)
+        .bind(&entry.host)
+        .bind(&entry.db_role)
+        .bind(entry.started_at)
+        .bind(entry.finished_at)
+        .bind(&entry.schema_before)
+        .bind(&entry.schema_after)
+        .bind(entry.statements)
+        .bind(&entry.error)
+        .bind(&entry.note)
+        .bind(&entry.prev_hash)
+        .bind(&entry.entry_hash)
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| {
+            DbError::query(
+                env,
+                format!("writing the ledger row for {}: {e}", entry.changeset_id),
+            )
+        })?;
+    Ok(())
+}
+
+/// The database role promoter is connected as.
+pub async fn current_role(conn: &mut PgConnection, env: &str) -> Result<String, DbError> {
+    sqlx::query_scalar("SELECT current_user::text")
+        .fetch_one(conn)
+        .await
+        .map_err(|e| DbError::query(env, e))
+}

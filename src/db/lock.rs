@@ -1,0 +1,101 @@
+//! A session-level advisory lock held for a whole run, on its own connection
+//! that is never inside a transaction — so it cannot deadlock with
+//! `CREATE INDEX CONCURRENTLY`, which waits for other transactions.
+
+use std::time::{Duration, Instant};
+
+use sqlx::postgres::PgConnection;
+
+use super::DbError;
+use crate::changeset::Sha256Digest;
+
+/// The lock key for a ledger schema: the first 8 bytes of a sha256.
+pub fn key(schema: &str) -> i64 {
+    let digest = Sha256Digest::of(format!("promoter ledger lock {schema}").as_bytes());
+    i64::from_be_bytes(digest.0[..8].try_into().expect("8 bytes"))
+}
+
+/// A held lock; release it with [`Lock::release`] (closing the connection releases it too).
+pub struct Lock {
+    conn: PgConnection,
+    key: i64,
+}
+
+impl std::fmt::Debug for Lock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lock")
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Who holds an advisory lock.
+async fn holder(conn: &mut PgConnection, key: i64) -> Option<(i32, String, String, String)> {
+    sqlx::query_as::<_, (i32, String, String, String)>(
+        "SELECT a.pid, coalesce(a.application_name, ''), coalesce(a.usename::text, ''), \
+                coalesce(to_char(a.backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), '?') \
+           FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+          WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 \
+            AND l.classid = (($1 >> 32) & 4294967295)::oid AND l.objid = ($1 & 4294967295)::oid \
+          LIMIT 1",
+    )
+    .bind(key)
+    .fetch_optional(conn)
+    .await
+    .ok()
+    .flatten()
+}
+
+/// Takes the lock, retrying until `timeout`. `waiting` is called once with a
+/// description of the holder if the lock is busy.
+pub async fn acquire(
+    mut conn: PgConnection,
+    env: &str,
+    key: i64,
+    timeout: Duration,
+    waiting: impl FnOnce(&str),
+) -> Result<Lock, DbError> {
+    let start = Instant::now();
+    let mut waiting = Some(waiting);
+    loop {
+        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(key)
+            .fetch_one(&mut conn)
+            .await
+            .map_err(|e| DbError::query(env, e))?;
+        if got {
+            return Ok(Lock { conn, key });
+        }
+        let who = holder(&mut conn, key).await;
+        if start.elapsed() >= timeout {
+            let (pid, application, user, since) =
+                who.unwrap_or((0, "?".into(), "?".into(), "?".into()));
+            super::close(conn).await;
+            return Err(DbError::Locked {
+                env: env.to_owned(),
+                pid,
+                application,
+                user,
+                since,
+                waited: start.elapsed().as_secs(),
+            });
+        }
+        if let (Some(w), Some((pid, app, user, since))) = (waiting.take(), &who) {
+            w(&format!(
+                "{env}: waiting for the lock held by pid {pid} ({app}, user {user}, since {since})"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+impl Lock {
+    /// Releases the lock and closes its connection.
+    pub async fn release(mut self) {
+        let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(self.key)
+            .execute(&mut self.conn)
+            .await;
+        super::close(self.conn).await;
+    }
+}

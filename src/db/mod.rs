@@ -1,0 +1,124 @@
+//! Everything that talks to PostgreSQL; the only module that names sqlx.
+//!
+//! - [`connect`]: connections with promoter's application name and the
+//!   environment's timeouts; URLs are only ever shown redacted.
+//! - [`lock`]: the session-level advisory lock held for a whole run.
+//! - [`ledger`]: the ledger table: created on first use, read, appended to.
+//! - [`fingerprint`]: a hash of the normalized catalog.
+//! - [`executor`]: runs a bundle's scripts statement by statement.
+
+pub mod executor;
+pub mod fingerprint;
+pub mod ledger;
+pub mod lock;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::Connection;
+use sqlx::postgres::{PgConnectOptions, PgConnection};
+
+use crate::config::redact_url;
+
+/// Errors talking to a database; each names the environment.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("{env}: invalid database_url {url}: {message}")]
+    BadUrl {
+        env: String,
+        url: String,
+        message: String,
+    },
+    #[error("{env}: cannot connect to {url}: {message}")]
+    Connect {
+        env: String,
+        url: String,
+        message: String,
+    },
+    #[error("{env}: {message}")]
+    Query { env: String, message: String },
+    #[error(
+        "{env}: another promoter is applying to this database (lock held by pid {pid}, application {application}, user {user}, since {since}); waited {waited}s"
+    )]
+    Locked {
+        env: String,
+        pid: i32,
+        application: String,
+        user: String,
+        since: String,
+        waited: u64,
+    },
+    #[error(
+        "{env}: the ledger {schema}.ledger has layout version {found}; this promoter knows up to {known}. Upgrade promoter"
+    )]
+    LedgerTooNew {
+        env: String,
+        schema: String,
+        found: i32,
+        known: i32,
+    },
+}
+
+impl DbError {
+    pub fn query(env: &str, e: impl std::fmt::Display) -> Self {
+        Self::Query {
+            env: env.to_owned(),
+            message: e.to_string(),
+        }
+    }
+}
+
+/// Per-connection settings from `environments.yaml`.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    pub statement_timeout: Option<String>,
+    pub lock_timeout: Option<String>,
+    pub connect_timeout: Option<Duration>,
+}
+
+/// Opens a connection to environment `env`.
+pub async fn connect(env: &str, url: &str, settings: &Settings) -> Result<PgConnection, DbError> {
+    let shown = redact_url(url);
+    let mut options = PgConnectOptions::from_str(url)
+        .map_err(|e| DbError::BadUrl {
+            env: env.to_owned(),
+            url: shown.clone(),
+            message: strip_url(&e.to_string(), url, &shown),
+        })?
+        .application_name(&format!("promoter {env}"));
+    let mut params: Vec<(&str, &str)> = Vec::new();
+    if let Some(t) = &settings.statement_timeout {
+        params.push(("statement_timeout", t));
+    }
+    if let Some(t) = &settings.lock_timeout {
+        params.push(("lock_timeout", t));
+    }
+    if !params.is_empty() {
+        options = options.options(params);
+    }
+    let connecting = PgConnection::connect_with(&options);
+    let result = match settings.connect_timeout {
+        Some(limit) => tokio::time::timeout(limit, connecting)
+            .await
+            .unwrap_or_else(|_| Err(sqlx::Error::PoolTimedOut)),
+        None => connecting.await,
+    };
+    result.map_err(|e| DbError::Connect {
+        env: env.to_owned(),
+        url: shown.clone(),
+        message: match e {
+            sqlx::Error::PoolTimedOut => "timed out".to_owned(),
+            other => strip_url(&other.to_string(), url, &shown),
+        },
+    })
+}
+
+/// Never let a password inside an error message through.
+fn strip_url(message: &str, url: &str, shown: &str) -> String {
+    message.replace(url, shown)
+}
+
+/// Closes a connection politely, ignoring errors (it may already be gone).
+pub async fn close(conn: PgConnection) {
+    let _ = conn.close().await;
+}
