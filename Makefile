@@ -9,13 +9,9 @@ all: build
 build:
 	$(CARGO) build
 
-## test: the whole suite (unit + integration, real gpg)
+## test: the whole suite against a PostgreSQL cluster it starts (and stops) itself
 test:
-	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
-		$(CARGO) nextest run --no-fail-fast; \
-	else \
-		$(CARGO) test --no-fail-fast; \
-	fi
+	scripts/test
 
 ## lint: formatting and clippy, warnings are errors
 lint:
@@ -24,7 +20,7 @@ lint:
 
 ## demo: DEV -> QAT -> PRD on three throwaway clusters
 demo: build
-	@echo "demo: the database half (apply, promote, ledger) is not built yet; nothing to show beyond 'make test'."
+	scripts/demo
 
 ## bench: speed and memory against psql
 bench:

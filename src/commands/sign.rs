@@ -1,17 +1,18 @@
 //! `promoter sign` and `promoter approve`: detached signatures over `SHA256SUMS`.
 
 use std::process::ExitCode;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-use super::{CommandError, Context, load_bundle};
+use super::{CommandError, Context, load_bundle, target};
 use crate::changeset::{Bundle, SIGNATURES_DIR};
 use crate::cli::{ApproveArgs, KeySource, SignArgs};
+use crate::ledger::Entry;
 use crate::output;
 use crate::signing::{
-    self, Keyrings, NOTATION_CHANGESET, NOTATION_ROLE, SigningKey, Verdict, gpg_certificate,
-    gpg_sign,
+    self, Keyrings, NOTATION_CHANGESET, NOTATION_LEDGER_ENTRY, NOTATION_ROLE, SigningKey, Verdict,
+    gpg_certificate, gpg_sign,
 };
 
 /// Role a customer approval must come from.
@@ -34,11 +35,53 @@ enum Signer {
 }
 
 pub fn run_sign(ctx: &Context, args: &SignArgs) -> anyhow::Result<ExitCode> {
-    sign(ctx, &args.changesets, &args.key, None, &[])
+    sign(ctx, &args.changesets, &args.key, None, None)
 }
 
 pub fn run_approve(ctx: &Context, args: &ApproveArgs) -> anyhow::Result<ExitCode> {
-    sign(ctx, &args.changesets, &args.key, Some(CUSTOMER_ROLE), &[])
+    // Read the test environment's ledger only once the key is known to be a customer's.
+    let tested: Option<TestedLedger<'_>> = if args.offline {
+        None
+    } else {
+        Some(Box::new(|| tested_ledger(ctx, args.tested_in.as_deref())))
+    };
+    sign(
+        ctx,
+        &args.changesets,
+        &args.key,
+        Some(CUSTOMER_ROLE),
+        tested,
+    )
+}
+
+/// Reads the environment a customer tested in, and its ledger.
+type TestedLedger<'a> = Box<dyn FnOnce() -> anyhow::Result<(String, Vec<Entry>)> + 'a>;
+
+/// The environment the customer tested in and its ledger: `--tested-in`, or
+/// the source of the environment that requires a customer approval.
+fn tested_ledger(ctx: &Context, tested_in: Option<&str>) -> anyhow::Result<(String, Vec<Entry>)> {
+    let config = ctx.config()?;
+    let name = match tested_in {
+        Some(n) => n.to_owned(),
+        None => config
+            .pipeline()
+            .iter()
+            .find(|e| e.config.require.get(CUSTOMER_ROLE).is_some_and(|n| *n > 0))
+            .and_then(|e| e.config.promote_from.clone())
+            .ok_or_else(|| {
+                CommandError::new("cannot tell which environment the customer tested in").with_hint(
+                    "pass --tested-in ENV, or --offline to approve without checking a ledger",
+                )
+            })?,
+    };
+    let env = config.environment(&name)?;
+    let entries = target::runtime()?
+        .block_on(target::read_ledger(&config, &env, Some(Duration::from_secs(10))))
+        .map_err(|e| {
+            CommandError::new(format!("cannot read {name}'s ledger to check what was tested: {e}"))
+                .with_hint("approve from where the test environment is reachable, or pass --offline (the approval then binds no ledger entry)")
+        })?;
+    Ok((name, entries))
 }
 
 /// Reads the passphrase from PROMOTER_PASSPHRASE, or asks on a terminal.
@@ -57,7 +100,7 @@ fn sign(
     changesets: &[String],
     source: &KeySource,
     required_role: Option<&str>,
-    extra_notations: &[(&str, String)],
+    tested: Option<TestedLedger<'_>>,
 ) -> anyhow::Result<ExitCode> {
     let keyrings = ctx.keyrings()?;
     let (mut signer, fingerprint, userid) = match (&source.key, &source.gpg) {
@@ -96,6 +139,7 @@ fn sign(
             .into());
         }
     }
+    let tested = tested.map(|read| read()).transpose()?;
     let mut views = Vec::new();
     for dir in ctx.select_dirs(changesets)? {
         let bundle = load_bundle(&dir)?;
@@ -103,9 +147,31 @@ fn sign(
         let manifest_bytes = manifest_bytes.to_vec();
         refuse_modified(&bundle)?;
         let id = bundle.id.to_string();
+        let hash = signing_hash(&manifest_bytes);
         let mut notations: Vec<(&str, &str)> =
             vec![(NOTATION_ROLE, &role), (NOTATION_CHANGESET, &id)];
-        notations.extend(extra_notations.iter().map(|(n, v)| (*n, v.as_str())));
+        let binding;
+        if let Some((env, entries)) = &tested {
+            let entry = entries
+                .iter()
+                .rev()
+                .find(|e| e.changeset_id == id && e.status.is_applied())
+                .ok_or_else(|| {
+                    CommandError::new(format!(
+                        "{id} is not applied to {env}: a customer approves what was tested there"
+                    ))
+                    .with_hint(format!("promote it to {env} and test it first"))
+                })?;
+            if entry.bundle_hash.trim() != hash {
+                return Err(CommandError::new(format!(
+                    "{id}: {env} tested bundle {}, but the work tree has {hash}; refusing to approve an untested bundle",
+                    entry.bundle_hash
+                ))
+                .into());
+            }
+            binding = format!("{env}:{}", entry.entry_hash);
+            notations.push((NOTATION_LEDGER_ENTRY, &binding));
+        }
         let armored = match &mut signer {
             Signer::Key(key) => key.sign(&manifest_bytes, &notations)?,
             Signer::Gpg(key_id) => gpg_sign(key_id, &manifest_bytes, &notations)?,
@@ -119,7 +185,7 @@ fn sign(
         std::fs::write(&path, &armored).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         views.push(SignView {
             id,
-            bundle_hash: signing_hash(&manifest_bytes),
+            bundle_hash: hash.clone(),
             role: role.clone(),
             fingerprint: fingerprint.clone(),
             file: format!("{}/{SIGNATURES_DIR}/{name}", bundle.location),

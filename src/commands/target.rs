@@ -68,8 +68,9 @@ pub struct Target {
 }
 
 impl Target {
-    /// Connects twice, takes the lock (waiting up to `--lock-timeout`), and
-    /// creates the ledger if needed.
+    /// Connects twice and takes the lock (waiting up to `--lock-timeout`).
+    /// Nothing is written until [`execute`] creates the ledger if needed, so a
+    /// refused run leaves the target exactly as it was.
     pub async fn open(
         config: &Config,
         env: &Environment<'_>,
@@ -85,18 +86,13 @@ impl Target {
             output::eprint,
         )
         .await?;
-        let mut conn = match connect(env, Some(Duration::from_secs(30))).await {
+        let conn = match connect(env, Some(Duration::from_secs(30))).await {
             Ok(c) => c,
             Err(e) => {
                 lock.release().await;
                 return Err(e);
             }
         };
-        if let Err(e) = ledger::ensure(&mut conn, env.name, &schema).await {
-            db::close(conn).await;
-            lock.release().await;
-            return Err(e.into());
-        }
         Ok(Self {
             env: env.name.to_owned(),
             schema,
@@ -312,6 +308,7 @@ pub async fn execute(
     work: Vec<Work<'_>>,
     info: &RunInfo,
 ) -> anyhow::Result<ExitCode> {
+    ledger::ensure(&mut target.conn, &target.env, &target.schema).await?;
     let (os_user, host) = who();
     let db_role = ledger::current_role(&mut target.conn, &target.env).await?;
     let mut done: Vec<String> = Vec::new();

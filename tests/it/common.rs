@@ -10,6 +10,61 @@ use assert_cmd::Command;
 pub struct TestContext {
     pub dir: tempfile::TempDir,
     pub gnupg: PathBuf,
+    /// (environment, database name, URL) of this test's own databases.
+    pub databases: Vec<(String, String, String)>,
+}
+
+/// The test cluster's admin URL: `PROMOTER_TEST_DATABASE_URL` (set by `make
+/// test`), or a cluster started with `scripts/pg-cluster start test`.
+pub fn admin_url() -> &'static str {
+    static URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    URL.get_or_init(|| {
+        if let Ok(url) = std::env::var("PROMOTER_TEST_DATABASE_URL") {
+            return url;
+        }
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/pg-cluster");
+        let out = std::process::Command::new(script)
+            .args(["start", "test"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "starting the test cluster failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    })
+}
+
+/// The URL of database `name` on the test cluster.
+pub fn database_url(name: &str) -> String {
+    let admin = admin_url();
+    let (head, query) = admin.split_once('?').unwrap_or((admin, ""));
+    let base = &head[..head.rfind('/').unwrap()];
+    if query.is_empty() {
+        format!("{base}/{name}")
+    } else {
+        format!("{base}/{name}?{query}")
+    }
+}
+
+/// Runs SQL with psql against `url`; returns unaligned, tuples-only output.
+pub fn psql(url: &str, sql: &str) -> Run {
+    let out = std::process::Command::new("psql")
+        .args([
+            "-X",
+            "-q",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            url,
+            "-c",
+            sql,
+        ])
+        .output()
+        .unwrap();
+    Run::from(out)
 }
 
 /// What a command printed, with its exit code.
@@ -71,9 +126,43 @@ impl TestContext {
             std::fs::set_permissions(&gnupg, std::fs::Permissions::from_mode(0o700)).unwrap();
         }
         std::fs::create_dir(dir.path().join("project")).unwrap();
-        let ctx = Self { dir, gnupg };
+        let ctx = Self {
+            dir,
+            gnupg,
+            databases: Vec::new(),
+        };
         ctx.promoter(&["init"]).ok();
         ctx
+    }
+
+    /// A project with its own empty DEV, QAT and PRD databases.
+    pub fn with_databases() -> Self {
+        static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let mut ctx = Self::new();
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        for env in ["dev", "qat", "prd"] {
+            let name = format!("it_{}_{n}_{env}", std::process::id());
+            psql(admin_url(), &format!("DROP DATABASE IF EXISTS {name}")).ok();
+            psql(admin_url(), &format!("CREATE DATABASE {name}")).ok();
+            ctx.databases
+                .push((env.to_owned(), name.clone(), database_url(&name)));
+        }
+        ctx
+    }
+
+    /// The URL of this test's database for `env`.
+    pub fn url(&self, env: &str) -> String {
+        self.databases
+            .iter()
+            .find(|(e, _, _)| e == env)
+            .map(|(_, _, u)| u.clone())
+            .unwrap()
+    }
+
+    /// psql against this test's database for `env`; asserts success.
+    #[track_caller]
+    pub fn sql(&self, env: &str, sql: &str) -> String {
+        psql(&self.url(env), sql).ok()
     }
 
     pub fn root(&self) -> PathBuf {
@@ -85,15 +174,24 @@ impl TestContext {
     }
 
     /// The promoter binary, run in the project with a cleared environment.
-    pub fn cmd(&self) -> Command {
-        let mut cmd = Command::cargo_bin("promoter").unwrap();
+    pub fn std_cmd(&self) -> std::process::Command {
+        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("promoter"));
         cmd.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", self.dir.path())
             .env("GNUPGHOME", &self.gnupg)
             .env("LANG", "C")
+            .env("USER", "tester")
             .current_dir(self.root());
+        for (env, _, url) in &self.databases {
+            cmd.env(format!("{}_DATABASE_URL", env.to_uppercase()), url);
+        }
         cmd
+    }
+
+    /// [`TestContext::std_cmd`] as an assert_cmd command.
+    pub fn cmd(&self) -> Command {
+        Command::from_std(self.std_cmd())
     }
 
     pub fn promoter(&self, args: &[&str]) -> Run {
@@ -224,6 +322,12 @@ impl TestContext {
 
 impl Drop for TestContext {
     fn drop(&mut self) {
+        for (_, name, _) in &self.databases {
+            let _ = psql(
+                admin_url(),
+                &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            );
+        }
         // Stop the gpg-agent this test's GnuPG home may have started.
         let _ = std::process::Command::new("gpgconf")
             .env("GNUPGHOME", &self.gnupg)

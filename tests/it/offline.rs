@@ -80,7 +80,13 @@ fn new_user_session_with_gpg_and_a_customer_approval() {
     // The customer approves with a promoter-made key.
     let (customer, secret) = t.promoter_key("Customer <buyer@example.com>", "keys/customers");
     let approved = t
-        .promoter(&["approve", &id, "--key", secret.to_str().unwrap()])
+        .promoter(&[
+            "approve",
+            &id,
+            "--offline",
+            "--key",
+            secret.to_str().unwrap(),
+        ])
         .ok();
     assert!(
         approved.contains("approved 0001-add-customers"),
@@ -461,8 +467,14 @@ fn copies_and_subkeys_count_once_and_roles_come_from_keyrings() {
 
     // A customer's signature in a file named like a developer's is still a customer's.
     let (cust, secret) = t.promoter_key("C <c@x>", "keys/customers");
-    t.promoter(&["approve", &id, "--key", secret.to_str().unwrap()])
-        .ok();
+    t.promoter(&[
+        "approve",
+        &id,
+        "--offline",
+        "--key",
+        secret.to_str().unwrap(),
+    ])
+    .ok();
     std::fs::rename(
         t.path(&format!("changesets/{id}/signatures/customer-{cust}.asc")),
         t.path(&format!("changesets/{id}/signatures/developer-{cust}.asc")),

@@ -1,0 +1,588 @@
+//! The database half against real PostgreSQL: apply, promote, approve,
+//! status, ledger, audit — and every refusal leaving the target untouched.
+
+use std::path::PathBuf;
+
+use crate::common::TestContext;
+
+/// Two changesets applied to DEV, signed, committed; keys for a developer and a customer.
+struct Pipeline {
+    t: TestContext,
+    dev_key: PathBuf,
+    customer_key: PathBuf,
+}
+
+impl Pipeline {
+    fn new() -> Self {
+        let t = TestContext::with_databases();
+        t.changeset(
+            "customers",
+            "CREATE TABLE customers (id int PRIMARY KEY, name text NOT NULL);\n",
+        );
+        t.changeset(
+            "seed",
+            "INSERT INTO customers VALUES (1, 'Ada'), (2, 'Grace');\n",
+        );
+        t.promoter(&["seal"]).ok();
+        let (_, dev_key) = t.promoter_key("Dev <dev@example.com>", "keys/developers");
+        let (_, customer_key) = t.promoter_key("Customer <c@example.com>", "keys/customers");
+        let out = t.promoter(&["apply", "dev"]).ok();
+        assert!(
+            out.contains("applied 0001-customers to dev")
+                && out.contains("applied 0002-seed to dev"),
+            "{out}"
+        );
+        t.promoter(&["sign", "1", "2", "--key", dev_key.to_str().unwrap()])
+            .ok();
+        t.commit_all("two changesets");
+        Self {
+            t,
+            dev_key,
+            customer_key,
+        }
+    }
+
+    fn approve(&self) {
+        self.t
+            .promoter(&[
+                "approve",
+                "1",
+                "2",
+                "--key",
+                self.customer_key.to_str().unwrap(),
+            ])
+            .ok();
+        self.t.commit_all("approved");
+    }
+
+    /// Schema and ledger of an environment, to prove a refusal changed nothing.
+    fn snapshot(&self, env: &str) -> String {
+        self.t.sql(
+            env,
+            "SELECT coalesce(string_agg(table_schema || '.' || table_name, ',' ORDER BY 1), '') \
+             FROM information_schema.tables WHERE table_schema NOT IN ('pg_catalog', 'information_schema')",
+        )
+    }
+}
+
+#[test]
+fn full_pipeline_dev_to_qat_to_prd_with_ledger_and_audit() {
+    let p = Pipeline::new();
+    let t = &p.t;
+    let out = t.promoter(&["promote", "dev", "qat"]).ok();
+    assert!(
+        out.contains("applied 0001-customers to qat") && out.contains("applied 0002-seed to qat"),
+        "{out}"
+    );
+
+    // The customer approves what QAT ran; the approval binds QAT's ledger entry.
+    p.approve();
+    let sig = std::fs::read_dir(t.path("changesets/0001-customers/signatures"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("customer-")
+        })
+        .unwrap();
+    let listing = t.gpg(&["--list-packets", sig.to_str().unwrap()]).ok();
+    assert!(
+        listing.contains("qat-ledger-entry@promoter") && listing.contains("qat:"),
+        "{listing}"
+    );
+
+    let out = t.promoter(&["promote", "qat", "prd", "--yes"]).ok();
+    assert!(out.contains("applied 0002-seed to prd"), "{out}");
+    assert_eq!(
+        t.sql(
+            "prd",
+            "SELECT string_agg(name, ',' ORDER BY id) FROM customers"
+        ),
+        "Ada,Grace\n"
+    );
+
+    let ledger: serde_json::Value =
+        serde_json::from_str(&t.promoter(&["--json", "ledger", "prd"]).ok()).unwrap();
+    let rows = ledger.as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[1]["changeset_id"], "0002-seed");
+    assert_eq!(rows[1]["status"], "applied");
+    assert_eq!(rows[1]["promoted_from"], "qat");
+    assert_eq!(rows[1]["os_user"], "tester");
+    assert_eq!(rows[1]["prev_hash"], rows[0]["entry_hash"]);
+    let signers: Vec<serde_json::Value> =
+        serde_json::from_str(rows[0]["signers"].as_str().unwrap()).unwrap();
+    let roles: Vec<&str> = signers
+        .iter()
+        .map(|s| s["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["customer", "developer"]);
+    let qat: serde_json::Value =
+        serde_json::from_str(&t.promoter(&["--json", "ledger", "qat"]).ok()).unwrap();
+    assert_eq!(rows[0]["promoted_from_entry"], qat[0]["entry_hash"]);
+    assert_eq!(rows[0]["schema_before"], qat[0]["schema_before"]);
+    assert_eq!(rows[1]["schema_after"], qat[1]["schema_after"]);
+
+    let status: serde_json::Value =
+        serde_json::from_str(&t.promoter(&["--json", "status"]).ok()).unwrap();
+    for env in ["dev", "qat", "prd"] {
+        assert_eq!(
+            status["changesets"][1]["environments"][env]["state"], "applied",
+            "{status:#}"
+        );
+    }
+    let audit = t.promoter(&["audit", "prd"]).ok();
+    assert!(
+        audit.contains("2 ledger rows, hash chain intact; 2 applied bundles identical to git"),
+        "{audit}"
+    );
+    assert!(
+        t.promoter(&["promote", "qat", "prd"])
+            .ok()
+            .contains("prd is up to date with qat")
+    );
+    assert!(
+        t.promoter(&["apply", "dev"])
+            .ok()
+            .contains("dev is up to date")
+    );
+}
+
+#[test]
+fn refusals_leave_the_target_untouched() {
+    let p = Pipeline::new();
+    let t = &p.t;
+    t.promoter(&["promote", "dev", "qat"]).ok();
+    let before = p.snapshot("prd");
+    assert_eq!(before, "\n", "prd starts empty");
+
+    // PRD without the customer's approval.
+    let err = t.promoter(&["promote", "qat", "prd", "--yes"]).fails();
+    assert!(err.contains("nothing was applied to prd"), "{err}");
+    assert!(
+        err.contains(
+            "0001-customers: needs 1 customer signature from distinct certificates, has 0"
+        ),
+        "{err}"
+    );
+    assert_eq!(p.snapshot("prd"), before);
+
+    // Confirmation is required without --yes and without a terminal.
+    p.approve();
+    let err = t.promoter(&["promote", "qat", "prd"]).fails();
+    assert!(
+        err.contains("asks for confirmation") && err.contains("--yes"),
+        "{err}"
+    );
+    assert_eq!(p.snapshot("prd"), before);
+
+    // A bundle changed after QAT ran it.
+    t.write(
+        "changesets/0002-seed/001-seed.sql",
+        "INSERT INTO customers VALUES (1, 'Ada'), (3, 'Eve');\n",
+    );
+    t.promoter(&["seal", "--force", "2"]).ok();
+    t.promoter(&["sign", "2", "--key", p.dev_key.to_str().unwrap()])
+        .ok();
+    t.promoter(&[
+        "approve",
+        "2",
+        "--offline",
+        "--key",
+        p.customer_key.to_str().unwrap(),
+    ])
+    .ok();
+    t.commit_all("changed after QAT");
+    let err = t.promoter(&["promote", "qat", "prd", "--yes"]).fails();
+    assert!(
+        err.contains("0002-seed changed since it was applied to qat: qat has"),
+        "{err}"
+    );
+    assert_eq!(p.snapshot("prd"), before);
+    t.git(&["reset", "-q", "--hard", "HEAD~1"]).ok();
+
+    // Approving a bundle that QAT did not run is refused.
+    t.write(
+        "changesets/0002-seed/001-seed.sql",
+        "INSERT INTO customers VALUES (9, 'Zed');\n",
+    );
+    t.promoter(&["seal", "--force", "2"]).ok();
+    let err = t
+        .promoter(&["approve", "2", "--key", p.customer_key.to_str().unwrap()])
+        .fails();
+    assert!(
+        err.contains("0002-seed: qat tested bundle")
+            && err.contains("refusing to approve an untested bundle"),
+        "{err}"
+    );
+    t.git(&["checkout", "-q", "--", "."]).ok();
+
+    // A dirty work tree does not matter: promote reads git.
+    t.write(
+        "changesets/0001-customers/001-customers.sql",
+        "DROP TABLE everything;\n",
+    );
+    // QAT unreachable: nothing happens to PRD.
+    let unreachable = t
+        .cmd()
+        .env(
+            "QAT_DATABASE_URL",
+            crate::common::database_url("no_such_database"),
+        )
+        .args(["promote", "qat", "prd", "--yes"])
+        .output()
+        .unwrap();
+    assert!(!unreachable.status.success());
+    let err = String::from_utf8_lossy(&unreachable.stderr);
+    assert!(
+        err.contains("qat: cannot connect") && err.contains("nothing was applied to prd"),
+        "{err}"
+    );
+    assert_eq!(p.snapshot("prd"), before);
+
+    // Unknown environment.
+    let err = t.promoter(&["promote", "qat", "uat"]).fails();
+    assert!(
+        err.contains("unknown environment `uat` (environments.yaml defines: dev, prd, qat)"),
+        "{err}"
+    );
+
+    // And after all that, the real promotion works from git despite the dirty work tree.
+    let out = t.promoter(&["promote", "qat", "prd", "--yes"]).ok();
+    assert!(out.contains("applied 0002-seed to prd"), "{out}");
+}
+
+#[test]
+fn a_diverged_target_is_refused_listing_both_histories() {
+    let p = Pipeline::new();
+    let t = &p.t;
+    t.promoter(&["promote", "dev", "qat"]).ok();
+    p.approve();
+    t.promoter(&["promote", "qat", "prd", "--yes"]).ok();
+    // PRD now has 0001 and 0002; point QAT at an environment that has only 0001.
+    let other = crate::common::database_url(&format!("{}_other", t.databases[1].1));
+    crate::common::psql(
+        crate::common::admin_url(),
+        &format!("CREATE DATABASE {}_other", t.databases[1].1),
+    )
+    .ok();
+    let run = t
+        .cmd()
+        .env("QAT_DATABASE_URL", &other)
+        .env("DEV_DATABASE_URL", t.url("dev"))
+        .args(["promote", "dev", "qat"])
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let err = t
+        .cmd()
+        .env("QAT_DATABASE_URL", &other)
+        .args(["promote", "qat", "prd", "--yes"])
+        .output()
+        .unwrap();
+    // Both have the same two: up to date. Now make PRD diverge by its ledger having more.
+    assert!(err.status.success());
+    let fresh = format!("{}_fresh", t.databases[1].1);
+    crate::common::psql(
+        crate::common::admin_url(),
+        &format!("CREATE DATABASE {fresh}"),
+    )
+    .ok();
+    let run = t
+        .cmd()
+        .env("QAT_DATABASE_URL", crate::common::database_url(&fresh))
+        .args(["promote", "qat", "prd", "--yes"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success(), "{stderr}");
+    assert!(stderr.contains("prd has diverged from qat"), "{stderr}");
+    assert!(
+        stderr.contains("qat: (nothing)") && stderr.contains("prd: 0001-customers"),
+        "{stderr}"
+    );
+    for db in [format!("{}_other", t.databases[1].1), fresh] {
+        crate::common::psql(
+            crate::common::admin_url(),
+            &format!("DROP DATABASE {db} WITH (FORCE)"),
+        )
+        .ok();
+    }
+}
+
+#[test]
+fn a_sql_error_names_file_line_and_column_and_records_a_failed_row() {
+    let t = TestContext::with_databases();
+    t.changeset("good", "CREATE TABLE a (id int);\n");
+    t.changeset(
+        "bad",
+        "-- a comment\nINSERT INTO a VALUES (1);\n\nSELECT id,\n       nope FROM a;\n",
+    );
+    t.changeset("never", "CREATE TABLE c (id int);\n");
+    t.promoter(&["seal"]).ok();
+    let err = t.promoter(&["apply", "dev"]).fails();
+    assert!(
+        err.contains("dev: applied 0001-good; failed at 0002-bad; it was rolled back"),
+        "{err}"
+    );
+    assert!(
+        err.contains("changesets/0002-bad/001-bad.sql:5:8: [42703] column \"nope\" does not exist"),
+        "{err}"
+    );
+    assert!(err.contains("statement: SELECT id,"), "{err}");
+    assert_eq!(
+        t.sql("dev", "SELECT count(*) FROM a"),
+        "0\n",
+        "the INSERT was rolled back"
+    );
+    assert_eq!(
+        t.sql("dev", "SELECT to_regclass('c') IS NULL"),
+        "t\n",
+        "nothing after the failure ran"
+    );
+    let rows = t.sql(
+        "dev",
+        "SELECT seq, changeset_id, status, statements FROM promoter.ledger ORDER BY seq",
+    );
+    assert_eq!(rows, "1|0001-good|applied|1\n2|0002-bad|failed|0\n");
+    let error = t.sql("dev", "SELECT error FROM promoter.ledger WHERE seq = 2");
+    assert!(error.contains("001-bad.sql:5:8"), "{error}");
+    // A runtime error has no position: the statement's own line is named.
+    t.write(
+        "changesets/0002-bad/001-bad.sql",
+        "SELECT 1;\nSELECT 1 / 0;\n",
+    );
+    t.promoter(&["seal", "2"]).ok();
+    let err = t.promoter(&["apply", "dev"]).fails();
+    assert!(
+        err.contains("001-bad.sql:2:1: [22012] division by zero"),
+        "{err}"
+    );
+}
+
+#[test]
+fn audit_detects_an_update_a_delete_and_a_reordering() {
+    let p = Pipeline::new();
+    let t = &p.t;
+    t.changeset("third", "CREATE TABLE third (id int);\n");
+    t.promoter(&["seal"]).ok();
+    t.promoter(&["apply", "dev"]).ok();
+    t.promoter(&["sign", "3", "--key", p.dev_key.to_str().unwrap()])
+        .ok();
+    t.commit_all("third");
+    t.promoter(&["audit", "dev"]).ok();
+
+    // The ledger refuses edits outright …
+    let refused = crate::common::psql(&t.url("dev"), "UPDATE promoter.ledger SET db_role = 'x'");
+    assert!(refused.stderr.contains("append-only"), "{}", refused.stderr);
+    // … so an attacker with superuser rights disables the trigger first.
+    let tamper = |sql: &str| {
+        t.sql("dev", &format!("ALTER TABLE promoter.ledger DISABLE TRIGGER ledger_append_only; {sql}; ALTER TABLE promoter.ledger ENABLE TRIGGER ledger_append_only"))
+    };
+    let backup = t.sql("dev", "SELECT count(*) FROM promoter.ledger");
+    assert_eq!(backup, "3\n");
+    t.sql(
+        "dev",
+        "CREATE TABLE ledger_copy AS SELECT * FROM promoter.ledger",
+    );
+    let restore = || {
+        tamper("DELETE FROM promoter.ledger; INSERT INTO promoter.ledger SELECT * FROM ledger_copy")
+    };
+
+    tamper("UPDATE promoter.ledger SET os_user = 'someone-else' WHERE seq = 2");
+    let err = t.promoter(&["audit", "dev"]).fails();
+    assert!(
+        err.contains("ledger row #2: row content does not match its entry_hash"),
+        "{err}"
+    );
+    restore();
+
+    tamper("DELETE FROM promoter.ledger WHERE seq = 2");
+    let err = t.promoter(&["audit", "dev"]).fails();
+    assert!(
+        err.contains("ledger row #3: prev_hash does not match row 1"),
+        "{err}"
+    );
+    restore();
+
+    tamper(
+        "UPDATE promoter.ledger SET seq = seq + 100 WHERE seq IN (2, 3); UPDATE promoter.ledger SET seq = 3 WHERE seq = 102; UPDATE promoter.ledger SET seq = 2 WHERE seq = 103",
+    );
+    let rows = t.sql(
+        "dev",
+        "SELECT string_agg(changeset_id, ',' ORDER BY seq) FROM promoter.ledger",
+    );
+    assert_eq!(rows, "0001-customers,0003-third,0002-seed\n");
+    let err = t.promoter(&["audit", "dev"]).fails();
+    assert!(err.contains("ledger row #2"), "{err}");
+    restore();
+    t.promoter(&["audit", "dev"]).ok();
+
+    // A bundle edited in git after it was applied.
+    t.write(
+        "changesets/0003-third/001-third.sql",
+        "CREATE TABLE third (id bigint);\n",
+    );
+    t.promoter(&["seal", "--force", "3"]).ok();
+    t.commit_all("rewrite history");
+    let err = t.promoter(&["audit", "dev"]).fails();
+    assert!(
+        err.contains("ledger row #3 (0003-third): applied bundle"),
+        "{err}"
+    );
+}
+
+#[test]
+fn apply_refuses_promoted_environments_and_out_of_order_changesets() {
+    let t = TestContext::with_databases();
+    t.changeset("a", "CREATE TABLE a (id int);\n");
+    t.promoter(&["seal"]).ok();
+    let err = t.promoter(&["apply", "qat"]).fails();
+    assert!(
+        err.contains("qat is fed by dev") && err.contains("promoter promote dev qat"),
+        "{err}"
+    );
+    t.changeset("b", "CREATE TABLE b (id int);\n");
+    t.changeset("c", "CREATE TABLE c (id int);\n");
+    t.promoter(&["seal"]).ok();
+    let err = t.promoter(&["apply", "dev", "3"]).fails();
+    assert!(
+        err.contains("0003-c is not next in line for dev: 0001-a must be applied first"),
+        "{err}"
+    );
+    let out = t.promoter(&["apply", "dev", "1", "--dry-run"]).ok();
+    assert!(
+        out.contains("would apply 1 changeset to dev") && out.contains("nothing was changed"),
+        "{out}"
+    );
+    assert_eq!(
+        t.sql("dev", "SELECT to_regclass('promoter.ledger') IS NULL"),
+        "t\n",
+        "a dry run writes nothing"
+    );
+    t.promoter(&["apply", "dev", "1"]).ok();
+    t.promoter(&["apply", "dev"]).ok();
+    // An applied changeset edited afterwards is refused, naming both hashes.
+    t.write(
+        "changesets/0002-b/001-b.sql",
+        "CREATE TABLE b (id bigint);\n",
+    );
+    t.promoter(&["seal", "2"]).ok();
+    let err = t.promoter(&["apply", "dev"]).fails();
+    assert!(
+        err.contains("0002-b changed since it was applied to dev: dev has"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_held_lock_names_its_holder_and_times_out() {
+    let t = TestContext::with_databases();
+    t.changeset("a", "CREATE TABLE a (id int);\n");
+    t.promoter(&["seal"]).ok();
+    let key = promoter::db::lock::key("promoter");
+    let mut holder = std::process::Command::new("psql")
+        .args(["-X", "-q", &t.url("dev"), "-c", &format!("SET application_name = 'held-by-test'; SELECT pg_advisory_lock({key}); SELECT pg_sleep(20)")])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    let err = t.promoter(&["apply", "dev", "--lock-timeout", "1"]).fails();
+    holder.kill().unwrap();
+    let _ = holder.wait();
+    assert!(
+        err.contains("another promoter is applying to this database"),
+        "{err}"
+    );
+    assert!(err.contains("application held-by-test"), "{err}");
+    assert_eq!(t.sql("dev", "SELECT to_regclass('a') IS NULL"), "t\n");
+}
+
+#[test]
+fn two_concurrent_promotions_apply_each_changeset_exactly_once() {
+    let p = Pipeline::new();
+    let t = &p.t;
+    t.changeset("slow", "CREATE TABLE slow (id int);\nSELECT pg_sleep(1);\n");
+    t.promoter(&["seal"]).ok();
+    t.promoter(&["apply", "dev"]).ok();
+    t.promoter(&["sign", "3", "--key", p.dev_key.to_str().unwrap()])
+        .ok();
+    t.commit_all("slow");
+    let spawn = || {
+        t.std_cmd()
+            .args(["promote", "dev", "qat"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    let outs: Vec<String> = [&a, &b]
+        .iter()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .collect();
+    assert!(
+        a.status.success() && b.status.success(),
+        "{outs:?} {:?} {:?}",
+        String::from_utf8_lossy(&a.stderr),
+        String::from_utf8_lossy(&b.stderr)
+    );
+    assert_eq!(
+        outs.iter()
+            .filter(|o| o.contains("applied 0003-slow to qat"))
+            .count(),
+        1,
+        "{outs:?}"
+    );
+    assert_eq!(
+        outs.iter()
+            .filter(|o| o.contains("qat is up to date with dev"))
+            .count(),
+        1,
+        "{outs:?}"
+    );
+    assert_eq!(t.sql("qat", "SELECT count(*) FROM promoter.ledger"), "3\n");
+    t.promoter(&["audit", "qat"]).ok();
+}
+
+#[test]
+fn kill_9_during_a_changeset_leaves_nothing_half_applied() {
+    let t = TestContext::with_databases();
+    t.changeset("long", "CREATE TABLE long_running (id int);\nSELECT pg_sleep(3);\nINSERT INTO long_running VALUES (1);\n");
+    t.promoter(&["seal"]).ok();
+    let mut child = t.std_cmd().args(["apply", "dev"]).spawn().unwrap();
+    // Wait until the sleep is running, then kill promoter without warning.
+    let start = std::time::Instant::now();
+    while !t
+        .sql(
+            "dev",
+            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(3)%'",
+        )
+        .starts_with('1')
+    {
+        assert!(
+            start.elapsed().as_secs() < 20,
+            "the changeset never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert_eq!(
+        t.sql("dev", "SELECT to_regclass('long_running') IS NULL"),
+        "t\n",
+        "uncommitted work is invisible"
+    );
+    assert_eq!(t.sql("dev", "SELECT count(*) FROM promoter.ledger"), "0\n");
+    let out = t.promoter(&["apply", "dev"]).ok();
+    assert!(out.contains("applied 0001-long to dev"), "{out}");
+    assert_eq!(t.sql("dev", "SELECT count(*) FROM long_running"), "1\n");
+    t.promoter(&["ledger", "dev"]).ok();
+}
