@@ -60,3 +60,133 @@ fn splitter_sends_as_many_statements_as_psql_for_every_corpus_file() {
         assert_eq!(statements, want, "{}", path.display());
     }
 }
+
+/// Applies `files` as one changeset each (in order) to an empty DEV with
+/// `promoter apply`, then returns the corpus hashes of that database.
+fn apply_corpus(files: &[(&str, Vec<u8>)], schema_args: &[&str]) -> (String, String) {
+    let t = crate::common::TestContext::with_databases();
+    for (slug, bytes) in files {
+        let id = t.changeset(slug, "");
+        std::fs::write(t.path(&format!("changesets/{id}/001-{slug}.sql")), bytes).unwrap();
+    }
+    t.promoter(&["seal"]).ok();
+    let out = t.promoter(&["apply", "dev"]).ok();
+    assert_eq!(out.matches("applied ").count(), files.len(), "{out}");
+    let dir = corpora();
+    let run = |script: &str, args: &[&str]| {
+        let out = std::process::Command::new("bash")
+            .arg(dir.join(script))
+            .arg(t.url("dev"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{script}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    let schema = run("schema-hash.sh", schema_args);
+    (
+        schema.split_whitespace().next().unwrap().to_owned(),
+        data_hash_without_ledger(&t.url("dev")),
+    )
+}
+
+/// `data-hash.sh`'s result with promoter's own ledger tables left out: the
+/// script writes its per-table listing to `$DATA_OUT`; this recomputes the
+/// same sha256, table count and row count over the listing minus `promoter.*`.
+fn data_hash_without_ledger(url: &str) -> String {
+    let listing = tempfile::NamedTempFile::new().unwrap();
+    let out = std::process::Command::new("bash")
+        .arg(corpora().join("data-hash.sh"))
+        .arg(url)
+        .env("DATA_OUT", listing.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "data-hash.sh: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(listing.path()).unwrap();
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with("promoter."))
+        .collect();
+    let body = format!("{}\n", kept.join("\n"));
+    let rows: u64 = kept
+        .iter()
+        .map(|l| l.split('\t').nth(1).unwrap().parse::<u64>().unwrap())
+        .sum();
+    let digest = promoter::changeset::Sha256Digest::of(body.as_bytes());
+    format!("{digest}  {}  {rows}", kept.len())
+}
+
+fn read(path: PathBuf) -> Vec<u8> {
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn pagila_applies_exactly_as_psql_applies_it() {
+    let dir = corpora();
+    let (schema, data) = apply_corpus(
+        &[
+            ("pagila-schema", read(dir.join("pagila/pagila-schema.sql"))),
+            ("pagila-data", read(dir.join("pagila/pagila-data.sql"))),
+        ],
+        &["-N", "promoter"],
+    );
+    assert_eq!(
+        schema,
+        "81e5435e3a9da81a8d885908fe8538faf3737d836f13236ba79e132a33c10361"
+    );
+    assert_eq!(
+        data,
+        "3ce66b2ce4c002281c245f04e0faa985a692ee8191ae92780e6f96fe7072a2c9  21  49636"
+    );
+}
+
+#[test]
+fn chinook_applies_exactly_as_psql_applies_it() {
+    let dir = corpora();
+    let (schema, data) = apply_corpus(
+        &[(
+            "chinook",
+            read(dir.join("chinook/Chinook_PostgreSql.body.sql")),
+        )],
+        &["-N", "promoter"],
+    );
+    assert_eq!(
+        schema,
+        "332293a2b1a87e679e88cc64dad1ec87f3931b9a2a4a50ae789e7f6fa67f6cd8"
+    );
+    assert_eq!(
+        data,
+        "33d8e20f0ca3c6debef4a80cc1459b05ce824596820b910665c344ebb1812580  11  15607"
+    );
+}
+
+#[test]
+fn pgcore_begin_atomic_bodies_apply_exactly_as_psql_applies_them() {
+    let share = pg_sharedir();
+    let (schema, _) = apply_corpus(
+        &[
+            (
+                "drop-information-schema",
+                b"DROP SCHEMA IF EXISTS information_schema CASCADE;\n".to_vec(),
+            ),
+            (
+                "information-schema",
+                read(share.join("information_schema.sql")),
+            ),
+            ("system-functions", read(share.join("system_functions.sql"))),
+        ],
+        &["-n", "public", "-n", "information_schema"],
+    );
+    assert_eq!(
+        schema,
+        "49a956e3deefb4dabfde67e94abf13046da9806a0bb3ff5edb1d8cb62dc70d12"
+    );
+}
