@@ -206,16 +206,19 @@ pub struct AuditArgs {
 }
 
 #[derive(Debug, Args)]
-#[group(id = "outcome", required = true, multiple = false)]
 pub struct ResolveArgs {
     pub env: String,
     /// The changeset whose partial application you resolved.
     pub changeset: String,
     /// You completed the remaining statements by hand: record it as applied.
-    #[arg(long, group = "outcome")]
+    #[arg(
+        long,
+        conflicts_with = "rolled_back",
+        required_unless_present = "rolled_back"
+    )]
     pub applied: bool,
     /// You undid what had run: record it as not applied, so it can run again.
-    #[arg(long, group = "outcome")]
+    #[arg(long)]
     pub rolled_back: bool,
     /// What was done, for the audit trail.
     #[arg(long, required = true)]

@@ -192,6 +192,7 @@ impl Checked {
     pub fn facts(&self) -> BundleFacts {
         let mut problems: Vec<String> = self.check.error.iter().cloned().collect();
         problems.extend(self.check.file_problems.iter().cloned());
+        problems.extend(self.check.script_problems.iter().cloned());
         problems.extend(self.check.unmet.iter().cloned());
         BundleFacts {
             id: self.bundle.id.clone(),

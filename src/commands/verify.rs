@@ -53,6 +53,8 @@ pub struct BundleCheck {
     pub error: Option<String>,
     /// Differences between the files and `SHA256SUMS`.
     pub file_problems: Vec<String>,
+    /// What the scripts hold that cannot be executed faithfully (file:line).
+    pub script_problems: Vec<String>,
     pub signatures: Vec<SignatureView>,
     /// Distinct good signers per role.
     pub signers: BTreeMap<String, usize>,
@@ -65,6 +67,7 @@ impl BundleCheck {
     pub fn ok(&self) -> bool {
         self.error.is_none()
             && self.file_problems.is_empty()
+            && self.script_problems.is_empty()
             && self.signatures.iter().all(|s| s.good)
             && self.unmet.is_empty()
     }
@@ -82,6 +85,7 @@ pub fn check_bundle(
         bundle_hash: bundle.hash().map(|h| h.to_hex()),
         error: None,
         file_problems: Vec::new(),
+        script_problems: Vec::new(),
         signatures: Vec::new(),
         signers: BTreeMap::new(),
         unmet: Vec::new(),
@@ -104,6 +108,15 @@ pub fn check_bundle(
                 .collect();
         }
         Err(e) => check.error = Some(e.to_string()),
+    }
+    // Scripts are only worth reading once they are the sealed ones.
+    if check.file_problems.is_empty() && check.error.is_none() {
+        match crate::sql::check_bundle(bundle) {
+            Ok(problems) => {
+                check.script_problems = problems.iter().map(ToString::to_string).collect()
+            }
+            Err(e) => check.error = Some(e.to_string()),
+        }
     }
     let files: Vec<(String, Vec<u8>)> = bundle
         .signatures
@@ -146,6 +159,9 @@ pub fn print_check(check: &BundleCheck, for_env: Option<&str>) {
         for p in &check.file_problems {
             output::print(&format!("  FAIL  {p}"));
         }
+    }
+    for p in &check.script_problems {
+        output::print(&format!("  FAIL  {p}"));
     }
     if check.signatures.is_empty() {
         output::print("  --    no signatures");
@@ -208,6 +224,7 @@ pub fn run(ctx: &Context, args: &VerifyArgs) -> anyhow::Result<ExitCode> {
                 bundle_hash: None,
                 error: Some(e.to_string()),
                 file_problems: Vec::new(),
+                script_problems: Vec::new(),
                 signatures: Vec::new(),
                 signers: BTreeMap::new(),
                 unmet: Vec::new(),

@@ -3,5 +3,6 @@
 
 mod common;
 mod corpus;
+mod executor;
 mod offline;
 mod pipeline;

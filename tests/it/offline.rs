@@ -728,3 +728,25 @@ fn seal_refuses_meta_commands_and_non_transactional_statements_naming_file_and_l
     );
     t.promoter(&["seal"]).ok();
 }
+
+/// Regression: verify once skipped the script checks, so a bundle sealed
+/// outside promoter with a psql meta-command passed verification.
+#[test]
+fn verify_reports_meta_commands_in_a_bundle_sealed_outside_promoter() {
+    let t = TestContext::new();
+    let id = t.changeset("sneaky", "CREATE TABLE a (id int);\n\\c other_database\n");
+    let out = std::process::Command::new("sh")
+        .args(["-c", "LC_ALL=C sha256sum $(LC_ALL=C ls) > SHA256SUMS"])
+        .current_dir(t.path(&format!("changesets/{id}")))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let err = t.promoter(&["verify"]).fails();
+    assert!(err.contains("ok    files match SHA256SUMS"), "{err}");
+    assert!(
+        err.contains(&format!(
+            "FAIL  changesets/{id}/001-sneaky.sql:2: psql meta-command \\c is not supported"
+        )),
+        "{err}"
+    );
+}

@@ -1,0 +1,271 @@
+//! The executor's promises, against real PostgreSQL: psql-like sessions per
+//! script, non-transactional changesets and `resolve`, error positions.
+
+use crate::common::TestContext;
+
+#[test]
+fn each_script_starts_from_the_session_defaults() {
+    let t = TestContext::with_databases();
+    let id = t.changeset(
+        "paths",
+        "CREATE SCHEMA other;\nSET search_path = other;\nCREATE TABLE t1 (id int);\n",
+    );
+    t.write(
+        &format!("changesets/{id}/002-next.sql"),
+        "CREATE TABLE t2 (id int);\n",
+    );
+    t.write(&format!("changesets/{id}/003-config.sql"), "SELECT pg_catalog.set_config('search_path', '', false);\nCREATE TABLE public.t3 (id int);\nSET ROLE pg_read_all_data;\n");
+    t.write(
+        &format!("changesets/{id}/004-last.sql"),
+        "CREATE TABLE t4 (id int);\n",
+    );
+    t.promoter(&["seal"]).ok();
+    t.promoter(&["apply", "dev"]).ok();
+    let tables = t.sql("dev", "SELECT string_agg(schemaname || '.' || tablename, ',' ORDER BY tablename) FROM pg_tables WHERE tablename LIKE 't_'");
+    assert_eq!(tables, "other.t1,public.t2,public.t3,public.t4\n");
+}
+
+#[test]
+fn a_non_transactional_changeset_runs_create_index_concurrently_under_the_lock() {
+    let t = TestContext::with_databases();
+    t.changeset(
+        "table",
+        "CREATE TABLE big (id int);\nINSERT INTO big SELECT generate_series(1, 1000);\n",
+    );
+    let out = t
+        .promoter(&["--json", "new", "index", "--no-transaction"])
+        .ok();
+    let id = serde_json::from_str::<serde_json::Value>(&out).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    t.write(
+        &format!("changesets/{id}/001-index.sql"),
+        "CREATE INDEX CONCURRENTLY big_id ON big (id);\nVACUUM ANALYZE big;\n",
+    );
+    t.promoter(&["seal"]).ok();
+    let out = t.promoter(&["apply", "dev"]).ok();
+    assert!(
+        out.contains("applied 0002-index to dev  (2 statements"),
+        "{out}"
+    );
+    assert_eq!(
+        t.sql(
+            "dev",
+            "SELECT indisvalid FROM pg_index WHERE indexrelid = 'big_id'::regclass"
+        ),
+        "t\n"
+    );
+    let rows = t.sql("dev", "SELECT status || ':' || statements FROM promoter.ledger WHERE changeset_id = '0002-index' ORDER BY seq");
+    assert_eq!(rows, "running:0\napplied:2\n");
+    t.promoter(&["audit", "dev"]).fails(); // not committed to git: audit says so
+}
+
+#[test]
+fn a_partial_non_transactional_changeset_makes_the_environment_dirty_until_resolved() {
+    let t = TestContext::with_databases();
+    let out = t
+        .promoter(&["--json", "new", "steps", "--no-transaction"])
+        .ok();
+    let id = serde_json::from_str::<serde_json::Value>(&out).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    t.write(
+        &format!("changesets/{id}/001-steps.sql"),
+        "CREATE TABLE p (id int);\nCREATE INDEX CONCURRENTLY p_idx ON p (id);\nSELECT 1 / 0;\nCREATE TABLE q (id int);\n",
+    );
+    t.changeset("after", "CREATE TABLE r (id int);\n");
+    t.promoter(&["seal"]).ok();
+    let err = t.promoter(&["apply", "dev"]).fails();
+    assert!(
+        err.contains("001-steps.sql:3:1: [22012] division by zero"),
+        "{err}"
+    );
+    assert!(
+        err.contains("2 statements of this non-transactional changeset had already committed"),
+        "{err}"
+    );
+    assert_eq!(
+        t.sql(
+            "dev",
+            "SELECT to_regclass('p') IS NOT NULL, to_regclass('q') IS NULL"
+        ),
+        "t|t\n"
+    );
+
+    let err = t.promoter(&["apply", "dev"]).fails();
+    assert!(
+        err.contains("dev is dirty")
+            && err.contains("0001-steps is partially applied after 2 statements"),
+        "{err}"
+    );
+    assert!(
+        err.contains("promoter resolve dev 0001-steps --applied|--rolled-back"),
+        "{err}"
+    );
+
+    // The operator finishes the job by hand and records it.
+    t.sql("dev", "CREATE TABLE q (id int)");
+    let out = t
+        .promoter(&[
+            "resolve",
+            "dev",
+            "1",
+            "--applied",
+            "--note",
+            "ran the last CREATE TABLE by hand",
+        ])
+        .ok();
+    assert!(
+        out.contains("recorded 0001-steps as resolved-applied in dev"),
+        "{out}"
+    );
+    let out = t.promoter(&["apply", "dev"]).ok();
+    assert!(out.contains("applied 0002-after to dev"), "{out}");
+    let ledger = t.promoter(&["ledger", "dev"]).ok();
+    assert!(
+        ledger.contains("resolved-applied")
+            && ledger.contains("note: ran the last CREATE TABLE by hand"),
+        "{ledger}"
+    );
+    let err = t
+        .promoter(&["resolve", "dev", "1", "--rolled-back", "--note", "again"])
+        .fails();
+    assert!(err.contains("not partially applied"), "{err}");
+}
+
+#[test]
+fn copy_errors_name_the_data_line() {
+    let t = TestContext::with_databases();
+    t.changeset(
+        "load",
+        "CREATE TABLE n (id int, label text);\nCOPY n (id, label) FROM stdin;\n1\tone\n2\ttwo\nthree\t3\n\\.\n",
+    );
+    t.promoter(&["seal"]).ok();
+    let err = t.promoter(&["apply", "dev"]).fails();
+    assert!(
+        err.contains("001-load.sql:5:1: [22P02] invalid input syntax for type integer: \"three\""),
+        "{err}"
+    );
+    assert!(
+        err.contains("statement: COPY n (id, label) FROM stdin;"),
+        "{err}"
+    );
+    assert!(err.contains("context: COPY n, line 3"), "{err}");
+}
+
+#[test]
+fn meta_commands_and_bad_scripts_are_refused_at_apply_before_anything_runs() {
+    let t = TestContext::with_databases();
+    let id = t.changeset("first", "CREATE TABLE first (id int);\n");
+    t.changeset(
+        "sneaky",
+        "CREATE TABLE second (id int);\n\\c other_database\nCREATE TABLE third (id int);\n",
+    );
+    // Sealed behind promoter's back, with plain sha256sum.
+    for dir in [id.as_str(), "0002-sneaky"] {
+        let bundle = t.path(&format!("changesets/{dir}"));
+        let out = std::process::Command::new("sh")
+            .args([
+                "-c",
+                "LC_ALL=C sha256sum $(LC_ALL=C ls | grep -v SHA256SUMS) > SHA256SUMS",
+            ])
+            .current_dir(&bundle)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+    }
+    let err = t.promoter(&["apply", "dev"]).fails();
+    assert!(
+        err.contains(
+            "changesets/0002-sneaky/001-sneaky.sql:2: psql meta-command \\c is not supported"
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        t.sql("dev", "SELECT to_regclass('first') IS NULL"),
+        "t\n",
+        "not even the good changeset ran"
+    );
+}
+
+#[test]
+fn statement_timeout_from_environments_yaml_applies() {
+    let t = TestContext::with_databases();
+    let config = t.read("environments.yaml").replace(
+        "    database_url: ${DEV_DATABASE_URL}      # ${VAR} is read from the environment\n",
+        "    database_url: ${DEV_DATABASE_URL}\n    statement_timeout: 300ms\n",
+    );
+    t.write("environments.yaml", &config);
+    t.changeset("slow", "SELECT pg_sleep(2);\n");
+    t.promoter(&["seal"]).ok();
+    let err = t.promoter(&["apply", "dev"]).fails();
+    assert!(
+        err.contains("[57014] canceling statement due to statement timeout"),
+        "{err}"
+    );
+}
+
+#[test]
+fn passwords_never_appear_in_messages_and_unreachable_environments_are_shown() {
+    let t = TestContext::with_databases();
+    t.changeset("a", "SELECT 1;\n");
+    t.promoter(&["seal"]).ok();
+    let run = t
+        .cmd()
+        .env(
+            "DEV_DATABASE_URL",
+            "postgres://deploy:s3cr3t-pw@127.0.0.1:1/shop",
+        )
+        .env(
+            "QAT_DATABASE_URL",
+            "postgres://deploy@127.0.0.1:1/shop?password=s3cr3t-pw",
+        )
+        .args(["apply", "dev"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success());
+    assert!(
+        err.contains("dev: cannot connect to postgres://deploy:***@127.0.0.1:1/shop"),
+        "{err}"
+    );
+    assert!(!err.contains("s3cr3t"), "{err}");
+    let run = t
+        .cmd()
+        .env(
+            "QAT_DATABASE_URL",
+            "postgres://deploy@127.0.0.1:1/shop?password=s3cr3t-pw",
+        )
+        .args(["--json", "status"])
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let status: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(status["environments"][1]["name"], "qat");
+    assert_eq!(status["environments"][1]["reachable"], false);
+    assert_eq!(
+        status["changesets"][0]["environments"]["qat"]["state"],
+        "unreachable"
+    );
+    assert_eq!(
+        status["changesets"][0]["environments"]["dev"]["state"],
+        "pending"
+    );
+    assert!(!String::from_utf8_lossy(&run.stdout).contains("s3cr3t"));
+
+    let err = t
+        .cmd()
+        .env_remove("PRD_DATABASE_URL")
+        .args(["ledger", "prd"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&err.stderr).contains(
+        "environment `prd`: database_url refers to ${PRD_DATABASE_URL}, which is not set"
+    ));
+}
