@@ -24,6 +24,6 @@ demo: build
 
 ## bench: speed and memory against psql
 bench:
-	@echo "bench: no benchmarks yet (they arrive with the script executor)."
+	scripts/bench
 
 ci: lint test

@@ -8,6 +8,7 @@ pub mod manifest;
 pub mod source;
 
 use std::fmt;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -121,8 +122,10 @@ pub enum BundleError {
 pub enum FileSource {
     /// A regular file in the work tree.
     Disk(PathBuf),
-    /// A blob read from git.
+    /// Bytes already in memory.
     Memory(std::sync::Arc<[u8]>),
+    /// A blob in a git repository, streamed when opened.
+    Git(source::GitBlob),
 }
 
 /// One file of a bundle (not `SHA256SUMS`, not a signature).
@@ -141,6 +144,16 @@ impl BundleFile {
                 source,
             }),
             FileSource::Memory(bytes) => Ok(bytes.to_vec()),
+            FileSource::Git(_) => {
+                let mut out = Vec::new();
+                self.open()?
+                    .read_to_end(&mut out)
+                    .map_err(|source| BundleError::Io {
+                        path: self.display_path(),
+                        source,
+                    })?;
+                Ok(out)
+            }
         }
     }
 
@@ -155,6 +168,10 @@ impl BundleFile {
                 Ok(Box::new(file))
             }
             FileSource::Memory(bytes) => Ok(Box::new(std::io::Cursor::new(bytes.clone()))),
+            FileSource::Git(blob) => blob.open().map_err(|source| BundleError::Io {
+                path: self.display_path(),
+                source,
+            }),
         }
     }
 
@@ -170,7 +187,7 @@ impl BundleFile {
     fn display_path(&self) -> PathBuf {
         match &self.source {
             FileSource::Disk(p) => p.clone(),
-            FileSource::Memory(_) => PathBuf::from(&self.name),
+            FileSource::Memory(_) | FileSource::Git(_) => PathBuf::from(&self.name),
         }
     }
 

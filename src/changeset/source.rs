@@ -283,10 +283,12 @@ fn load_git_bundle(
                 } else if !validate_file_name(&name) {
                     return Err(BundleError::BadFileName { location, name });
                 } else {
-                    let bytes = blob(entry.id(), &name)?;
                     files.push(BundleFile {
                         name,
-                        source: FileSource::Memory(bytes),
+                        source: FileSource::Git(GitBlob {
+                            git_dir: repo.path().to_owned(),
+                            oid: entry.id().to_string(),
+                        }),
                     });
                 }
             }
@@ -382,4 +384,73 @@ pub fn head_commit(root: &Path) -> Option<String> {
     let repo = git2::Repository::discover(root).ok()?;
     let commit = repo.head().ok()?.peel_to_commit().ok()?;
     Some(commit.id().to_string())
+}
+
+/// A blob of a git repository, opened for streaming.
+#[derive(Debug, Clone)]
+pub struct GitBlob {
+    pub git_dir: PathBuf,
+    pub oid: String,
+}
+
+impl GitBlob {
+    /// Streams the blob through `git cat-file`, so a script of any size is
+    /// never held in memory (libgit2 cannot stream packed objects). Without a
+    /// `git` binary, reads it whole through libgit2.
+    pub fn open(&self) -> std::io::Result<Box<dyn std::io::Read + Send>> {
+        let spawned = std::process::Command::new("git")
+            .arg("--git-dir")
+            .arg(&self.git_dir)
+            .args(["cat-file", "blob", &self.oid])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn();
+        match spawned {
+            Ok(mut child) => {
+                let stdout = child.stdout.take().expect("stdout is piped");
+                Ok(Box::new(CatFile { child, stdout }))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let repo = git2::Repository::open(&self.git_dir).map_err(std::io::Error::other)?;
+                let oid = git2::Oid::from_str(&self.oid).map_err(std::io::Error::other)?;
+                let blob = repo.find_blob(oid).map_err(std::io::Error::other)?;
+                Ok(Box::new(std::io::Cursor::new(blob.content().to_vec())))
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// The output of `git cat-file blob`; fails at the end if git did.
+struct CatFile {
+    child: std::process::Child,
+    stdout: std::process::ChildStdout,
+}
+
+impl std::io::Read for CatFile {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.stdout.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            let status = self.child.wait()?;
+            if !status.success() {
+                let mut err = String::new();
+                if let Some(mut e) = self.child.stderr.take() {
+                    let _ = e.read_to_string(&mut err);
+                }
+                return Err(std::io::Error::other(format!(
+                    "git cat-file failed: {}",
+                    err.trim()
+                )));
+            }
+        }
+        Ok(n)
+    }
+}
+
+impl Drop for CatFile {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
