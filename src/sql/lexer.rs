@@ -675,6 +675,42 @@ mod tests {
         );
     }
 
+    /// A cheap, deterministic cousin of the cargo-fuzz target (fuzz/): random
+    /// scripts built from the tokens that change the lexer's state.
+    #[test]
+    fn random_scripts_never_panic_and_positions_only_go_forward() {
+        const PIECES: &[&str] = &[
+            "'", "''", "E'", "\\", "\"", "$$", "$a$", "$1", "--", "/*", "*/", "(", ")", ";", "\n",
+            "\r\n", " ", "BEGIN", "ATOMIC", "END", "CASE", "CREATE", "FUNCTION", "OR", "REPLACE",
+            "COPY", "FROM", "STDIN", "\\.", "\\c", "é", "x", "1e5", "U&'",
+        ];
+        let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..20_000 {
+            let len = (next() % 40) as usize;
+            let script: String = (0..len)
+                .map(|_| PIECES[(next() % PIECES.len() as u64) as usize])
+                .collect();
+            let mut splitter = Splitter::new(script.as_bytes());
+            // Statements go forward, and so do meta-commands; a meta-command in
+            // the middle of a statement comes before it, as in psql.
+            let (mut last_statement, mut last_meta) = (0, 0);
+            while let Ok(Some(item)) = splitter.next_item() {
+                let (line, last) = match item {
+                    Item::Statement(s) => (s.line, &mut last_statement),
+                    Item::Meta(m) => (m.line, &mut last_meta),
+                };
+                assert!(line >= *last, "{script:?}");
+                *last = line;
+            }
+        }
+    }
+
     #[test]
     fn never_panics_on_odd_input() {
         for script in [

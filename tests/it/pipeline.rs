@@ -586,3 +586,38 @@ fn kill_9_during_a_changeset_leaves_nothing_half_applied() {
     assert_eq!(t.sql("dev", "SELECT count(*) FROM long_running"), "1\n");
     t.promoter(&["ledger", "dev"]).ok();
 }
+
+#[test]
+fn promoting_to_prd_refuses_a_schema_that_drifted_from_qat() {
+    let p = Pipeline::new();
+    let t = &p.t;
+    t.promoter(&["promote", "dev", "qat"]).ok();
+    p.approve();
+    t.sql("prd", "CREATE TABLE hotfix_made_by_hand (id int)");
+    let err = t.promoter(&["promote", "qat", "prd", "--yes"]).fails();
+    assert!(err.contains("nothing was applied to prd: its schema differs from qat's when qat applied 0001-customers"), "{err}");
+    assert!(err.contains("--allow-drift"), "{err}");
+    assert_eq!(p.snapshot("prd"), "public.hotfix_made_by_hand\n");
+    let out = t
+        .promoter(&["promote", "qat", "prd", "--yes", "--allow-drift"])
+        .ok();
+    assert!(out.contains("applied 0002-seed to prd"), "{out}");
+}
+
+#[test]
+fn the_database_itself_refuses_a_second_applied_row_for_a_changeset() {
+    let t = TestContext::with_databases();
+    t.changeset("a", "CREATE TABLE a (id int);\n");
+    t.promoter(&["seal"]).ok();
+    t.promoter(&["apply", "dev"]).ok();
+    let copy = "INSERT INTO promoter.ledger SELECT seq + 1, changeset_id, bundle_hash, environment, status, signers, \
+        promoted_from, promoted_from_entry, git_commit, os_user, host, db_role, started_at, finished_at, schema_before, \
+        schema_after, statements, error, note, entry_hash, repeat('f', 64) FROM promoter.ledger";
+    let refused = crate::common::psql(&t.url("dev"), copy);
+    assert_ne!(refused.code, 0);
+    assert!(
+        refused.stderr.contains("ledger_applied_once"),
+        "{}",
+        refused.stderr
+    );
+}
