@@ -152,20 +152,10 @@ pub fn load_git(root: &Path, rev: &str) -> Result<GitSnapshot, BundleError> {
         location: format!("{} at {rev}", root.display()),
         message,
     };
-    let repo = git2::Repository::discover(root).map_err(|e| git(e.message().to_owned()))?;
-    let workdir = repo
-        .workdir()
-        .ok_or_else(|| git("bare repositories are not supported".into()))?
-        .canonicalize()
-        .map_err(|e| git(e.to_string()))?;
-    let root = root.canonicalize().map_err(|e| git(e.to_string()))?;
-    let prefix = root
-        .strip_prefix(&workdir)
-        .map_err(|e| git(e.to_string()))?;
+    let (repo, prefix, commit_id) = open_at(root, rev)?;
     let commit = repo
-        .revparse_single(rev)
-        .and_then(|o| o.peel_to_commit())
-        .map_err(|e| git(format!("cannot resolve revision: {}", e.message())))?;
+        .find_commit(commit_id)
+        .map_err(|e| git(e.message().to_owned()))?;
     let short = commit.id().to_string()[..12].to_owned();
     let tree = commit.tree().map_err(|e| git(e.message().to_owned()))?;
     let changesets_path = prefix.join(CHANGESETS_DIR);
@@ -360,6 +350,21 @@ fn with_tree<T>(
         location: format!("{} at {rev}", root.display()),
         message,
     };
+    let (repo, prefix, commit) = open_at(root, rev)?;
+    let tree = repo
+        .find_commit(commit)
+        .and_then(|c| c.tree())
+        .map_err(|e| git(e.message().to_owned()))?;
+    f(&repo, &tree, &prefix).map_err(git)
+}
+
+/// Opens the repository holding `root`: the repository, `root`'s path inside
+/// its work tree, and the commit `rev` resolves to.
+fn open_at(root: &Path, rev: &str) -> Result<(git2::Repository, PathBuf, git2::Oid), BundleError> {
+    let git = |message: String| BundleError::Git {
+        location: format!("{} at {rev}", root.display()),
+        message,
+    };
     let repo = git2::Repository::discover(root).map_err(|e| git(e.message().to_owned()))?;
     let workdir = repo
         .workdir()
@@ -371,12 +376,12 @@ fn with_tree<T>(
         .strip_prefix(&workdir)
         .map_err(|e| git(e.to_string()))?
         .to_owned();
-    let tree = repo
+    let commit = repo
         .revparse_single(rev)
         .and_then(|o| o.peel_to_commit())
-        .and_then(|c| c.tree())
-        .map_err(|e| git(format!("cannot resolve revision: {}", e.message())))?;
-    f(&repo, &tree, &prefix).map_err(git)
+        .map_err(|e| git(format!("cannot resolve revision: {}", e.message())))?
+        .id();
+    Ok((repo, prefix, commit))
 }
 
 /// The commit `HEAD` points to, if the project is in a git repository.

@@ -292,6 +292,17 @@ impl TestContext {
         id
     }
 
+    /// Like [`TestContext::changeset`], with `transaction: none`.
+    pub fn changeset_without_transaction(&self, slug: &str, sql: &str) -> String {
+        let out = self
+            .promoter(&["--json", "new", slug, "--no-transaction"])
+            .ok();
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let id = v["id"].as_str().unwrap().to_owned();
+        self.write(&format!("changesets/{id}/001-{slug}.sql"), sql);
+        id
+    }
+
     /// Runs `git` in the project.
     pub fn git(&self, args: &[&str]) -> Run {
         let out = std::process::Command::new("git")

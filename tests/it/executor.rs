@@ -32,15 +32,8 @@ fn a_non_transactional_changeset_runs_create_index_concurrently_under_the_lock()
         "table",
         "CREATE TABLE big (id int);\nINSERT INTO big SELECT generate_series(1, 1000);\n",
     );
-    let out = t
-        .promoter(&["--json", "new", "index", "--no-transaction"])
-        .ok();
-    let id = serde_json::from_str::<serde_json::Value>(&out).unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    t.write(
-        &format!("changesets/{id}/001-index.sql"),
+    t.changeset_without_transaction(
+        "index",
         "CREATE INDEX CONCURRENTLY big_id ON big (id);\nVACUUM ANALYZE big;\n",
     );
     t.promoter(&["seal"]).ok();
@@ -64,15 +57,8 @@ fn a_non_transactional_changeset_runs_create_index_concurrently_under_the_lock()
 #[test]
 fn a_partial_non_transactional_changeset_makes_the_environment_dirty_until_resolved() {
     let t = TestContext::with_databases();
-    let out = t
-        .promoter(&["--json", "new", "steps", "--no-transaction"])
-        .ok();
-    let id = serde_json::from_str::<serde_json::Value>(&out).unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    t.write(
-        &format!("changesets/{id}/001-steps.sql"),
+    t.changeset_without_transaction(
+        "steps",
         "CREATE TABLE p (id int);\nCREATE INDEX CONCURRENTLY p_idx ON p (id);\nSELECT 1 / 0;\nCREATE TABLE q (id int);\n",
     );
     t.changeset("after", "CREATE TABLE r (id int);\n");
@@ -268,4 +254,20 @@ fn passwords_never_appear_in_messages_and_unreachable_environments_are_shown() {
     assert!(String::from_utf8_lossy(&err.stderr).contains(
         "environment `prd`: database_url refers to ${PRD_DATABASE_URL}, which is not set"
     ));
+}
+
+#[test]
+fn pg_dump_restrict_lines_are_accepted_and_ignored() {
+    let t = TestContext::with_databases();
+    t.changeset(
+        "dump",
+        "\\restrict Zx8ABCDEF\n-- pg_dump output\nSET client_min_messages = warning;\nCREATE TABLE d (id int);\nCOPY public.d (id) FROM stdin;\n1\n2\n\\.\n\\unrestrict Zx8ABCDEF\n",
+    );
+    t.promoter(&["seal"]).ok();
+    let out = t.promoter(&["apply", "dev"]).ok();
+    assert!(
+        out.contains("applied 0001-dump to dev  (3 statements"),
+        "{out}"
+    );
+    assert_eq!(t.sql("dev", "SELECT sum(id) FROM d"), "3\n");
 }
