@@ -380,6 +380,11 @@ pub async fn apply(
             running.status = Status::Running;
             append_alone(conn, env, schema, &mut running).await?;
             let run = run_scripts(conn, scripts, &mut done).await;
+            if run.is_err() {
+                // A script may have failed inside its own BEGIN block; end it so
+                // the session can record the failure.
+                let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
+            }
             if run.is_ok() {
                 entry.schema_after = Some(fingerprint::fingerprint(conn, env, schema).await?);
                 entry.status = Status::Applied;

@@ -75,8 +75,6 @@ pub enum LexError {
     Io { line: usize, source: io::Error },
     #[error("line {line}: statement is not valid UTF-8")]
     NotUtf8 { line: usize },
-    #[error("line {line}: COPY data is not terminated by a line `\\.`")]
-    UnterminatedCopy { line: usize },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -183,7 +181,9 @@ impl<R: BufRead> Splitter<R> {
         }
         while chunk.len() < limit {
             if !self.read_line()? {
-                return Err(LexError::UnterminatedCopy { line: self.line_no });
+                // psql ends COPY data at the end of the file as well as at `\.`.
+                self.in_copy = false;
+                break;
             }
             let body = self.line.strip_suffix(b"\n").unwrap_or(&self.line);
             let body = body.strip_suffix(b"\r").unwrap_or(body);
@@ -659,8 +659,15 @@ mod tests {
     fn copy_data_skipped_by_the_caller_is_not_parsed_as_sql() {
         let items = split_all(b"COPY t FROM STDIN;\n'unbalanced; quote\n\\.\nSELECT 2;\n").unwrap();
         assert_eq!(items.len(), 2);
-        let err = split_all(b"COPY t FROM STDIN;\n1\n").unwrap_err();
-        assert!(matches!(err, LexError::UnterminatedCopy { .. }));
+    }
+
+    #[test]
+    fn copy_data_ends_at_end_of_file_as_in_psql() {
+        let mut s = Splitter::new(&b"COPY t FROM STDIN;\n1\n2"[..]);
+        assert!(matches!(s.next_item().unwrap(), Some(Item::Statement(_))));
+        assert_eq!(s.next_copy_chunk(1 << 20).unwrap().unwrap(), b"1\n2");
+        assert_eq!(s.next_copy_chunk(1 << 20).unwrap(), None);
+        assert!(s.next_item().unwrap().is_none());
     }
 
     #[test]

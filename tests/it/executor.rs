@@ -271,3 +271,31 @@ fn pg_dump_restrict_lines_are_accepted_and_ignored() {
     );
     assert_eq!(t.sql("dev", "SELECT sum(id) FROM d"), "3\n");
 }
+
+/// Regression: a non-transactional script that failed inside its own BEGIN
+/// block left the session aborted, so the failed ledger row could not be written.
+#[test]
+fn a_failure_inside_a_scripts_own_transaction_block_is_still_recorded() {
+    let t = TestContext::with_databases();
+    t.changeset_without_transaction(
+        "own-tx",
+        "CREATE TABLE kept (id int);\nBEGIN;\nINSERT INTO kept VALUES (1);\nSELECT 1 / 0;\nCOMMIT;\n",
+    );
+    t.promoter(&["seal"]).ok();
+    let err = t.promoter(&["apply", "dev"]).fails();
+    assert!(
+        err.contains("001-own-tx.sql:4:1: [22012] division by zero"),
+        "{err}"
+    );
+    assert!(err.contains("(ledger #2 records the failure)"), "{err}");
+    assert_eq!(
+        t.sql("dev", "SELECT count(*) FROM kept"),
+        "0\n",
+        "the script's own transaction was rolled back"
+    );
+    let rows = t.sql(
+        "dev",
+        "SELECT status || ':' || statements FROM promoter.ledger ORDER BY seq",
+    );
+    assert_eq!(rows, "running:0\nfailed:3\n");
+}
