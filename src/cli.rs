@@ -150,7 +150,7 @@ pub struct GenerateArgs {
 
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
-    /// The environment (one without `promote_from`).
+    /// The environment: one without `promote_from`, such as dev.
     pub env: String,
     /// Only these changesets (and they must be next in order); all pending if omitted.
     pub changesets: Vec<String>,
@@ -160,7 +160,9 @@ pub struct ApplyArgs {
 
 #[derive(Debug, Args)]
 pub struct PromoteArgs {
+    /// The environment whose ledger says what is ready (e.g. qat).
     pub from: String,
+    /// The environment to apply to; its `promote_from` must be FROM (e.g. prd).
     pub to: String,
     /// Git revision to read bundles from.
     #[arg(long, default_value = "HEAD")]
@@ -194,11 +196,13 @@ pub struct StatusArgs {
 
 #[derive(Debug, Args)]
 pub struct LedgerArgs {
+    /// The environment whose ledger to print.
     pub env: String,
 }
 
 #[derive(Debug, Args)]
 pub struct AuditArgs {
+    /// The environment whose ledger to audit.
     pub env: String,
     /// Git revision holding the bundles to check applied rows against.
     #[arg(long, default_value = "HEAD")]
@@ -207,6 +211,7 @@ pub struct AuditArgs {
 
 #[derive(Debug, Args)]
 pub struct ResolveArgs {
+    /// The environment holding the partial application.
     pub env: String,
     /// The changeset whose partial application you resolved.
     pub changeset: String,

@@ -51,11 +51,15 @@ pub fn run(ctx: &Context, args: &ApplyArgs) -> anyhow::Result<ExitCode> {
             let steps = plan::plan_apply(env.name, &applied, &facts, &only)
                 .map_err(|reasons| target::refuse(env.name, &reasons))?;
             if steps.is_empty() {
-                output::print(&format!(
-                    "{} is up to date ({} changesets applied)",
-                    env.name,
-                    applied.len()
-                ));
+                if ctx.json {
+                    output::print("[]");
+                } else {
+                    output::print(&format!(
+                        "{} is up to date ({} changesets applied)",
+                        env.name,
+                        applied.len()
+                    ));
+                }
                 return Ok(ExitCode::SUCCESS);
             }
             let work: Vec<Work<'_>> = steps
@@ -74,7 +78,7 @@ pub fn run(ctx: &Context, args: &ApplyArgs) -> anyhow::Result<ExitCode> {
                 })
                 .collect::<anyhow::Result<_>>()?;
             if args.run.dry_run {
-                print_plan(env.name, &work);
+                print_plan(env.name, &work, ctx.json)?;
                 return Ok(ExitCode::SUCCESS);
             }
             if !target::confirm(env.name, work.len(), &args.run, env.config.confirm)? {
@@ -86,6 +90,7 @@ pub fn run(ctx: &Context, args: &ApplyArgs) -> anyhow::Result<ExitCode> {
                 &RunInfo {
                     promoted_from: None,
                     git_commit,
+                    json: ctx.json,
                 },
             )
             .await
@@ -96,8 +101,29 @@ pub fn run(ctx: &Context, args: &ApplyArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// JSON view of one planned step.
+#[derive(serde::Serialize)]
+struct PlannedView<'a> {
+    changeset_id: &'a str,
+    bundle_hash: &'a str,
+    source_entry: Option<&'a str>,
+    signers: &'a std::collections::BTreeMap<String, usize>,
+}
+
 /// Prints what would be applied and the checks that passed.
-pub fn print_plan(env: &str, work: &[Work<'_>]) {
+pub fn print_plan(env: &str, work: &[Work<'_>], json: bool) -> anyhow::Result<()> {
+    if json {
+        let views: Vec<PlannedView<'_>> = work
+            .iter()
+            .map(|w| PlannedView {
+                changeset_id: &w.step.changeset_id,
+                bundle_hash: &w.step.bundle_hash,
+                source_entry: w.step.source_entry.as_deref(),
+                signers: &w.checked.check.signers,
+            })
+            .collect();
+        return output::print_json(&views);
+    }
     output::print(&format!(
         "dry run: would apply {} changeset{} to {env}:",
         work.len(),
@@ -127,4 +153,5 @@ pub fn print_plan(env: &str, work: &[Work<'_>]) {
         }
     }
     output::print("nothing was changed (--dry-run)");
+    Ok(())
 }

@@ -84,7 +84,11 @@ pub fn run(ctx: &Context, args: &PromoteArgs) -> anyhow::Result<ExitCode> {
             )
             .map_err(|reasons| target::refuse(to.name, &reasons))?;
             if steps.is_empty() {
-                output::print(&format!("{} is up to date with {}", to.name, from.name));
+                if ctx.json {
+                    output::print("[]");
+                } else {
+                    output::print(&format!("{} is up to date with {}", to.name, from.name));
+                }
                 return Ok(ExitCode::SUCCESS);
             }
             if check_drift {
@@ -120,7 +124,7 @@ pub fn run(ctx: &Context, args: &PromoteArgs) -> anyhow::Result<ExitCode> {
                 })
                 .collect::<anyhow::Result<_>>()?;
             if args.run.dry_run {
-                super::apply::print_plan(to.name, &work);
+                super::apply::print_plan(to.name, &work, ctx.json)?;
                 return Ok(ExitCode::SUCCESS);
             }
             if !target::confirm(to.name, work.len(), &args.run, to.config.confirm)? {
@@ -129,6 +133,7 @@ pub fn run(ctx: &Context, args: &PromoteArgs) -> anyhow::Result<ExitCode> {
             let info = RunInfo {
                 promoted_from: Some(from.name.to_owned()),
                 git_commit: Some(snapshot.commit.clone()),
+                json: ctx.json,
             };
             let code = target::execute(&mut target, work, &info).await?;
             if check_drift {

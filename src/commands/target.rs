@@ -297,10 +297,23 @@ pub struct Work<'a> {
     pub manifest: Manifest,
 }
 
-/// Common ledger fields of a run.
+/// Common ledger fields of a run, and how to report it.
 pub struct RunInfo {
     pub promoted_from: Option<String>,
     pub git_commit: Option<String>,
+    /// Print the applied changesets as JSON at the end instead of a line each.
+    pub json: bool,
+}
+
+/// JSON view of one application.
+#[derive(serde::Serialize)]
+struct AppliedView {
+    changeset_id: String,
+    bundle_hash: String,
+    ledger_seq: i64,
+    entry_hash: String,
+    statements: i64,
+    seconds: f64,
 }
 
 /// Applies the plan in order; stops at the first failure and reports partial progress.
@@ -313,6 +326,7 @@ pub async fn execute(
     let (os_user, host) = who();
     let db_role = ledger::current_role(&mut target.conn, &target.env).await?;
     let mut done: Vec<String> = Vec::new();
+    let mut views: Vec<AppliedView> = Vec::new();
     for w in work {
         let meta = w.checked.bundle.meta()?;
         let scripts = match meta.transaction {
@@ -361,6 +375,17 @@ pub async fn execute(
         let e = &outcome.entry;
         let took = e.finished_at.unwrap_or(e.started_at) - e.started_at;
         match outcome.error {
+            None if info.json => {
+                views.push(AppliedView {
+                    changeset_id: e.changeset_id.clone(),
+                    bundle_hash: e.bundle_hash.clone(),
+                    ledger_seq: e.seq,
+                    entry_hash: e.entry_hash.clone(),
+                    statements: e.statements,
+                    seconds: took as f64 / 1e6,
+                });
+                done.push(e.changeset_id.clone());
+            }
             None => {
                 output::print(&format!(
                     "applied {} to {}  ({} statement{}, {:.2} s, ledger #{})",
@@ -400,6 +425,9 @@ pub async fn execute(
                 .into());
             }
         }
+    }
+    if info.json {
+        output::print_json(&views)?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -621,3 +621,27 @@ fn the_database_itself_refuses_a_second_applied_row_for_a_changeset() {
         refused.stderr
     );
 }
+
+#[test]
+fn apply_and_promote_print_json_when_asked() {
+    let t = TestContext::with_databases();
+    t.changeset("a", "CREATE TABLE a (id int);\n");
+    t.promoter(&["seal"]).ok();
+    let plan: serde_json::Value =
+        serde_json::from_str(&t.promoter(&["--json", "apply", "dev", "--dry-run"]).ok()).unwrap();
+    assert_eq!(plan[0]["changeset_id"], "0001-a");
+    let applied: serde_json::Value =
+        serde_json::from_str(&t.promoter(&["--json", "apply", "dev"]).ok()).unwrap();
+    assert_eq!(applied[0]["changeset_id"], "0001-a");
+    assert_eq!(applied[0]["ledger_seq"], 1);
+    assert_eq!(applied[0]["statements"], 1);
+    assert_eq!(t.promoter(&["--json", "apply", "dev"]).ok().trim(), "[]");
+    t.commit_all("a");
+    let promoted: serde_json::Value =
+        serde_json::from_str(&t.promoter(&["--json", "promote", "dev", "qat"]).fails())
+            .unwrap_or_default();
+    assert!(
+        promoted.is_null(),
+        "qat needs a developer signature: {promoted}"
+    );
+}
