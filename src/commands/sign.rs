@@ -247,7 +247,7 @@ fn check_own_signature(
         keyrings,
         manifest,
         id,
-        &[("new signature".to_owned(), armored.to_vec())],
+        &[("new signature", armored)],
         SystemTime::now(),
     );
     for r in &reports {

@@ -128,19 +128,11 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> anyhow::Result<ExitCode> {
                             let c = checked.get_or_insert_with(|| {
                                 Checked::new(&keyrings, bundle.clone(), &BTreeMap::new(), now)
                             });
-                            let missing: Vec<String> = crate::signing::shortfalls(
-                                &env.config.require,
-                                &c.check
-                                    .signers
+                            let missing: Vec<String> =
+                                crate::signing::shortfalls(&env.config.require, &c.check.signers)
                                     .iter()
-                                    .map(|(r, n)| {
-                                        (r.clone(), (0..*n).map(|i| i.to_string()).collect())
-                                    })
-                                    .collect(),
-                            )
-                            .iter()
-                            .map(|s| format!("{} {}", s.need - s.have, s.role))
-                            .collect();
+                                    .map(|s| format!("{} {}", s.need - s.have, s.role))
+                                    .collect();
                             Cell {
                                 state: "pending".into(),
                                 at: None,

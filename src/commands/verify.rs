@@ -118,14 +118,14 @@ pub fn check_bundle(
             Err(e) => check.error = Some(e.to_string()),
         }
     }
-    let files: Vec<(String, Vec<u8>)> = bundle
+    let files: Vec<(&str, &[u8])> = bundle
         .signatures
         .iter()
-        .map(|s| (s.name.clone(), s.bytes.clone()))
+        .map(|s| (s.name.as_str(), s.bytes.as_slice()))
         .collect();
     let reports = signing::verify_signatures(keyrings, &manifest, bundle.id.as_str(), &files, now);
     let signers = signing::signers_by_role(&reports);
-    check.signers = signers.iter().map(|(r, s)| (r.clone(), s.len())).collect();
+    check.signers = signers.clone();
     if let Some(require) = require {
         // Signatures over a modified bundle count for nothing.
         let counted = if check.file_problems.is_empty() && check.error.is_none() {

@@ -114,13 +114,13 @@ pub fn verify_signatures(
     keyrings: &Keyrings,
     manifest: &[u8],
     changeset_id: &str,
-    files: &[(String, Vec<u8>)],
+    files: &[(&str, &[u8])],
     now: SystemTime,
 ) -> Vec<SignatureReport> {
     let mut out = Vec::new();
-    for (name, bytes) in files {
+    for &(name, bytes) in files {
         let unreadable = |reason: String| SignatureReport {
-            file: name.clone(),
+            file: name.to_owned(),
             issuer: None,
             fingerprint: None,
             userid: None,
@@ -150,7 +150,7 @@ pub fn verify_signatures(
                 }
             }
         }
-        if found == 0 && !out.iter().any(|r| &r.file == name) {
+        if found == 0 && !out.iter().any(|r| r.file == name) {
             out.push(unreadable("contains no signature".into()));
         }
     }
@@ -309,15 +309,19 @@ fn primary_userid(cert: &Cert, policy: &dyn Policy) -> Option<String> {
         .map(|v| String::from_utf8_lossy(&v).into_owned())
 }
 
-/// Distinct certificates (primary fingerprints) with a good signature, per role.
-pub fn signers_by_role(reports: &[SignatureReport]) -> BTreeMap<String, BTreeSet<String>> {
-    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+/// How many distinct certificates (primary fingerprints) made a good
+/// signature, per role. Copies of a signature and signatures by several
+/// subkeys of one certificate count once.
+pub fn signers_by_role(reports: &[SignatureReport]) -> BTreeMap<String, usize> {
+    let mut sets: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
     for r in reports.iter().filter(|r| r.is_good()) {
         if let (Some(role), Some(fpr)) = (&r.role, &r.fingerprint) {
-            out.entry(role.clone()).or_default().insert(fpr.clone());
+            sets.entry(role).or_default().insert(fpr);
         }
     }
-    out
+    sets.into_iter()
+        .map(|(role, fprs)| (role.to_owned(), fprs.len()))
+        .collect()
 }
 
 /// A requirement that is not met: `need` distinct signers of `role`, `have` found.
@@ -344,12 +348,12 @@ impl std::fmt::Display for Shortfall {
 /// Every role in `require` whose count of distinct good signers is short.
 pub fn shortfalls(
     require: &BTreeMap<String, u32>,
-    signers: &BTreeMap<String, BTreeSet<String>>,
+    signers: &BTreeMap<String, usize>,
 ) -> Vec<Shortfall> {
     require
         .iter()
         .filter_map(|(role, &need)| {
-            let have = signers.get(role).map_or(0, |s| s.len() as u32);
+            let have = signers.get(role).map_or(0, |&n| n as u32);
             (have < need).then(|| Shortfall {
                 role: role.clone(),
                 need,
@@ -564,7 +568,7 @@ mod tests {
                 &[(NOTATION_ROLE, "developer"), (NOTATION_CHANGESET, "0001-a")],
             )
             .unwrap();
-        let files = [("developer-x.asc".to_owned(), sig)];
+        let files = [("developer-x.asc", sig.as_slice())];
         let now = SystemTime::now();
         let good = verify_signatures(&keyrings, data, "0001-a", &files, now);
         assert_eq!(good.len(), 1);
