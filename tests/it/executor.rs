@@ -299,3 +299,68 @@ fn a_failure_inside_a_scripts_own_transaction_block_is_still_recorded() {
     );
     assert_eq!(rows, "running:0\nfailed:3\n");
 }
+
+#[test]
+fn pgpassfile_and_sslmode_in_the_url_work_as_in_libpq() {
+    let t = TestContext::with_databases();
+    let admin = crate::common::admin_url();
+    // The test cluster asks this one role for a password (scripts/pg-cluster).
+    crate::common::psql(
+        admin,
+        "DO $$ BEGIN CREATE ROLE promoter_password LOGIN PASSWORD 'pw-from-pgpass'; \
+         EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$",
+    )
+    .ok();
+    crate::common::psql(
+        admin,
+        "ALTER ROLE promoter_password PASSWORD 'pw-from-pgpass'",
+    )
+    .ok();
+    crate::common::psql(
+        admin,
+        &format!(
+            "ALTER DATABASE {} OWNER TO promoter_password",
+            t.databases[0].1
+        ),
+    )
+    .ok();
+    let url = format!(
+        "{}&sslmode=disable",
+        t.url("dev").replacen("postgres@", "promoter_password@", 1)
+    );
+    t.changeset("a", "CREATE TABLE a (id int);\n");
+    t.promoter(&["seal"]).ok();
+
+    let run = t
+        .cmd()
+        .env("DEV_DATABASE_URL", &url)
+        .args(["apply", "dev"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success());
+    assert!(
+        err.contains("dev: cannot connect to") && err.contains("password"),
+        "{err}"
+    );
+
+    let pgpass = t.dir.path().join("pgpass");
+    std::fs::write(&pgpass, "*:*:*:promoter_password:pw-from-pgpass\n").unwrap();
+    std::fs::set_permissions(&pgpass, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let run = t
+        .cmd()
+        .env("DEV_DATABASE_URL", &url)
+        .env("PGPASSFILE", &pgpass)
+        .args(["apply", "dev"])
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert_eq!(
+        t.sql("dev", "SELECT db_role FROM promoter.ledger"),
+        "promoter_password\n"
+    );
+}
