@@ -54,17 +54,21 @@ pub fn show(ctx: &Context, args: &LedgerArgs) -> anyhow::Result<ExitCode> {
             target::time(e.finished_at.unwrap_or(e.started_at)),
             format!("{}@{} as {}", e.os_user, e.host, e.db_role),
             e.promoted_from.clone().unwrap_or_else(|| "-".into()),
-            signers
-                .iter()
-                .map(|s| {
-                    format!(
-                        "{}:{}",
-                        s.role,
-                        &s.fingerprint[..8.min(s.fingerprint.len())]
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join(" "),
+            if signers.is_empty() {
+                "-".to_owned()
+            } else {
+                signers
+                    .iter()
+                    .map(|s| {
+                        format!(
+                            "{}:{}",
+                            s.role,
+                            &s.fingerprint[..8.min(s.fingerprint.len())]
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            },
             e.entry_hash[..12].to_owned(),
         ]);
     }

@@ -167,25 +167,25 @@ pub fn print_check(check: &BundleCheck, for_env: Option<&str>) {
         output::print("  --    no signatures");
     }
     for s in &check.signatures {
-        let who = format!(
-            "{} {}{}",
-            s.role.as_deref().unwrap_or("?"),
-            s.fingerprint
-                .as_deref()
-                .or(s.issuer.as_deref())
-                .unwrap_or("?"),
-            s.userid
-                .as_deref()
-                .map(|u| format!(" {u}"))
-                .unwrap_or_default()
-        );
-        let when = s.created.as_deref().unwrap_or("-");
+        // Without a known certificate, the reason itself names the key.
+        let who = match (&s.role, &s.fingerprint) {
+            (Some(role), Some(fpr)) => format!(
+                "{role} {fpr}{}",
+                s.userid
+                    .as_deref()
+                    .map(|u| format!(" {u}"))
+                    .unwrap_or_default()
+            ),
+            _ => String::new(),
+        };
+        let sep = if who.is_empty() { "" } else { ": " };
         match &s.reason {
             None => output::print(&format!(
-                "  good  signatures/{}: {who}, made {when}",
-                s.file
+                "  good  signatures/{}: {who}, made {}",
+                s.file,
+                s.created.as_deref().unwrap_or("-")
             )),
-            Some(why) => output::print(&format!("  BAD   signatures/{}: {who}: {why}", s.file)),
+            Some(why) => output::print(&format!("  BAD   signatures/{}: {who}{sep}{why}", s.file)),
         }
     }
     if let Some(env) = for_env {
@@ -193,13 +193,19 @@ pub fn print_check(check: &BundleCheck, for_env: Option<&str>) {
             output::print(&format!("  ok    meets {env}'s requirements"));
         } else {
             for u in &check.unmet {
-                let what = if u.contains("customer") {
+                let what = if u.contains(" customer ") {
                     "missing customer approval: "
                 } else {
                     ""
                 };
                 output::print(&format!("  FAIL  not ready for {env}: {what}{u}"));
             }
+            let verb = if check.unmet.iter().all(|u| u.contains(" customer ")) {
+                "approve"
+            } else {
+                "sign"
+            };
+            output::print(&format!("  hint  promoter {verb} {}", check.id));
         }
     }
 }

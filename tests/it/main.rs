@@ -6,3 +6,4 @@ mod corpus;
 mod executor;
 mod offline;
 mod pipeline;
+mod snapshots;
