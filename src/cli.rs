@@ -60,6 +60,8 @@ pub enum Command {
     Audit(AuditArgs),
     /// Record how a partially applied non-transactional changeset was resolved by hand.
     Resolve(ResolveArgs),
+    /// Compare two environments' schemas (what the drift check compares), line by line.
+    Drift(DriftArgs),
 }
 
 #[derive(Debug, Args)]
@@ -228,4 +230,12 @@ pub struct ResolveArgs {
     /// What was done, for the audit trail.
     #[arg(long, required = true)]
     pub note: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DriftArgs {
+    /// The reference environment (e.g. qat).
+    pub a: String,
+    /// The environment compared with it (e.g. prd).
+    pub b: String,
 }

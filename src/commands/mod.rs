@@ -2,6 +2,7 @@
 //! (config, keyrings, bundles), call the core, and print; they hold no rules.
 
 mod apply;
+mod drift;
 mod init;
 mod keys;
 mod ledger;
@@ -139,6 +140,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ledger(args) => ledger::show(&ctx, &args),
         Command::Audit(args) => ledger::audit(&ctx, &args),
         Command::Resolve(args) => resolve::run(&ctx, &args),
+        Command::Drift(args) => drift::run(&ctx, &args),
     }
 }
 

@@ -107,7 +107,7 @@ pub fn run(ctx: &Context, args: &PromoteArgs) -> anyhow::Result<ExitCode> {
                             id = steps[0].changeset_id
                         ))
                         .with_hint(format!(
-                            "find the difference (pg_dump -s of both), make {to} match {from} (e.g. refresh {from} from {to}), or pass --allow-drift",
+                            "see the difference with `promoter drift {from} {to}`, make {to} match {from} (or refresh {from} from {to}), or pass --allow-drift",
                             to = to.name,
                             from = from.name
                         ))

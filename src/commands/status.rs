@@ -157,6 +157,45 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> anyhow::Result<ExitCode> {
             environments: cells,
         });
     }
+    // Changesets a ledger knows that the work tree (or rev) no longer has.
+    let known: Vec<String> = view.changesets.iter().map(|c| c.id.clone()).collect();
+    let mut orphans: Vec<&str> = ledgers
+        .iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.changeset_id.as_str())
+        .filter(|id| !known.iter().any(|k| k == id))
+        .collect();
+    orphans.sort_unstable();
+    orphans.dedup();
+    for id in orphans {
+        let environments = pipeline
+            .iter()
+            .zip(&ledgers)
+            .map(|(env, ledger)| {
+                let last = ledger
+                    .as_ref()
+                    .ok()
+                    .and_then(|rows| rows.iter().rev().find(|e| e.changeset_id == id));
+                let cell = Cell {
+                    state: match (ledger, last) {
+                        (Err(_), _) => "unreachable".into(),
+                        (Ok(_), None) => "absent".into(),
+                        (Ok(_), Some(e)) => e.status.as_str().into(),
+                    },
+                    at: last.map(|e| target::time(e.finished_at.unwrap_or(e.started_at))),
+                    by: last.map(|e| format!("{}@{}", e.os_user, e.host)),
+                    detail: last.map(|_| "not in the work tree".to_owned()),
+                };
+                (env.name.to_owned(), cell)
+            })
+            .collect();
+        view.changesets.push(ChangesetView {
+            id: id.to_owned(),
+            bundle_hash: None,
+            environments,
+        });
+    }
     if ctx.json {
         output::print_json(&view)?;
         return Ok(ExitCode::SUCCESS);

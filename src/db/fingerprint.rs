@@ -16,7 +16,7 @@ WITH ns AS (
      WHERE nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast', $1)
        AND nspname NOT LIKE 'pg\_temp\_%' AND nspname NOT LIKE 'pg\_toast\_temp\_%'
 )
-SELECT coalesce(string_agg(line, E'\n' ORDER BY line), '') FROM (
+SELECT line FROM (
     SELECT 'schema ' || nspname AS line FROM ns
     UNION ALL
     SELECT 'relation ' || ns.nspname || '.' || c.relname || ' ' || c.relkind::text
@@ -63,34 +63,42 @@ SELECT coalesce(string_agg(line, E'\n' ORDER BY line), '') FROM (
 ) AS catalog
 "#;
 
-/// The normalized catalog text (for `drift`-style diffs) of the current database.
-pub async fn catalog_text(
+/// The normalized catalog of the current database: one entry per object,
+/// sorted byte-wise (in Rust, so that databases with different collations
+/// still agree). Entries may span lines (routine and view definitions).
+pub async fn catalog(
     conn: &mut PgConnection,
     env: &str,
     ledger_schema: &str,
-) -> Result<String, DbError> {
+) -> Result<Vec<String>, DbError> {
     // A fixed search_path makes the *_def functions qualify names the same way everywhere.
     sqlx::raw_sql("SET search_path = pg_catalog")
         .execute(&mut *conn)
         .await
         .map_err(|e| DbError::query(env, e))?;
-    let text: String = sqlx::query_scalar(AssertSqlSafe(CATALOG))
+    let mut entries: Vec<String> = sqlx::query_scalar(AssertSqlSafe(CATALOG))
         .bind(ledger_schema)
-        .fetch_one(&mut *conn)
+        .fetch_all(&mut *conn)
         .await
         .map_err(|e| DbError::query(env, format!("reading the catalog: {e}")))?;
     sqlx::raw_sql("RESET search_path")
         .execute(&mut *conn)
         .await
         .map_err(|e| DbError::query(env, e))?;
-    Ok(text)
+    entries.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    Ok(entries)
 }
 
-/// The schema fingerprint (hex sha256 of [`catalog_text`]).
+/// The schema fingerprint: sha256 of the [`catalog`] entries joined by line feeds.
 pub async fn fingerprint(
     conn: &mut PgConnection,
     env: &str,
     ledger_schema: &str,
 ) -> Result<String, DbError> {
-    Ok(Sha256Digest::of(catalog_text(conn, env, ledger_schema).await?.as_bytes()).to_hex())
+    Ok(of_catalog(&catalog(conn, env, ledger_schema).await?))
+}
+
+/// The fingerprint of catalog entries.
+pub fn of_catalog(entries: &[String]) -> String {
+    Sha256Digest::of(entries.join("\n").as_bytes()).to_hex()
 }

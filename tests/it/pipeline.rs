@@ -598,6 +598,19 @@ fn promoting_to_prd_refuses_a_schema_that_drifted_from_qat() {
     assert!(err.contains("nothing was applied to prd: its schema differs from qat's when qat applied 0001-customers"), "{err}");
     assert!(err.contains("--allow-drift"), "{err}");
     assert_eq!(p.snapshot("prd"), "public.hotfix_made_by_hand\n");
+    assert!(err.contains("promoter drift qat prd"), "{err}");
+    let diff = t.promoter(&["drift", "qat", "prd"]).fails();
+    assert!(diff.contains("- relation public.customers r"), "{diff}");
+    assert!(
+        diff.contains("+ relation public.hotfix_made_by_hand r"),
+        "{diff}"
+    );
+    assert!(
+        diff.contains("+ column public.hotfix_made_by_hand.id integer"),
+        "{diff}"
+    );
+    let same = t.promoter(&["drift", "dev", "qat"]).ok();
+    assert!(same.contains("dev and qat have the same schema"), "{same}");
     let out = t
         .promoter(&["promote", "qat", "prd", "--yes", "--allow-drift"])
         .ok();
@@ -644,4 +657,26 @@ fn apply_and_promote_print_json_when_asked() {
         promoted.is_null(),
         "qat needs a developer signature: {promoted}"
     );
+}
+
+#[test]
+fn status_shows_ledger_entries_whose_changeset_left_the_work_tree() {
+    let t = TestContext::with_databases();
+    t.changeset("kept", "CREATE TABLE kept (id int);\n");
+    t.changeset("gone", "CREATE TABLE gone (id int);\n");
+    t.promoter(&["seal"]).ok();
+    t.promoter(&["apply", "dev"]).ok();
+    std::fs::remove_dir_all(t.path("changesets/0002-gone")).unwrap();
+    let status: serde_json::Value =
+        serde_json::from_str(&t.promoter(&["--json", "status"]).ok()).unwrap();
+    let gone = &status["changesets"][1];
+    assert_eq!(gone["id"], "0002-gone");
+    assert_eq!(gone["environments"]["dev"]["state"], "applied");
+    assert_eq!(
+        gone["environments"]["dev"]["detail"],
+        "not in the work tree"
+    );
+    assert_eq!(gone["environments"]["qat"]["state"], "absent");
+    let table = t.promoter(&["status"]).ok();
+    assert!(table.contains("(not in the work tree)"), "{table}");
 }
