@@ -11,6 +11,11 @@ use crate::cli::ApplyArgs;
 use crate::output;
 use crate::plan;
 
+/// Applies pending changesets from the work tree to a root environment:
+/// checks every bundle (manifest, scripts, signatures against the
+/// environment's `require`), takes the lock, refuses a dirty environment,
+/// plans against the ledger, and applies each changeset in its own
+/// transaction. Nothing is written unless the whole plan passes.
 pub fn run(ctx: &Context, args: &ApplyArgs) -> anyhow::Result<ExitCode> {
     let config = ctx.config()?;
     let env = config.environment(&args.env)?;
@@ -104,9 +109,13 @@ pub fn run(ctx: &Context, args: &ApplyArgs) -> anyhow::Result<ExitCode> {
 /// JSON view of one planned step.
 #[derive(serde::Serialize)]
 struct PlannedView<'a> {
+    /// Changeset id.
     changeset_id: &'a str,
+    /// The bundle that would be applied.
     bundle_hash: &'a str,
+    /// The source ledger entry it is promoted from (promote only).
     source_entry: Option<&'a str>,
+    /// Distinct good signers per role.
     signers: &'a std::collections::BTreeMap<String, usize>,
 }
 

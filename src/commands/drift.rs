@@ -12,16 +12,25 @@ use crate::cli::DriftArgs;
 use crate::db::{self, fingerprint};
 use crate::output;
 
+/// JSON: `promoter --json drift A B`.
 #[derive(Serialize)]
 struct DriftView {
+    /// The reference environment.
     a: String,
+    /// The environment compared with it.
     b: String,
+    /// Schema fingerprint of `a`.
     a_fingerprint: String,
+    /// Schema fingerprint of `b`.
     b_fingerprint: String,
+    /// Catalog entries only `a` has.
     only_in_a: Vec<String>,
+    /// Catalog entries only `b` has.
     only_in_b: Vec<String>,
 }
 
+/// Prints the catalog entries only one of the two environments has; exit 1
+/// when they differ. Read-only on both.
 pub fn run(ctx: &Context, args: &DriftArgs) -> anyhow::Result<ExitCode> {
     let config = ctx.config()?;
     let schema = config.file.ledger_schema.clone();

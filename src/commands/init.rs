@@ -12,12 +12,17 @@ const GITATTRIBUTES: &str = "\
 changesets/** -text
 ";
 
+/// JSON: `promoter --json init`.
 #[derive(Serialize)]
 struct InitView {
+    /// Files created.
     created: Vec<String>,
+    /// Files that already existed and were left alone.
     kept: Vec<String>,
 }
 
+/// Creates what is missing and keeps what exists; warns if an existing
+/// `.gitattributes` does not protect bundle bytes.
 pub fn run(ctx: &Context) -> anyhow::Result<ExitCode> {
     let mut view = InitView {
         created: Vec::new(),

@@ -10,14 +10,22 @@ use crate::cli::GenerateArgs;
 use crate::output;
 use crate::signing;
 
+/// JSON: `promoter --json keys generate`.
 #[derive(Serialize)]
 struct GeneratedView {
+    /// Primary key fingerprint (40 upper-case hex digits).
     fingerprint: String,
+    /// Path of the armored public certificate: commit it to a role keyring.
     public: String,
+    /// Path of the armored secret key (mode 0600): keep it private.
     secret: String,
+    /// Path of a revocation certificate, to publish if the key is lost.
     revocation: String,
 }
 
+/// Writes a new key's public certificate, secret key (mode 0600, encrypted
+/// with `PROMOTER_PASSPHRASE` if set) and revocation certificate. Refuses to
+/// overwrite files.
 pub fn generate(ctx: &Context, args: &GenerateArgs) -> anyhow::Result<ExitCode> {
     let valid_for = (args.valid_days > 0).then(|| Duration::from_secs(args.valid_days * 86_400));
     let passphrase = std::env::var("PROMOTER_PASSPHRASE")
@@ -80,24 +88,38 @@ pub fn generate(ctx: &Context, args: &GenerateArgs) -> anyhow::Result<ExitCode> 
     Ok(ExitCode::SUCCESS)
 }
 
+/// JSON: one certificate of `keys list`.
 #[derive(Serialize)]
 struct CertView {
+    /// The role keyring that holds it.
     role: String,
+    /// Its file, relative to the project.
     file: String,
+    /// Primary key fingerprint.
     fingerprint: String,
+    /// Every user id on the certificate.
     userids: Vec<String>,
+    /// Expiry of the primary key (RFC 3339), null if it never expires.
     expires: Option<String>,
+    /// Whether the certificate is revoked.
     revoked: bool,
+    /// Whether it can make signatures that count today.
     usable: bool,
+    /// Why not, if not.
     problem: Option<String>,
 }
 
+/// JSON: `promoter --json keys list`.
 #[derive(Serialize)]
 struct ListView {
+    /// Every certificate, by role then file.
     certificates: Vec<CertView>,
+    /// Configuration errors (a certificate in two roles).
     errors: Vec<String>,
 }
 
+/// Lists certificates per role; a certificate in two roles is reported and
+/// makes the command fail (separation of duties).
 pub fn list(ctx: &Context) -> anyhow::Result<ExitCode> {
     let keyrings = ctx.keyrings_unchecked()?;
     let now = SystemTime::now();

@@ -12,6 +12,7 @@ use crate::cli::{AuditArgs, LedgerArgs};
 use crate::ledger::{Entry, check_chain};
 use crate::output;
 
+/// Prints every ledger row of an environment (errors and notes after the table).
 pub fn show(ctx: &Context, args: &LedgerArgs) -> anyhow::Result<ExitCode> {
     let config = ctx.config()?;
     let env = config.environment(&args.env)?;
@@ -93,16 +94,26 @@ pub fn show(ctx: &Context, args: &LedgerArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// JSON: `promoter --json audit ENV`.
 #[derive(Serialize)]
 struct AuditView {
+    /// The audited environment.
     environment: String,
+    /// Ledger rows read.
     rows: usize,
+    /// Rows that count as applied (each checked against git).
     applied: usize,
+    /// The revision the bundles were read from, as given.
     rev: String,
+    /// The commit it resolved to.
     commit: String,
+    /// Every problem found, the first chain break first; empty when the audit passes.
     problems: Vec<String>,
 }
 
+/// Audits an environment: recomputes the hash chain (catching edited,
+/// deleted and reordered rows) and checks every applied row against the
+/// bundle in git at `--rev`. Exit 1 naming the first bad row.
 pub fn audit(ctx: &Context, args: &AuditArgs) -> anyhow::Result<ExitCode> {
     let config = ctx.config()?;
     let env = config.environment(&args.env)?;

@@ -9,13 +9,19 @@ use crate::changeset::{self, ChangesetId, ChangesetMeta, TransactionMode};
 use crate::cli::NewArgs;
 use crate::output;
 
+/// JSON: `promoter --json new`.
 #[derive(Serialize)]
 struct NewView {
+    /// The new changeset's id.
     id: String,
+    /// Its directory, relative to the project.
     path: String,
+    /// The files created in it.
     files: Vec<String>,
 }
 
+/// Creates the next changeset (highest number + 1) with its `changeset.yaml`
+/// and a first script.
 pub fn run(ctx: &Context, args: &NewArgs) -> anyhow::Result<ExitCode> {
     changeset::validate_slug(&args.slug)?;
     let existing = changeset::source::discover(&ctx.root)?;

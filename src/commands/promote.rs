@@ -38,6 +38,9 @@ pub fn config_and_keyrings_at(ctx: &Context, rev: &str) -> anyhow::Result<(Confi
     Ok((config, keyrings))
 }
 
+/// Promotes FROM → TO: reads bundles, config and keys from git at `--rev`,
+/// reads FROM's ledger live, locks TO, and refuses — before TO is touched —
+/// on any changed bundle, missing signature, divergence or schema drift.
 pub fn run(ctx: &Context, args: &PromoteArgs) -> anyhow::Result<ExitCode> {
     let (config, keyrings) = config_and_keyrings_at(ctx, &args.rev)?;
     let from = config.environment(&args.from)?;

@@ -10,6 +10,9 @@ use crate::db::{executor, ledger};
 use crate::ledger::Status;
 use crate::output;
 
+/// Appends a `resolved-applied` or `resolved-rolled-back` row for a changeset
+/// left partially applied, with the operator's note; the environment is then
+/// clean again.
 pub fn run(ctx: &Context, args: &ResolveArgs) -> anyhow::Result<ExitCode> {
     let config = ctx.config()?;
     let env = config.environment(&args.env)?;

@@ -11,15 +11,23 @@ use crate::output;
 
 #[derive(Serialize)]
 struct SealView {
+    /// Changeset id.
     id: String,
     /// `sealed`, `resealed` or `unchanged`.
     result: &'static str,
+    /// sha256 of the new `SHA256SUMS`.
     bundle_hash: String,
+    /// Files listed in the manifest.
     files: usize,
+    /// Signatures deleted by `--force` because they no longer match.
     removed_signatures: Vec<String>,
+    /// Warnings, such as scripts with CRLF line endings.
     warnings: Vec<String>,
 }
 
+/// Seals changesets: checks the bundle rules and scripts, writes
+/// `SHA256SUMS` atomically, and refuses to invalidate signatures unless
+/// `--force` (which deletes them and says which).
 pub fn run(ctx: &Context, args: &SealArgs) -> anyhow::Result<ExitCode> {
     let dirs = ctx.select_dirs(&args.changesets)?;
     let mut views = Vec::new();

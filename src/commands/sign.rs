@@ -18,12 +18,18 @@ use crate::signing::{
 /// Role a customer approval must come from.
 pub const CUSTOMER_ROLE: &str = "customer";
 
+/// JSON: one signature made by `sign` or `approve`.
 #[derive(Serialize)]
 struct SignView {
+    /// Changeset id.
     id: String,
+    /// The bundle hash the signature covers (sha256 of `SHA256SUMS`).
     bundle_hash: String,
+    /// The signer's role, from the keyring that holds the certificate.
     role: String,
+    /// The signer's primary fingerprint.
     fingerprint: String,
+    /// The signature file written.
     file: String,
 }
 
@@ -34,10 +40,13 @@ enum Signer {
     Gpg(String),
 }
 
+/// Signs changesets in the role of the keyring that holds the signer's certificate.
 pub fn run_sign(ctx: &Context, args: &SignArgs) -> anyhow::Result<ExitCode> {
     sign(ctx, &args.changesets, &args.key, None, None)
 }
 
+/// Approves changesets with a customer key, after checking (unless
+/// `--offline`) that the test environment's ledger shows the exact bundle.
 pub fn run_approve(ctx: &Context, args: &ApproveArgs) -> anyhow::Result<ExitCode> {
     // Read the test environment's ledger only once the key is known to be a customer's.
     let tested: Option<TestedLedger<'_>> = if args.offline {

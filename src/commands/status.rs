@@ -13,36 +13,56 @@ use crate::cli::StatusArgs;
 use crate::ledger::{Entry, Status};
 use crate::output;
 
+/// JSON: one environment of `status`.
 #[derive(Serialize)]
 struct EnvView {
+    /// Environment name from environments.yaml, in pipeline order.
     name: String,
+    /// Whether its ledger could be read.
     reachable: bool,
+    /// Why not, if it could not (URL shown without its password).
     error: Option<String>,
+    /// How many changesets its ledger shows applied.
     applied: usize,
 }
 
+/// JSON: one changeset in one environment.
 #[derive(Serialize)]
 struct Cell {
-    /// applied, modified, pending, failed, running, unreachable
+    /// `applied`, `modified` (applied, but the bundle changed since), `pending`,
+    /// `failed`, `running` (a non-transactional changeset in progress or
+    /// interrupted), `resolved-rolled-back`, `absent` (ledger-only rows) or `unreachable`.
     state: String,
+    /// When it was applied or failed (RFC 3339, UTC).
     at: Option<String>,
+    /// `os_user@host` that applied it.
     by: Option<String>,
+    /// What is missing for a pending one (`needs 1 customer`), the first line of a failure, or why it is modified.
     detail: Option<String>,
 }
 
+/// JSON: one changeset row of `status`.
 #[derive(Serialize)]
 struct ChangesetView {
+    /// Changeset id, `NNNN-slug`.
     id: String,
+    /// sha256 of its `SHA256SUMS`; null if unsealed or only known to a ledger.
     bundle_hash: Option<String>,
+    /// Environment name → its state there.
     environments: BTreeMap<String, Cell>,
 }
 
+/// JSON: `promoter --json status`.
 #[derive(Serialize)]
 struct StatusView {
+    /// Every environment, in pipeline order.
     environments: Vec<EnvView>,
+    /// Every changeset of the work tree (or `--rev`), then those only a ledger knows.
     changesets: Vec<ChangesetView>,
 }
 
+/// Builds the changeset × environment matrix. Unreachable environments are
+/// shown as such; nothing is written anywhere.
 pub fn run(ctx: &Context, args: &StatusArgs) -> anyhow::Result<ExitCode> {
     let config = ctx.config()?;
     let keyrings = ctx.keyrings()?;

@@ -308,11 +308,17 @@ pub struct RunInfo {
 /// JSON view of one application.
 #[derive(serde::Serialize)]
 struct AppliedView {
+    /// Changeset id.
     changeset_id: String,
+    /// The bundle applied.
     bundle_hash: String,
+    /// Its ledger row.
     ledger_seq: i64,
+    /// That row's `entry_hash`.
     entry_hash: String,
+    /// Statements executed.
     statements: i64,
+    /// Wall time of the application.
     seconds: f64,
 }
 

@@ -210,6 +210,8 @@ pub fn print_check(check: &BundleCheck, for_env: Option<&str>) {
     }
 }
 
+/// Verifies changesets; exit 0 only if every file, script and signature is
+/// good and, with `--for`, the environment's requirements are met.
 pub fn run(ctx: &Context, args: &VerifyArgs) -> anyhow::Result<ExitCode> {
     let config = match &args.for_env {
         Some(_) => Some(ctx.config()?),
