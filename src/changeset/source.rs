@@ -139,7 +139,7 @@ fn read_signature_dir(path: &Path, location: &str) -> Result<Vec<SignatureFile>,
     Ok(out)
 }
 
-/// Reads every bundle under `changesets/` in the tree of git revision `rev`.
+/// Every bundle under `changesets/` in the tree of one git commit.
 pub struct GitSnapshot {
     /// The full commit id `rev` resolved to.
     pub commit: String,
@@ -204,11 +204,16 @@ pub fn load_git(root: &Path, rev: &str) -> Result<GitSnapshot, BundleError> {
     })
 }
 
+// Git tree entry modes. A bundle holds regular blobs only: a link (0o120000)
+// could point anywhere once checked out, and a gitlink (submodule) has no
+// content in this repository at all.
 const MODE_BLOB: i32 = 0o100644;
 const MODE_BLOB_EXECUTABLE: i32 = 0o100755;
 const MODE_LINK: i32 = 0o120000;
 const MODE_TREE: i32 = 0o040000;
 
+/// Reads one bundle's tree with the same rules as [`load_dir`]; file
+/// contents are left in git and streamed when opened.
 fn load_git_bundle(
     repo: &git2::Repository,
     id: ChangesetId,

@@ -104,6 +104,9 @@ pub fn passphrase(prompt: &str) -> Option<String> {
     None
 }
 
+/// Signs each changeset's `SHA256SUMS` with `source`. The role comes from the
+/// keyring holding the signer's certificate (never from a flag), the bundle
+/// must be intact, and every new signature is verified before it is written.
 fn sign(
     ctx: &Context,
     changesets: &[String],

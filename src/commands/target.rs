@@ -322,7 +322,9 @@ struct AppliedView {
     seconds: f64,
 }
 
-/// Applies the plan in order; stops at the first failure and reports partial progress.
+/// Applies the plan in order; stops at the first failure and reports partial
+/// progress ("applied 0040, 0041; failed at 0042 …"). The ledger is created
+/// here, not when the target is opened, so that refusals write nothing.
 pub async fn execute(
     target: &mut Target,
     work: Vec<Work<'_>>,

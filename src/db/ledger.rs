@@ -11,6 +11,10 @@ use crate::ledger::{Entry, Status};
 /// Layout version this promoter writes and reads.
 pub const LAYOUT_VERSION: i32 = 1;
 
+/// The ledger's DDL. `schema` is validated as `[a-z_][a-z0-9_]*` when the
+/// configuration loads, so formatting it into SQL is safe; values never are.
+/// Hashes are `char(64)` hex and times `timestamptz`, as the style guide asks;
+/// `signers` is text, not jsonb, so the stored bytes are the hashed bytes.
 fn ddl(schema: &str) -> String {
     format!(
         r#"
@@ -169,6 +173,9 @@ pub async fn last(
 
 /// Chains `entry` to the last row and inserts it, on `conn` (inside the
 /// caller's transaction when there is one).
+// Chaining reads the last row and inserts the next one; the advisory lock
+// makes this race-free between promoters, and the UNIQUE prev_hash would
+// refuse a fork even from a writer that bypassed the lock.
 pub async fn append(
     conn: &mut PgConnection,
     env: &str,

@@ -240,6 +240,12 @@ impl<R: BufRead> Splitter<R> {
     }
 
     /// psql's heuristic for `BEGIN ATOMIC … END` bodies, fed one identifier.
+    ///
+    /// A real parser would be exact, but psql is the reference: when the
+    /// statement starts `CREATE [OR REPLACE] FUNCTION|PROCEDURE`, count
+    /// `BEGIN`/`CASE` … `END` outside parentheses, and let a `;` end the
+    /// statement only at depth 0. Copying the heuristic, quirks included,
+    /// is what makes promoter send the same statements psql sends.
     fn track_identifier(&mut self, word: &[u8]) {
         let lower = word.to_ascii_lowercase();
         if self.identifier_count == 0 {
