@@ -14,7 +14,7 @@ use sqlx::{AssertSqlSafe, Connection};
 use super::{DbError, fingerprint, ledger};
 use crate::changeset::{Bundle, BundleFile, Manifest, Sha256Digest, TransactionMode};
 use crate::ledger::{Entry, Status};
-use crate::sql::{IGNORED_META_COMMANDS, Item, Splitter, Statement};
+use crate::sql::{IGNORED_META_COMMANDS, Item, Splitter, Statement, Wrapper};
 
 /// Where and why a statement failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,9 +153,15 @@ const COPY_CHUNK: usize = 256 * 1024;
 /// Runs `scripts` on `conn` in order, counting executed statements in
 /// `done`. Inside a transaction when the caller opened one; in autocommit
 /// otherwise. Each script starts from the session defaults.
+///
+/// With `in_transaction`, a script's own wrapper — a plain `BEGIN` as its first
+/// statement and `COMMIT` as its last, which the checks have already verified —
+/// is skipped: under `psql -1` it changes nothing, and run here it would end
+/// promoter's transaction early.
 pub async fn run_scripts(
     conn: &mut PgConnection,
     scripts: Vec<ScriptSource>,
+    in_transaction: bool,
     done: &mut i64,
 ) -> Result<(), ExecError> {
     for script in scripts {
@@ -165,7 +171,8 @@ pub async fn run_scripts(
             hasher: Sha256::new(),
         };
         let mut splitter = Splitter::new(BufReader::with_capacity(64 * 1024, hashing));
-        loop {
+        let mut index = 0usize;
+        'statements: loop {
             let item = splitter.next_item().map_err(|e| ExecError::Script {
                 file: file.clone(),
                 message: e.to_string(),
@@ -183,6 +190,27 @@ pub async fn run_scripts(
                     });
                 }
                 Some(Item::Statement(stmt)) => {
+                    index += 1;
+                    match (in_transaction, crate::sql::wrapper(&stmt)) {
+                        (true, Some(Wrapper::Begin)) if index == 1 => continue,
+                        (true, Some(Wrapper::Commit)) => {
+                            // Only the script's last statement may be its wrapper's COMMIT.
+                            loop {
+                                match splitter.next_item() {
+                                    Ok(None) => break 'statements,
+                                    Ok(Some(Item::Meta(m)))
+                                        if IGNORED_META_COMMANDS.contains(&m.name.as_str()) => {}
+                                    _ => {
+                                        return Err(ExecError::Script {
+                                            file: format!("{file}:{}", stmt.line),
+                                            message: "COMMIT before the end of the script would end promoter's transaction".into(),
+                                        });
+                                    }
+                                }
+                            }
+                        }
+                        _ => {}
+                    }
                     if stmt.is_copy_from_stdin() {
                         copy_in(conn, &file, &stmt, &mut splitter).await?;
                     } else {
@@ -351,7 +379,7 @@ pub async fn apply(
         TransactionMode::PerChangeset => {
             let mut tx = conn.begin().await.map_err(|e| DbError::query(env, e))?;
             entry.schema_before = Some(fingerprint::fingerprint(&mut tx, env, schema).await?);
-            let run = run_scripts(&mut tx, scripts, &mut done).await;
+            let run = run_scripts(&mut tx, scripts, true, &mut done).await;
             match run {
                 Ok(()) => {
                     entry.schema_after =
@@ -380,7 +408,7 @@ pub async fn apply(
             let mut running = entry.clone();
             running.status = Status::Running;
             append_alone(conn, env, schema, &mut running).await?;
-            let run = run_scripts(conn, scripts, &mut done).await;
+            let run = run_scripts(conn, scripts, false, &mut done).await;
             if run.is_err() {
                 // A script may have failed inside its own BEGIN block; end it so
                 // the session can record the failure.

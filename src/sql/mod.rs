@@ -130,8 +130,35 @@ pub fn transaction_control(stmt: &Statement) -> Option<String> {
     Some(what.to_owned())
 }
 
+/// Which part of a script's own transaction wrapper a statement is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wrapper {
+    /// A plain `BEGIN [WORK|TRANSACTION]` or `START TRANSACTION`, no options.
+    Begin,
+    /// A plain `COMMIT [WORK|TRANSACTION]` or `END [WORK|TRANSACTION]`.
+    Commit,
+}
+
+/// Whether `stmt` is a plain transaction start or commit, the kind of
+/// statement that wraps a whole migration written for psql.
+pub fn wrapper(stmt: &Statement) -> Option<Wrapper> {
+    let w: Vec<&str> = stmt.words.iter().map(String::as_str).collect();
+    match w.as_slice() {
+        ["BEGIN"] | ["BEGIN", "WORK" | "TRANSACTION"] | ["START", "TRANSACTION"] => {
+            Some(Wrapper::Begin)
+        }
+        ["COMMIT" | "END"] | ["COMMIT" | "END", "WORK" | "TRANSACTION"] => Some(Wrapper::Commit),
+        _ => None,
+    }
+}
+
 /// Checks one script: meta-commands, and in a transactional changeset,
 /// statements that cannot run in (or would end) the transaction.
+///
+/// A script wrapped whole in its own `BEGIN; … COMMIT;` is accepted: under
+/// `psql -1` that wrapper changes nothing (the inner BEGIN only warns, and the
+/// COMMIT ends the single transaction), so the executor skips those two
+/// statements and the script runs in promoter's transaction, as psql would.
 pub fn check_script(
     file: &str,
     reader: impl std::io::BufRead,
@@ -139,6 +166,9 @@ pub fn check_script(
 ) -> Vec<ScriptProblem> {
     let mut problems = Vec::new();
     let mut splitter = Splitter::new(reader);
+    // (statement index, line, wrapper kind, what) of every transaction-control statement.
+    let mut control: Vec<(usize, usize, Option<Wrapper>, String)> = Vec::new();
+    let mut index = 0;
     loop {
         let item = match splitter.next_item() {
             Ok(Some(item)) => item,
@@ -168,11 +198,26 @@ pub fn check_script(
                     if let Some(what) = non_transactional(&s) {
                         problems.push(problem(s.line, ProblemKind::NotInTransaction(what)));
                     } else if let Some(what) = transaction_control(&s) {
-                        problems.push(problem(s.line, ProblemKind::TransactionControl(what)));
+                        control.push((index, s.line, wrapper(&s), what));
                     }
                 }
+                index += 1;
             }
         }
+    }
+    let wrapped = matches!(
+        control.as_slice(),
+        [(0, _, Some(Wrapper::Begin), _), (last, _, Some(Wrapper::Commit), _)] if *last + 1 == index
+    );
+    if !wrapped {
+        for (_, line, _, what) in control {
+            problems.push(ScriptProblem {
+                file: file.to_owned(),
+                line,
+                kind: ProblemKind::TransactionControl(what),
+            });
+        }
+        problems.sort_by_key(|p| p.line);
     }
     problems
 }
@@ -287,12 +332,26 @@ mod tests {
     #[test]
     fn transaction_control_is_refused_in_a_transactional_changeset() {
         let got = check(
-            "BEGIN;\nSELECT 1;\nCOMMIT;\n",
+            "SELECT 0;\nBEGIN;\nSELECT 1;\nCOMMIT;\n",
             TransactionMode::PerChangeset,
         );
         assert_eq!(got.len(), 2, "{got:?}");
-        assert!(got[0].starts_with("f.sql:1: BEGIN would end"), "{got:?}");
-        assert!(got[1].starts_with("f.sql:3: COMMIT"), "{got:?}");
+        assert!(got[0].starts_with("f.sql:2: BEGIN would end"), "{got:?}");
+        assert!(got[1].starts_with("f.sql:4: COMMIT"), "{got:?}");
+        let refused = [
+            "BEGIN;\nSELECT 1;\n",
+            "SELECT 1;\nCOMMIT;\n",
+            "BEGIN;\nCOMMIT;\nSELECT 1;\n",
+            "BEGIN ISOLATION LEVEL SERIALIZABLE;\nSELECT 1;\nCOMMIT;\n",
+            "BEGIN;\nSELECT 1;\nROLLBACK;\n",
+            "BEGIN;\nCOMMIT;\nBEGIN;\nCOMMIT;\n",
+        ];
+        for script in refused {
+            assert!(
+                !check(script, TransactionMode::PerChangeset).is_empty(),
+                "{script:?}"
+            );
+        }
         assert!(
             check(
                 "SAVEPOINT a; ROLLBACK TO a; RELEASE a;",
@@ -300,12 +359,18 @@ mod tests {
             )
             .is_empty()
         );
-        assert!(
-            check(
-                "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; END;",
-                TransactionMode::PerChangeset
-            )
-            .is_empty()
-        );
+        let atomic = "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; END;";
+        assert!(check(atomic, TransactionMode::PerChangeset).is_empty());
+        // A script wrapped whole in its own transaction is what psql -1 runs atomically anyway.
+        for wrapped in [
+            "BEGIN;\nCREATE TABLE t (id int);\nCOMMIT;\n",
+            "-- a migration\nstart transaction;\nSELECT 1;\nSELECT 2;\nend;\n",
+            "BEGIN WORK;\nSELECT 1;\nCOMMIT TRANSACTION;",
+        ] {
+            assert!(
+                check(wrapped, TransactionMode::PerChangeset).is_empty(),
+                "{wrapped:?}"
+            );
+        }
     }
 }

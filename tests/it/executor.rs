@@ -364,3 +364,46 @@ fn pgpassfile_and_sslmode_in_the_url_work_as_in_libpq() {
         "promoter_password\n"
     );
 }
+
+#[test]
+fn a_migration_wrapped_in_its_own_begin_commit_runs_in_promoters_transaction() {
+    let t = TestContext::with_databases();
+    t.changeset("wrapped", "-- written for psql\nBEGIN;\nCREATE TABLE w (id int);\nINSERT INTO w VALUES (1);\nCOMMIT;\n");
+    t.changeset(
+        "wrapped-and-failing",
+        "START TRANSACTION;\nINSERT INTO w VALUES (2);\nSELECT 1 / 0;\nEND;\n",
+    );
+    t.promoter(&["seal"]).ok();
+    let err = t.promoter(&["apply", "dev"]).fails();
+    assert!(
+        err.contains(
+            "dev: applied 0001-wrapped; failed at 0002-wrapped-and-failing; it was rolled back"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("001-wrapped-and-failing.sql:3:1: [22012] division by zero"),
+        "{err}"
+    );
+    assert_eq!(
+        t.sql("dev", "SELECT string_agg(id::text, ',') FROM w"),
+        "1\n",
+        "the failing one rolled back as a whole"
+    );
+    let rows = t.sql("dev", "SELECT changeset_id || ':' || status || ':' || statements FROM promoter.ledger ORDER BY seq");
+    assert_eq!(
+        rows, "0001-wrapped:applied:2\n0002-wrapped-and-failing:failed:0\n",
+        "the wrapper itself does not run"
+    );
+
+    // Anything but a whole-script wrapper is still refused, naming the line.
+    t.changeset(
+        "half",
+        "CREATE TABLE h (id int);\nCOMMIT;\nCREATE TABLE i (id int);\n",
+    );
+    let err = t.promoter(&["seal", "3"]).fails();
+    assert!(
+        err.contains("001-half.sql:2: COMMIT would end promoter's transaction early"),
+        "{err}"
+    );
+}
