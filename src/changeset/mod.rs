@@ -122,8 +122,6 @@ pub enum BundleError {
 pub enum FileSource {
     /// A regular file in the work tree.
     Disk(PathBuf),
-    /// Bytes already in memory.
-    Memory(std::sync::Arc<[u8]>),
     /// A blob in a git repository, streamed when opened.
     Git(source::GitBlob),
 }
@@ -143,7 +141,6 @@ impl BundleFile {
                 path: path.clone(),
                 source,
             }),
-            FileSource::Memory(bytes) => Ok(bytes.to_vec()),
             FileSource::Git(_) => {
                 let mut out = Vec::new();
                 self.open()?
@@ -167,7 +164,6 @@ impl BundleFile {
                 })?;
                 Ok(Box::new(file))
             }
-            FileSource::Memory(bytes) => Ok(Box::new(std::io::Cursor::new(bytes.clone()))),
             FileSource::Git(blob) => blob.open().map_err(|source| BundleError::Io {
                 path: self.display_path(),
                 source,
@@ -187,7 +183,7 @@ impl BundleFile {
     fn display_path(&self) -> PathBuf {
         match &self.source {
             FileSource::Disk(p) => p.clone(),
-            FileSource::Memory(_) | FileSource::Git(_) => PathBuf::from(&self.name),
+            FileSource::Git(_) => PathBuf::from(&self.name),
         }
     }
 

@@ -2,7 +2,6 @@
 //! revision (`promote`, `audit`), so that uncommitted edits cannot slip in.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use super::{
     Bundle, BundleError, BundleFile, CHANGESETS_DIR, ChangesetId, FileSource, MANIFEST_FILE,
@@ -68,6 +67,80 @@ pub fn discover(root: &Path) -> Result<Vec<BundleDir>, BundleError> {
     Ok(out)
 }
 
+/// What a directory entry is, as the file system or a git tree says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EntryKind {
+    File,
+    Dir,
+    Link,
+    /// FIFOs, sockets, devices, git submodules.
+    Other,
+}
+
+/// Where an accepted entry of a bundle directory goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    Manifest,
+    Signatures,
+    File,
+}
+
+/// The bundle rules, shared by the work-tree and the git reader so that both
+/// accept exactly the same bundles: regular files with valid names,
+/// `SHA256SUMS`, and a `signatures/` directory; nothing else.
+fn classify(location: &str, name: &str, kind: EntryKind) -> Result<Slot, BundleError> {
+    let err =
+        |make: fn(String, String) -> BundleError| Err(make(location.to_owned(), name.to_owned()));
+    match kind {
+        EntryKind::Link => err(|location, name| BundleError::Symlink { location, name }),
+        EntryKind::Dir if name == SIGNATURES_DIR => Ok(Slot::Signatures),
+        EntryKind::Dir => err(|location, name| BundleError::Subdirectory { location, name }),
+        EntryKind::Other => err(|location, name| BundleError::NotRegular { location, name }),
+        EntryKind::File if name == MANIFEST_FILE => Ok(Slot::Manifest),
+        EntryKind::File if !validate_file_name(name) => {
+            err(|location, name| BundleError::BadFileName { location, name })
+        }
+        EntryKind::File => Ok(Slot::File),
+    }
+}
+
+/// The rules for an entry of `signatures/`: regular `*.asc` files only.
+fn classify_signature(location: &str, name: &str, kind: EntryKind) -> Result<(), BundleError> {
+    let err =
+        |make: fn(String, String) -> BundleError| Err(make(location.to_owned(), name.to_owned()));
+    match kind {
+        EntryKind::Link => err(|location, name| BundleError::Symlink { location, name }),
+        EntryKind::Dir | EntryKind::Other => {
+            err(|location, name| BundleError::NotRegular { location, name })
+        }
+        EntryKind::File if !name.ends_with(".asc") => {
+            err(|location, name| BundleError::BadSignatureName { location, name })
+        }
+        EntryKind::File => Ok(()),
+    }
+}
+
+fn disk_kind(file_type: std::fs::FileType) -> EntryKind {
+    if file_type.is_symlink() {
+        EntryKind::Link
+    } else if file_type.is_dir() {
+        EntryKind::Dir
+    } else if file_type.is_file() {
+        EntryKind::File
+    } else {
+        EntryKind::Other
+    }
+}
+
+fn git_kind(mode: i32) -> EntryKind {
+    match mode {
+        MODE_BLOB | MODE_BLOB_EXECUTABLE => EntryKind::File,
+        MODE_TREE => EntryKind::Dir,
+        MODE_LINK => EntryKind::Link,
+        _ => EntryKind::Other,
+    }
+}
+
 /// Reads one bundle from the work tree, refusing symlinks, subdirectories,
 /// non-regular files and misnamed files.
 pub fn load_dir(dir: &BundleDir) -> Result<Bundle, BundleError> {
@@ -79,31 +152,17 @@ pub fn load_dir(dir: &BundleDir) -> Result<Bundle, BundleError> {
         let entry = entry.map_err(io_err(&dir.path))?;
         let path = entry.path();
         let name = entry.file_name().to_string_lossy().into_owned();
-        let file_type = entry.file_type().map_err(io_err(&path))?;
-        if file_type.is_symlink() {
-            return Err(BundleError::Symlink { location, name });
-        }
-        if file_type.is_dir() {
-            if name == SIGNATURES_DIR {
+        let kind = disk_kind(entry.file_type().map_err(io_err(&path))?);
+        match classify(&location, &name, kind)? {
+            Slot::Signatures => {
                 signatures = read_signature_dir(&path, &format!("{location}/{SIGNATURES_DIR}"))?;
-                continue;
             }
-            return Err(BundleError::Subdirectory { location, name });
+            Slot::Manifest => manifest = Some(std::fs::read(&path).map_err(io_err(&path))?),
+            Slot::File => files.push(BundleFile {
+                name,
+                source: FileSource::Disk(path),
+            }),
         }
-        if !file_type.is_file() {
-            return Err(BundleError::NotRegular { location, name });
-        }
-        if name == MANIFEST_FILE {
-            manifest = Some(std::fs::read(&path).map_err(io_err(&path))?);
-            continue;
-        }
-        if !validate_file_name(&name) {
-            return Err(BundleError::BadFileName { location, name });
-        }
-        files.push(BundleFile {
-            name,
-            source: FileSource::Disk(path),
-        });
     }
     files.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
     Ok(Bundle {
@@ -121,17 +180,11 @@ fn read_signature_dir(path: &Path, location: &str) -> Result<Vec<SignatureFile>,
     for entry in std::fs::read_dir(path).map_err(io_err(path))? {
         let entry = entry.map_err(io_err(path))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        let file_type = entry.file_type().map_err(io_err(&entry.path()))?;
-        let location = location.to_owned();
-        if file_type.is_symlink() {
-            return Err(BundleError::Symlink { location, name });
-        }
-        if !file_type.is_file() {
-            return Err(BundleError::NotRegular { location, name });
-        }
-        if !name.ends_with(".asc") {
-            return Err(BundleError::BadSignatureName { location, name });
-        }
+        classify_signature(
+            location,
+            &name,
+            disk_kind(entry.file_type().map_err(io_err(&entry.path()))?),
+        )?;
         let bytes = std::fs::read(entry.path()).map_err(io_err(&entry.path()))?;
         out.push(SignatureFile { name, bytes });
     }
@@ -220,9 +273,9 @@ fn load_git_bundle(
     location: String,
     tree: &git2::Tree<'_>,
 ) -> Result<Bundle, BundleError> {
-    let blob = |oid: git2::Oid, name: &str| -> Result<Arc<[u8]>, BundleError> {
+    let blob = |oid: git2::Oid, name: &str| -> Result<Vec<u8>, BundleError> {
         repo.find_blob(oid)
-            .map(|b| Arc::from(b.content()))
+            .map(|b| b.content().to_vec())
             .map_err(|e| BundleError::Git {
                 location: format!("{location}/{name}"),
                 message: e.message().to_owned(),
@@ -233,9 +286,8 @@ fn load_git_bundle(
     let mut signatures = Vec::new();
     for entry in tree.iter() {
         let name = String::from_utf8_lossy(entry.name_bytes()).into_owned();
-        match entry.filemode() {
-            MODE_LINK => return Err(BundleError::Symlink { location, name }),
-            MODE_TREE if name == SIGNATURES_DIR => {
+        match classify(&location, &name, git_kind(entry.filemode()))? {
+            Slot::Signatures => {
                 let sig_tree = repo.find_tree(entry.id()).map_err(|e| BundleError::Git {
                     location: format!("{location}/{name}"),
                     message: e.message().to_owned(),
@@ -243,51 +295,22 @@ fn load_git_bundle(
                 let sig_location = format!("{location}/{SIGNATURES_DIR}");
                 for sig in sig_tree.iter() {
                     let sig_name = String::from_utf8_lossy(sig.name_bytes()).into_owned();
-                    match sig.filemode() {
-                        MODE_BLOB | MODE_BLOB_EXECUTABLE => {}
-                        MODE_LINK => {
-                            return Err(BundleError::Symlink {
-                                location: sig_location,
-                                name: sig_name,
-                            });
-                        }
-                        _ => {
-                            return Err(BundleError::NotRegular {
-                                location: sig_location,
-                                name: sig_name,
-                            });
-                        }
-                    }
-                    if !sig_name.ends_with(".asc") {
-                        return Err(BundleError::BadSignatureName {
-                            location: sig_location,
-                            name: sig_name,
-                        });
-                    }
-                    let bytes = blob(sig.id(), &sig_name)?.to_vec();
+                    classify_signature(&sig_location, &sig_name, git_kind(sig.filemode()))?;
+                    let bytes = blob(sig.id(), &sig_name)?;
                     signatures.push(SignatureFile {
                         name: sig_name,
                         bytes,
                     });
                 }
             }
-            MODE_TREE => return Err(BundleError::Subdirectory { location, name }),
-            MODE_BLOB | MODE_BLOB_EXECUTABLE => {
-                if name == MANIFEST_FILE {
-                    manifest = Some(blob(entry.id(), &name)?.to_vec());
-                } else if !validate_file_name(&name) {
-                    return Err(BundleError::BadFileName { location, name });
-                } else {
-                    files.push(BundleFile {
-                        name,
-                        source: FileSource::Git(GitBlob {
-                            git_dir: repo.path().to_owned(),
-                            oid: entry.id().to_string(),
-                        }),
-                    });
-                }
-            }
-            _ => return Err(BundleError::NotRegular { location, name }),
+            Slot::Manifest => manifest = Some(blob(entry.id(), &name)?),
+            Slot::File => files.push(BundleFile {
+                name,
+                source: FileSource::Git(GitBlob {
+                    git_dir: repo.path().to_owned(),
+                    oid: entry.id().to_string(),
+                }),
+            }),
         }
     }
     files.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
@@ -462,5 +485,61 @@ impl Drop for CatFile {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_readers_share_one_set_of_bundle_rules() {
+        use EntryKind::*;
+        let cases: &[(&str, EntryKind, Result<Slot, &str>)] = &[
+            ("001-schema.sql", File, Ok(Slot::File)),
+            ("changeset.yaml", File, Ok(Slot::File)),
+            ("SHA256SUMS", File, Ok(Slot::Manifest)),
+            ("signatures", Dir, Ok(Slot::Signatures)),
+            ("001-link.sql", Link, Err("symbolic links are not allowed")),
+            ("signatures", Link, Err("symbolic links are not allowed")),
+            ("data", Dir, Err("subdirectories are not allowed")),
+            ("001-fifo.sql", Other, Err("not a regular file")),
+            ("001-Upper.sql", File, Err("file names may only use")),
+        ];
+        for (name, kind, want) in cases {
+            let got = classify("changesets/0001-x", name, *kind).map_err(|e| e.to_string());
+            match want {
+                Ok(slot) => assert_eq!(got, Ok(*slot), "{name} {kind:?}"),
+                Err(text) => {
+                    let e = got.unwrap_err();
+                    assert!(
+                        e.starts_with(&format!("changesets/0001-x/{name}: {text}")),
+                        "{name} {kind:?}: {e}"
+                    );
+                }
+            }
+        }
+        let sig = |name, kind| classify_signature("s", name, kind).map_err(|e| e.to_string());
+        assert_eq!(sig("developer-AB.asc", File), Ok(()));
+        assert!(
+            sig("developer-AB.sig", File)
+                .unwrap_err()
+                .contains("must be named `*.asc`")
+        );
+        assert!(sig("x.asc", Link).unwrap_err().contains("symbolic links"));
+        assert!(
+            sig("x.asc", Dir)
+                .unwrap_err()
+                .contains("not a regular file")
+        );
+    }
+
+    #[test]
+    fn git_modes_map_to_entry_kinds() {
+        assert_eq!(git_kind(0o100644), EntryKind::File);
+        assert_eq!(git_kind(0o100755), EntryKind::File);
+        assert_eq!(git_kind(0o040000), EntryKind::Dir);
+        assert_eq!(git_kind(0o120000), EntryKind::Link);
+        assert_eq!(git_kind(0o160000), EntryKind::Other, "a submodule");
     }
 }

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::SystemTime;
 
 use super::target::{self, Checked, RunInfo, Target, Work};
-use super::{CommandError, Context, load_bundle};
+use super::{CommandError, Context};
 use crate::changeset::{self, ChangesetId};
 use crate::cli::ApplyArgs;
 use crate::output;
@@ -39,7 +39,7 @@ pub fn run(ctx: &Context, args: &ApplyArgs) -> anyhow::Result<ExitCode> {
     for dir in &dirs {
         checked.push(Checked::new(
             &keyrings,
-            load_bundle(dir)?,
+            changeset::source::load_dir(dir)?,
             &env.config.require,
             now,
         ));

@@ -18,7 +18,7 @@ mod verify;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use crate::changeset::{self, Bundle, BundleError, source::BundleDir};
+use crate::changeset::{self, source::BundleDir};
 use crate::cli::{Cli, Command, KeysCommand};
 use crate::config::{self, Config};
 use crate::signing::Keyrings;
@@ -108,11 +108,6 @@ impl Context {
     pub fn relative<'a>(&self, path: &'a Path) -> &'a Path {
         path.strip_prefix(&self.root).unwrap_or(path)
     }
-}
-
-/// Loads one bundle from the work tree.
-pub fn load_bundle(dir: &BundleDir) -> Result<Bundle, BundleError> {
-    changeset::source::load_dir(dir)
 }
 
 /// Runs the parsed command line; returns the process exit code.

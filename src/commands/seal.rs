@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use serde::Serialize;
 
-use super::{CommandError, Context, load_bundle};
+use super::{CommandError, Context};
 use crate::changeset::{MANIFEST_FILE, SIGNATURES_DIR, bundle_hash};
 use crate::cli::SealArgs;
 use crate::output;
@@ -32,7 +32,7 @@ pub fn run(ctx: &Context, args: &SealArgs) -> anyhow::Result<ExitCode> {
     let dirs = ctx.select_dirs(&args.changesets)?;
     let mut views = Vec::new();
     for dir in &dirs {
-        let bundle = load_bundle(dir)?;
+        let bundle = crate::changeset::source::load_dir(dir)?;
         bundle.check_sealable()?;
         let problems = crate::sql::check_bundle(&bundle)?;
         if let Some(first) = problems.first() {

@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-use super::{CommandError, Context, load_bundle, target};
+use super::{CommandError, Context, target};
 use crate::changeset::{Bundle, SIGNATURES_DIR};
 use crate::cli::{ApproveArgs, KeySource, SignArgs};
 use crate::ledger::Entry;
@@ -154,7 +154,7 @@ fn sign(
     let tested = tested.map(|read| read()).transpose()?;
     let mut views = Vec::new();
     for dir in ctx.select_dirs(changesets)? {
-        let bundle = load_bundle(&dir)?;
+        let bundle = crate::changeset::source::load_dir(&dir)?;
         let (manifest_bytes, _) = bundle.sealed_manifest()?;
         let manifest_bytes = manifest_bytes.to_vec();
         refuse_modified(&bundle)?;

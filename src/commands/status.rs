@@ -6,8 +6,8 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
+use super::Context;
 use super::target::{self, Checked};
-use super::{Context, load_bundle};
 use crate::changeset::{self, Bundle};
 use crate::cli::StatusArgs;
 use crate::ledger::{Entry, Status};
@@ -70,7 +70,7 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> anyhow::Result<ExitCode> {
         Some(rev) => changeset::source::load_git(&ctx.root, rev)?.bundles,
         None => changeset::source::discover(&ctx.root)?
             .iter()
-            .map(load_bundle)
+            .map(changeset::source::load_dir)
             .collect::<Result<_, _>>()?,
     };
     let pipeline = config.pipeline();

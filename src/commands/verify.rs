@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-use super::{Context, load_bundle};
+use super::Context;
 use crate::changeset::Bundle;
 use crate::cli::VerifyArgs;
 use crate::output;
@@ -225,7 +225,7 @@ pub fn run(ctx: &Context, args: &VerifyArgs) -> anyhow::Result<ExitCode> {
     let now = SystemTime::now();
     let mut checks = Vec::new();
     for dir in ctx.select_dirs(&args.changesets)? {
-        let check = match load_bundle(&dir) {
+        let check = match crate::changeset::source::load_dir(&dir) {
             Ok(bundle) => check_bundle(&keyrings, &bundle, require.as_ref(), now),
             Err(e) => BundleCheck {
                 id: dir.id.to_string(),

@@ -277,15 +277,4 @@ impl Keyrings {
         out.sort_by_key(|s| (order.iter().position(|r| *r == s.role), s.file.clone()));
         out
     }
-
-    /// Adds the certificate of `fingerprint` with this role's lookups; used
-    /// when a signer's certificate is read from gpg.
-    pub fn lookup_role(&self, fingerprint: &str) -> Result<&str, SigningError> {
-        self.role_of(fingerprint)
-            .ok_or_else(|| SigningError::UnknownSigner {
-                fingerprint: fingerprint.to_owned(),
-                userid: String::new(),
-                dirs: self.dirs(),
-            })
-    }
 }

@@ -61,14 +61,6 @@ pub enum SigningError {
     PassphraseNeeded { path: String },
     #[error("{path}: wrong passphrase")]
     WrongPassphrase { path: String },
-    #[error(
-        "certificate {fingerprint} ({userid}) is not in any role keyring ({dirs}); add its public certificate there first"
-    )]
-    UnknownSigner {
-        fingerprint: String,
-        userid: String,
-        dirs: String,
-    },
     #[error("gpg: {0}")]
     Gpg(String),
     #[error("OpenPGP: {0}")]
