@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
-use super::target::{self, Checked, RunInfo, Target, Work};
+use super::target::{self, Checked, RunInfo, Target};
 use super::{CommandError, Context};
 use crate::changeset::source;
 use crate::cli::PromoteArgs;
@@ -87,11 +87,7 @@ pub fn run(ctx: &Context, args: &PromoteArgs) -> anyhow::Result<ExitCode> {
             )
             .map_err(|reasons| target::refuse(to.name, &reasons))?;
             if steps.is_empty() {
-                if ctx.json {
-                    output::print("[]");
-                } else {
-                    output::print(&format!("{} is up to date with {}", to.name, from.name));
-                }
+                target::print_up_to_date(ctx.json, &format!("{} is up to date with {}", to.name, from.name));
                 return Ok(ExitCode::SUCCESS);
             }
             if check_drift {
@@ -118,27 +114,15 @@ pub fn run(ctx: &Context, args: &PromoteArgs) -> anyhow::Result<ExitCode> {
                     }
                 }
             }
-            let work: Vec<Work<'_>> = steps
-                .iter()
-                .map(|s| {
-                    let c = checked.iter().find(|c| c.bundle.id.as_str() == s.changeset_id).expect("planned from these");
-                    let (_, manifest) = c.bundle.sealed_manifest()?;
-                    Ok(Work { step: s, checked: c, manifest })
-                })
-                .collect::<anyhow::Result<_>>()?;
-            if args.run.dry_run {
-                super::apply::print_plan(to.name, &work, ctx.json)?;
-                return Ok(ExitCode::SUCCESS);
-            }
-            if !target::confirm(to.name, work.len(), &args.run, to.config.confirm)? {
-                return Err(CommandError::new("not confirmed; nothing was applied").into());
-            }
             let info = RunInfo {
                 promoted_from: Some(from.name.to_owned()),
                 git_commit: Some(snapshot.commit.clone()),
                 json: ctx.json,
             };
-            let code = target::execute(&mut target, work, &info).await?;
+            let code = target::run_plan(&mut target, &steps, &checked, &args.run, to.config.confirm, &info).await?;
+            if args.run.dry_run {
+                return Ok(code);
+            }
             if check_drift {
                 let to_entries = target.entries().await?;
                 for step in &steps {

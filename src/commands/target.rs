@@ -291,7 +291,7 @@ pub fn confirm(env: &str, count: usize, run: &RunArgs, required: bool) -> anyhow
 }
 
 /// Everything needed to apply one step.
-pub struct Work<'a> {
+struct Work<'a> {
     pub step: &'a Step,
     pub checked: &'a Checked,
     pub manifest: Manifest,
@@ -322,10 +322,110 @@ struct AppliedView {
     seconds: f64,
 }
 
+/// Prints that there is nothing to do (`[]` under `--json`).
+pub fn print_up_to_date(json: bool, message: &str) {
+    output::print(if json { "[]" } else { message });
+}
+
+/// What `apply` and `promote` share once a plan passed: match each step to
+/// its checked bundle, print the plan under `--dry-run`, ask when the
+/// environment wants confirmation, then execute.
+pub async fn run_plan(
+    target: &mut Target,
+    steps: &[Step],
+    checked: &[Checked],
+    run: &RunArgs,
+    confirm_required: bool,
+    info: &RunInfo,
+) -> anyhow::Result<ExitCode> {
+    let work: Vec<Work<'_>> = steps
+        .iter()
+        .map(|step| {
+            let checked = checked
+                .iter()
+                .find(|c| c.bundle.id.as_str() == step.changeset_id)
+                .expect("steps are planned from these bundles");
+            let (_, manifest) = checked.bundle.sealed_manifest()?;
+            Ok(Work {
+                step,
+                checked,
+                manifest,
+            })
+        })
+        .collect::<anyhow::Result<_>>()?;
+    if run.dry_run {
+        print_plan(&target.env, &work, info.json)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !confirm(&target.env, work.len(), run, confirm_required)? {
+        return Err(CommandError::new("not confirmed; nothing was applied").into());
+    }
+    execute(target, work, info).await
+}
+
+/// JSON view of one planned step.
+#[derive(serde::Serialize)]
+struct PlannedView<'a> {
+    /// Changeset id.
+    changeset_id: &'a str,
+    /// The bundle that would be applied.
+    bundle_hash: &'a str,
+    /// The source ledger entry it is promoted from (promote only).
+    source_entry: Option<&'a str>,
+    /// Distinct good signers per role.
+    signers: &'a std::collections::BTreeMap<String, usize>,
+}
+
+/// Prints what would be applied and the checks that passed.
+fn print_plan(env: &str, work: &[Work<'_>], json: bool) -> anyhow::Result<()> {
+    if json {
+        let views: Vec<PlannedView<'_>> = work
+            .iter()
+            .map(|w| PlannedView {
+                changeset_id: &w.step.changeset_id,
+                bundle_hash: &w.step.bundle_hash,
+                source_entry: w.step.source_entry.as_deref(),
+                signers: &w.checked.check.signers,
+            })
+            .collect();
+        return output::print_json(&views);
+    }
+    output::print(&format!(
+        "dry run: would apply {} changeset{} to {env}:",
+        work.len(),
+        if work.len() == 1 { "" } else { "s" }
+    ));
+    for w in work {
+        let c = &w.checked.check;
+        let signers: Vec<String> = c.signers.iter().map(|(r, n)| format!("{n} {r}")).collect();
+        output::print(&format!(
+            "  {}  {}",
+            w.step.changeset_id, w.step.bundle_hash
+        ));
+        output::print("      ok  files match SHA256SUMS; scripts checked");
+        output::print(&format!(
+            "      ok  signatures: {}",
+            if signers.is_empty() {
+                "none needed".to_owned()
+            } else {
+                signers.join(", ")
+            }
+        ));
+        if let Some(entry) = &w.step.source_entry {
+            output::print(&format!(
+                "      ok  identical to the bundle in the source ledger (entry {})",
+                &entry[..12]
+            ));
+        }
+    }
+    output::print("nothing was changed (--dry-run)");
+    Ok(())
+}
+
 /// Applies the plan in order; stops at the first failure and reports partial
 /// progress ("applied 0040, 0041; failed at 0042 …"). The ledger is created
 /// here, not when the target is opened, so that refusals write nothing.
-pub async fn execute(
+async fn execute(
     target: &mut Target,
     work: Vec<Work<'_>>,
     info: &RunInfo,
