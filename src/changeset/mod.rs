@@ -307,41 +307,6 @@ impl Bundle {
         }
         Ok(())
     }
-
-    /// Scripts that contain CRLF line endings (a warning, not an error).
-    pub fn scripts_with_crlf(&self) -> Result<Vec<String>, BundleError> {
-        let mut out = Vec::new();
-        for script in self.scripts() {
-            let found = contains_crlf(script.open()?).map_err(|source| BundleError::Io {
-                path: script.display_path(),
-                source,
-            })?;
-            if found {
-                out.push(script.name.clone());
-            }
-        }
-        Ok(out)
-    }
-}
-
-/// Whether `reader` yields a CR LF pair, read 64 KiB at a time (a script may
-/// be gigabytes; a pair may straddle two reads).
-fn contains_crlf(mut reader: impl std::io::Read) -> std::io::Result<bool> {
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut after_cr = false;
-    loop {
-        let n = match reader.read(&mut buf) {
-            Ok(0) => return Ok(false),
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        let chunk = &buf[..n];
-        if (after_cr && chunk[0] == b'\n') || chunk.windows(2).any(|w| w == b"\r\n") {
-            return Ok(true);
-        }
-        after_cr = chunk[n - 1] == b'\r';
-    }
 }
 
 fn read_up_to(reader: &mut dyn std::io::Read, buf: &mut [u8]) -> std::io::Result<usize> {
@@ -506,35 +471,6 @@ mod tests {
             transaction: TransactionMode::None,
         };
         assert_eq!(parse_meta(render_meta(&meta).as_bytes()).unwrap(), meta);
-    }
-
-    /// Regression: the CRLF warning read each script whole, so sealing a 1 GB
-    /// dump took 1 GB of memory.
-    #[test]
-    fn crlf_detection_streams_and_sees_pairs_across_reads() {
-        struct Trickle<'a>(&'a [u8]);
-        impl std::io::Read for Trickle<'_> {
-            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-                // One byte at a time: every CR LF pair straddles two reads.
-                if self.0.is_empty() || buf.is_empty() {
-                    return Ok(0);
-                }
-                buf[0] = self.0[0];
-                self.0 = &self.0[1..];
-                Ok(1)
-            }
-        }
-        let cases: &[(&[u8], bool)] = &[
-            (b"SELECT 1;\r\n", true),
-            (b"SELECT 1;\n", false),
-            (b"a\rb\nc", false),
-            (b"", false),
-            (b"\r", false),
-        ];
-        for (bytes, want) in cases {
-            assert_eq!(contains_crlf(Trickle(bytes)).unwrap(), *want, "{bytes:?}");
-            assert_eq!(contains_crlf(&bytes[..]).unwrap(), *want, "{bytes:?}");
-        }
     }
 
     #[test]

@@ -34,22 +34,26 @@ pub fn run(ctx: &Context, args: &SealArgs) -> anyhow::Result<ExitCode> {
     for dir in &dirs {
         let bundle = crate::changeset::source::load_dir(dir)?;
         bundle.check_sealable()?;
-        let problems = crate::sql::check_bundle(&bundle)?;
-        if let Some(first) = problems.first() {
-            let all: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        // One read of every file: scripts checked, hashed and scanned for CRLF together.
+        let scan = crate::sql::scan_bundle(&bundle)?;
+        if let Some(first) = scan.problems.first() {
+            let all: Vec<String> = scan.problems.iter().map(ToString::to_string).collect();
             return Err(CommandError::new(all.join("\n"))
                 .with_hint(first.hint())
                 .into());
         }
-        let manifest = bundle.compute_manifest()?;
+        let manifest = scan.manifest;
         let bytes = manifest.render();
-        let mut warnings = Vec::new();
-        for script in bundle.scripts_with_crlf()? {
-            warnings.push(format!(
-                "{}/{script}: has CRLF line endings; they are hashed and executed as they are",
-                bundle.location
-            ));
-        }
+        let warnings: Vec<String> = scan
+            .crlf
+            .iter()
+            .map(|script| {
+                format!(
+                    "{}/{script}: has CRLF line endings; they are hashed and executed as they are",
+                    bundle.location
+                )
+            })
+            .collect();
         let mut removed = Vec::new();
         let result = match &bundle.manifest {
             Some(old) if *old == bytes => "unchanged",

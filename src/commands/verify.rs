@@ -100,23 +100,20 @@ pub fn check_bundle(
             return check;
         }
     };
-    match bundle.check_files() {
-        Ok(problems) => {
-            check.file_problems = problems
+    // One read of every file: hashed for the manifest check, scripts split and
+    // checked on the way. Script problems count only for the sealed bytes.
+    match (bundle.sealed_manifest(), crate::sql::scan_bundle(bundle)) {
+        (Ok((_, sealed)), Ok(scan)) => {
+            check.file_problems = sealed
+                .check(&scan.manifest)
                 .iter()
                 .map(|p| format!("{}/{p}", bundle.location))
                 .collect();
-        }
-        Err(e) => check.error = Some(e.to_string()),
-    }
-    // Scripts are only worth reading once they are the sealed ones.
-    if check.file_problems.is_empty() && check.error.is_none() {
-        match crate::sql::check_bundle(bundle) {
-            Ok(problems) => {
-                check.script_problems = problems.iter().map(ToString::to_string).collect()
+            if check.file_problems.is_empty() {
+                check.script_problems = scan.problems.iter().map(ToString::to_string).collect();
             }
-            Err(e) => check.error = Some(e.to_string()),
         }
+        (Err(e), _) | (_, Err(e)) => check.error = Some(e.to_string()),
     }
     let files: Vec<(&str, &[u8])> = bundle
         .signatures

@@ -5,7 +5,9 @@ pub mod lexer;
 
 use std::fmt;
 
-use crate::changeset::{Bundle, BundleError, TransactionMode};
+use sha2::{Digest, Sha256};
+
+use crate::changeset::{Bundle, BundleError, Manifest, Sha256Digest, TransactionMode};
 pub use lexer::{Item, LexError, MetaCommand, Splitter, Statement};
 
 /// psql meta-commands that pg_dump writes and that are safe to ignore.
@@ -222,19 +224,91 @@ pub fn check_script(
     problems
 }
 
-/// Checks every script of a bundle; returns all problems found.
-pub fn check_bundle(bundle: &Bundle) -> Result<Vec<ScriptProblem>, BundleError> {
+/// What one read of a bundle's files finds.
+#[derive(Debug)]
+pub struct BundleScan {
+    /// The manifest the files have now (to seal, or to compare with `SHA256SUMS`).
+    pub manifest: Manifest,
+    /// Script problems, by file then line.
+    pub problems: Vec<ScriptProblem>,
+    /// Scripts with CR LF line endings.
+    pub crlf: Vec<String>,
+}
+
+/// Reads every file of `bundle` once: each script is split and checked while
+/// it is hashed and scanned for CR LF; other files are only hashed. A
+/// gigabyte dump is therefore read once here, not once per check.
+pub fn scan_bundle(bundle: &Bundle) -> Result<BundleScan, BundleError> {
     let mode = bundle.meta()?.transaction;
+    let mut digests = Vec::with_capacity(bundle.files.len());
     let mut problems = Vec::new();
-    for script in bundle.scripts() {
-        let reader = std::io::BufReader::with_capacity(64 * 1024, script.open()?);
+    let mut crlf = Vec::new();
+    for file in &bundle.files {
+        if !file.is_script() {
+            digests.push((file.name.clone(), file.digest()?));
+            continue;
+        }
+        let io_error = |source| BundleError::Io {
+            path: format!("{}/{}", bundle.location, file.name).into(),
+            source,
+        };
+        let mut reader = std::io::BufReader::with_capacity(64 * 1024, Scanned::new(file.open()?));
         problems.extend(check_script(
-            &format!("{}/{}", bundle.location, script.name),
-            reader,
+            &format!("{}/{}", bundle.location, file.name),
+            &mut reader,
             mode,
         ));
+        // A script the splitter gave up on still has to be hashed to its end.
+        std::io::copy(&mut reader, &mut std::io::sink()).map_err(io_error)?;
+        let scanned = reader.into_inner();
+        if scanned.crlf {
+            crlf.push(file.name.clone());
+        }
+        digests.push((
+            file.name.clone(),
+            Sha256Digest(scanned.hasher.finalize().into()),
+        ));
     }
-    Ok(problems)
+    Ok(BundleScan {
+        manifest: Manifest::from_entries(digests),
+        problems,
+        crlf,
+    })
+}
+
+/// A reader that hashes what passes through it and notices CR LF pairs,
+/// including pairs that straddle two reads.
+struct Scanned<R> {
+    inner: R,
+    hasher: Sha256,
+    after_cr: bool,
+    crlf: bool,
+}
+
+impl<R> Scanned<R> {
+    fn new(inner: R) -> Self {
+        Self {
+            inner,
+            hasher: Sha256::new(),
+            after_cr: false,
+            crlf: false,
+        }
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for Scanned<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n > 0 {
+            let chunk = &buf[..n];
+            self.hasher.update(chunk);
+            // `contains` is a memchr, and most scripts have no CR at all.
+            self.crlf |= (self.after_cr && chunk[0] == b'\n')
+                || (!self.crlf && chunk.contains(&b'\r') && chunk.windows(2).any(|w| w == b"\r\n"));
+            self.after_cr = chunk[n - 1] == b'\r';
+        }
+        Ok(n)
+    }
 }
 
 #[cfg(test)]
@@ -246,6 +320,42 @@ mod tests {
             .iter()
             .map(ToString::to_string)
             .collect()
+    }
+
+    /// Regression: the CRLF warning once read each script whole, so sealing a
+    /// 1 GB dump took 1 GB of memory. The scan now notices CR LF while it
+    /// streams, also when a pair straddles two reads.
+    #[test]
+    fn crlf_detection_streams_and_sees_pairs_across_reads() {
+        use std::io::Read;
+        struct Trickle<'a>(&'a [u8]);
+        impl Read for Trickle<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                // One byte at a time: every CR LF pair straddles two reads.
+                if self.0.is_empty() || buf.is_empty() {
+                    return Ok(0);
+                }
+                buf[0] = self.0[0];
+                self.0 = &self.0[1..];
+                Ok(1)
+            }
+        }
+        let cases: &[(&[u8], bool)] = &[
+            (b"SELECT 1;\r\n", true),
+            (b"SELECT 1;\n", false),
+            (b"a\rb\nc", false),
+            (b"", false),
+            (b"\r", false),
+        ];
+        let crlf = |reader: &mut dyn Read| {
+            let mut scanned = Scanned::new(reader);
+            std::io::copy(&mut scanned, &mut std::io::sink()).unwrap();
+            scanned.crlf
+        };
+        for (bytes, want) in cases {
+            assert_eq!(crlf(&mut Trickle(bytes)), *want, "{bytes:?}");
+            assert_eq!(crlf(&mut &bytes[..]), *want, "{bytes:?}");
+        }
     }
 
     #[test]
