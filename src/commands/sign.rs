@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
+use anyhow::Context as _;
 use serde::Serialize;
 
 use super::{CommandError, Context, target};
@@ -185,9 +186,15 @@ fn sign(
             notations.push((NOTATION_LEDGER_ENTRY, &binding));
         }
         let armored = match &mut signer {
-            Signer::Key(key) => key.sign(&manifest_bytes, &notations)?,
-            Signer::Gpg(key_id) => gpg_sign(key_id, &manifest_bytes, &notations)?,
-        };
+            Signer::Key(key) => key.sign(&manifest_bytes, &notations),
+            Signer::Gpg(key_id) => gpg_sign(key_id, &manifest_bytes, &notations),
+        }
+        .with_context(|| {
+            format!(
+                "signing {}/SHA256SUMS as {role} {fingerprint}",
+                bundle.location
+            )
+        })?;
         check_own_signature(&keyrings, &manifest_bytes, &id, &armored)?;
         let sig_dir = dir.path.join(SIGNATURES_DIR);
         std::fs::create_dir_all(&sig_dir)

@@ -407,3 +407,40 @@ fn a_migration_wrapped_in_its_own_begin_commit_runs_in_promoters_transaction() {
         "{err}"
     );
 }
+
+#[test]
+fn lock_timeout_from_environments_yaml_applies() {
+    let t = TestContext::with_databases();
+    let config = t.read("environments.yaml").replace(
+        "    database_url: ${DEV_DATABASE_URL}      # ${VAR} is read from the environment\n",
+        "    database_url: ${DEV_DATABASE_URL}\n    lock_timeout: 300ms\n",
+    );
+    t.write("environments.yaml", &config);
+    t.sql("dev", "CREATE TABLE busy (id int)");
+    t.changeset("alter", "ALTER TABLE busy ADD COLUMN note text;\n");
+    t.promoter(&["seal"]).ok();
+    let mut holder = std::process::Command::new("psql")
+        .args([
+            "-X",
+            "-q",
+            &t.url("dev"),
+            "-c",
+            "BEGIN; LOCK TABLE busy; SELECT pg_sleep(20);",
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while !t.sql("dev", "SELECT count(*) FROM pg_locks WHERE relation = 'busy'::regclass AND mode = 'AccessExclusiveLock'").starts_with('1') {
+        assert!(start.elapsed().as_secs() < 10, "the lock was never taken");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let err = t.promoter(&["apply", "dev"]).fails();
+    holder.kill().unwrap();
+    let _ = holder.wait();
+    assert!(
+        err.contains("[55P03] canceling statement due to lock timeout"),
+        "{err}"
+    );
+    assert!(err.contains("001-alter.sql:1:1"), "{err}");
+}

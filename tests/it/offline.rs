@@ -750,3 +750,87 @@ fn verify_reports_meta_commands_in_a_bundle_sealed_outside_promoter() {
         "{err}"
     );
 }
+
+#[test]
+fn keys_list_shows_expired_and_revoked_certificates() {
+    let t = TestContext::new();
+    t.gpg_key(
+        "Old <old@example.com>",
+        &["--faked-system-time", "20200101T000000!"],
+    );
+    let old = t.gpg_fingerprint("Old <old@example.com>");
+    t.trust_gpg_key(&old, "keys/developers");
+    let revoked = t.gpg_key("Revoked <rev@example.com>", &[]);
+    let rev = std::fs::read_to_string(
+        t.gnupg
+            .join("openpgp-revocs.d")
+            .join(format!("{revoked}.rev")),
+    )
+    .unwrap();
+    std::fs::write(
+        t.dir.path().join("rev.asc"),
+        rev.replace(":-----BEGIN", "-----BEGIN"),
+    )
+    .unwrap();
+    t.gpg(&["--import", t.dir.path().join("rev.asc").to_str().unwrap()])
+        .ok();
+    t.trust_gpg_key(&revoked, "keys/customers");
+    let (fine, _) = t.promoter_key("Fine <fine@example.com>", "keys/developers");
+
+    let v: serde_json::Value =
+        serde_json::from_str(&t.promoter(&["--json", "keys", "list"]).ok()).unwrap();
+    let cert = |fpr: &str| {
+        v["certificates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["fingerprint"] == fpr)
+            .unwrap()
+            .clone()
+    };
+    let (old, revoked, fine) = (cert(&old), cert(&revoked), cert(&fine));
+    assert_eq!(old["usable"], false);
+    assert!(
+        old["problem"].as_str().unwrap().starts_with("expired"),
+        "{old}"
+    );
+    assert!(
+        old["expires"].as_str().unwrap().starts_with("2020-12-31"),
+        "one year after its creation: {old}"
+    );
+    assert_eq!(revoked["revoked"], true);
+    assert_eq!(revoked["role"], "customer");
+    assert_eq!(revoked["problem"], "revoked");
+    assert_eq!(fine["usable"], true);
+    assert_eq!(fine["userids"][0], "Fine <fine@example.com>");
+    let table = t.promoter(&["keys", "list"]).ok();
+    assert!(
+        table.contains("revoked") && table.contains("expired"),
+        "{table}"
+    );
+}
+
+#[test]
+fn a_failed_gpg_signature_names_the_changeset_and_key() {
+    let t = TestContext::new();
+    let id = t.changeset("x", "SELECT 1;\n");
+    t.promoter(&["seal"]).ok();
+    // gpg knows only the public half of this key.
+    let (fpr, _) = t.promoter_key("Public Only <p@example.com>", "keys/developers");
+    t.gpg(&[
+        "--import",
+        t.path(&format!("keys/developers/{fpr}.asc"))
+            .to_str()
+            .unwrap(),
+    ])
+    .ok();
+    let err = t.promoter(&["sign", &id, "--gpg", &fpr]).fails();
+    assert!(
+        err.contains(&format!(
+            "signing changesets/{id}/SHA256SUMS as developer {fpr}"
+        )),
+        "{err}"
+    );
+    assert!(err.contains("gpg: signing with"), "{err}");
+    assert!(!t.path(&format!("changesets/{id}/signatures")).exists());
+}
