@@ -90,20 +90,18 @@ pub fn check_bundle(
         signers: BTreeMap::new(),
         unmet: Vec::new(),
     };
-    let manifest = match bundle.sealed_manifest().and_then(|(bytes, _)| {
-        bundle.meta()?;
-        Ok(bytes.to_vec())
-    }) {
-        Ok(m) => m,
+    let (manifest, sealed) = match bundle.sealed_manifest() {
+        Ok((bytes, sealed)) => (bytes.to_vec(), sealed),
         Err(e) => {
             check.error = Some(e.to_string());
             return check;
         }
     };
-    // One read of every file: hashed for the manifest check, scripts split and
-    // checked on the way. Script problems count only for the sealed bytes.
-    match (bundle.sealed_manifest(), crate::sql::scan_bundle(bundle)) {
-        (Ok((_, sealed)), Ok(scan)) => {
+    // One read of every file (which also validates changeset.yaml): hashed for
+    // the manifest check, scripts split and checked on the way. Script
+    // problems count only for the sealed bytes.
+    match crate::sql::scan_bundle(bundle) {
+        Ok(scan) => {
             check.file_problems = sealed
                 .check(&scan.manifest)
                 .iter()
@@ -113,7 +111,7 @@ pub fn check_bundle(
                 check.script_problems = scan.problems.iter().map(ToString::to_string).collect();
             }
         }
-        (Err(e), _) | (_, Err(e)) => check.error = Some(e.to_string()),
+        Err(e) => check.error = Some(e.to_string()),
     }
     let files: Vec<(&str, &[u8])> = bundle
         .signatures
@@ -121,16 +119,16 @@ pub fn check_bundle(
         .map(|s| (s.name.as_str(), s.bytes.as_slice()))
         .collect();
     let reports = signing::verify_signatures(keyrings, &manifest, bundle.id.as_str(), &files, now);
-    let signers = signing::signers_by_role(&reports);
-    check.signers = signers.clone();
+    check.signers = signing::signers_by_role(&reports);
     if let Some(require) = require {
         // Signatures over a modified bundle count for nothing.
+        let none = BTreeMap::new();
         let counted = if check.file_problems.is_empty() && check.error.is_none() {
-            signers
+            &check.signers
         } else {
-            BTreeMap::new()
+            &none
         };
-        check.unmet = signing::shortfalls(require, &counted)
+        check.unmet = signing::shortfalls(require, counted)
             .iter()
             .map(ToString::to_string)
             .collect();
