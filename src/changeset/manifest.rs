@@ -75,6 +75,36 @@ impl fmt::Display for Sha256Digest {
     }
 }
 
+/// A reader that hashes everything read through it: the bytes checked are
+/// the bytes used, read once.
+#[derive(Debug)]
+pub struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+}
+
+impl<R> HashingReader<R> {
+    pub fn new(inner: R) -> Self {
+        Self {
+            inner,
+            hasher: Sha256::new(),
+        }
+    }
+
+    /// The digest of everything read so far.
+    pub fn finish(self) -> Sha256Digest {
+        Sha256Digest(self.hasher.finalize().into())
+    }
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
 /// The hash that identifies a bundle: sha256 of the bytes of its `SHA256SUMS`.
 pub fn bundle_hash(manifest_bytes: &[u8]) -> Sha256Digest {
     Sha256Digest::of(manifest_bytes)

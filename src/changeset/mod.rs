@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 pub use id::{ChangesetId, IdError, validate_slug};
 pub use manifest::{
-    FileProblem, MANIFEST_FILE, Manifest, ManifestError, Sha256Digest, bundle_hash,
+    FileProblem, HashingReader, MANIFEST_FILE, Manifest, ManifestError, Sha256Digest, bundle_hash,
 };
 
 /// File name of the changeset's metadata.

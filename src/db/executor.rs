@@ -7,12 +7,13 @@
 use std::fmt;
 use std::io::{BufReader, Read};
 
-use sha2::{Digest, Sha256};
 use sqlx::postgres::{PgConnection, PgDatabaseError, PgErrorPosition};
 use sqlx::{AssertSqlSafe, Connection};
 
 use super::{DbError, fingerprint, ledger};
-use crate::changeset::{Bundle, BundleFile, Manifest, Sha256Digest, TransactionMode};
+use crate::changeset::{
+    Bundle, BundleFile, HashingReader, Manifest, Sha256Digest, TransactionMode,
+};
 use crate::ledger::{Entry, Status};
 use crate::sql::{IGNORED_META_COMMANDS, Item, Splitter, Statement, Wrapper};
 
@@ -66,20 +67,6 @@ pub enum ExecError {
     Modified { file: String },
     #[error("{0}")]
     Db(#[from] DbError),
-}
-
-/// A reader that hashes what passes through it.
-struct HashingReader<R> {
-    inner: R,
-    hasher: Sha256,
-}
-
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
 }
 
 /// One script ready to run: its name, its bytes, the digest the manifest expects.
@@ -166,10 +153,7 @@ pub async fn run_scripts(
 ) -> Result<(), ExecError> {
     for script in scripts {
         let file = script.file;
-        let hashing = HashingReader {
-            inner: script.reader,
-            hasher: Sha256::new(),
-        };
+        let hashing = HashingReader::new(script.reader);
         let mut splitter = Splitter::new(BufReader::with_capacity(64 * 1024, hashing));
         let mut index = 0usize;
         'statements: loop {
@@ -229,7 +213,7 @@ pub async fn run_scripts(
             file: file.clone(),
             message: e.to_string(),
         })?;
-        if Sha256Digest(hashing.hasher.finalize().into()) != script.expected {
+        if hashing.finish() != script.expected {
             return Err(ExecError::Modified { file });
         }
         reset_session(conn).await.map_err(|e| ExecError::Script {

@@ -5,9 +5,7 @@ pub mod lexer;
 
 use std::fmt;
 
-use sha2::{Digest, Sha256};
-
-use crate::changeset::{Bundle, BundleError, Manifest, Sha256Digest, TransactionMode};
+use crate::changeset::{Bundle, BundleError, HashingReader, Manifest, TransactionMode};
 pub use lexer::{Item, LexError, MetaCommand, Splitter, Statement};
 
 /// psql meta-commands that pg_dump writes and that are safe to ignore.
@@ -264,10 +262,7 @@ pub fn scan_bundle(bundle: &Bundle) -> Result<BundleScan, BundleError> {
         if scanned.crlf {
             crlf.push(file.name.clone());
         }
-        digests.push((
-            file.name.clone(),
-            Sha256Digest(scanned.hasher.finalize().into()),
-        ));
+        digests.push((file.name.clone(), scanned.inner.finish()));
     }
     Ok(BundleScan {
         manifest: Manifest::from_entries(digests),
@@ -276,11 +271,10 @@ pub fn scan_bundle(bundle: &Bundle) -> Result<BundleScan, BundleError> {
     })
 }
 
-/// A reader that hashes what passes through it and notices CR LF pairs,
-/// including pairs that straddle two reads.
+/// A hashing reader that also notices CR LF pairs, including pairs that
+/// straddle two reads.
 struct Scanned<R> {
-    inner: R,
-    hasher: Sha256,
+    inner: HashingReader<R>,
     after_cr: bool,
     crlf: bool,
 }
@@ -288,8 +282,7 @@ struct Scanned<R> {
 impl<R> Scanned<R> {
     fn new(inner: R) -> Self {
         Self {
-            inner,
-            hasher: Sha256::new(),
+            inner: HashingReader::new(inner),
             after_cr: false,
             crlf: false,
         }
@@ -301,7 +294,6 @@ impl<R: std::io::Read> std::io::Read for Scanned<R> {
         let n = self.inner.read(buf)?;
         if n > 0 {
             let chunk = &buf[..n];
-            self.hasher.update(chunk);
             // `contains` is a memchr, and most scripts have no CR at all.
             self.crlf |= (self.after_cr && chunk[0] == b'\n')
                 || (!self.crlf && chunk.contains(&b'\r') && chunk.windows(2).any(|w| w == b"\r\n"));
