@@ -77,12 +77,15 @@ pub enum LexError {
     NotUtf8 { line: usize },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     Normal,
-    Quote { escapes: bool },
+    Quote {
+        escapes: bool,
+    },
     Ident,
-    Dollar(Vec<u8>),
+    /// Inside a dollar quote; its delimiter is in `Splitter::dollar`.
+    Dollar,
     Comment(u32),
 }
 
@@ -104,6 +107,8 @@ pub struct Splitter<R> {
     identifier_count: usize,
     /// Set after a `COPY … FROM STDIN` statement: the next lines are data.
     in_copy: bool,
+    /// The delimiter of the dollar quote being read (`$$`, `$tag$`).
+    dollar: Vec<u8>,
 }
 
 fn is_ident_start(b: u8) -> bool {
@@ -132,6 +137,7 @@ impl<R: BufRead> Splitter<R> {
             identifiers: [0; 4],
             identifier_count: 0,
             in_copy: false,
+            dollar: Vec::new(),
         }
     }
 
@@ -215,6 +221,15 @@ impl<R: BufRead> Splitter<R> {
         self.stmt.extend_from_slice(bytes);
     }
 
+    /// Pushes `line[start..end]` (the current line) onto the statement.
+    fn stmt_push_range(&mut self, start: usize, end: usize) {
+        if self.stmt.is_empty() {
+            self.stmt_line = self.line_no;
+            self.stmt_column = start + 1;
+        }
+        self.stmt.extend_from_slice(&self.line[start..end]);
+    }
+
     fn emit(&mut self) -> Result<Option<Item>, LexError> {
         let bytes = std::mem::take(&mut self.stmt);
         let words = std::mem::take(&mut self.words);
@@ -293,7 +308,7 @@ impl<R: BufRead> Splitter<R> {
             }
             let b = self.line[self.pos];
             let next = self.line.get(self.pos + 1).copied();
-            match self.state.clone() {
+            match self.state {
                 State::Normal => {
                     match b {
                         b' ' | b'\t' | b'\n' | b'\r' | b'\x0c' => {
@@ -306,8 +321,7 @@ impl<R: BufRead> Splitter<R> {
                             // A line comment; dropped before a statement starts, as psql does.
                             let end = self.line.len();
                             if !self.stmt.is_empty() {
-                                let rest = self.line[self.pos..end].to_vec();
-                                self.push(&rest);
+                                self.stmt_push_range(self.pos, end);
                             }
                             self.pos = end;
                         }
@@ -332,10 +346,12 @@ impl<R: BufRead> Splitter<R> {
                         }
                         b'$' => {
                             if let Some(tag) = dollar_tag(&self.line[self.pos..]) {
-                                let delim = self.line[self.pos..self.pos + tag.len() + 2].to_vec();
-                                self.push(&delim);
-                                self.pos += delim.len();
-                                self.state = State::Dollar(delim);
+                                let end = self.pos + tag.len() + 2;
+                                self.dollar.clear();
+                                self.dollar.extend_from_slice(&self.line[self.pos..end]);
+                                self.stmt_push_range(self.pos, end);
+                                self.pos = end;
+                                self.state = State::Dollar;
                             } else {
                                 self.push(b"$");
                                 self.pos += 1;
@@ -408,8 +424,7 @@ impl<R: BufRead> Splitter<R> {
                             }) {
                                 end += 1;
                             }
-                            let number = self.line[start..end].to_vec();
-                            self.push(&number);
+                            self.stmt_push_range(start, end);
                             self.pos = end;
                         }
                         _ => {
@@ -453,10 +468,11 @@ impl<R: BufRead> Splitter<R> {
                         self.push_run(|c| c != b'"');
                     }
                 }
-                State::Dollar(delim) => {
-                    if self.line[self.pos..].starts_with(&delim) {
-                        self.push(&delim);
-                        self.pos += delim.len();
+                State::Dollar => {
+                    if self.line[self.pos..].starts_with(&self.dollar) {
+                        let end = self.pos + self.dollar.len();
+                        self.stmt_push_range(self.pos, end);
+                        self.pos = end;
                         self.state = State::Normal;
                     } else {
                         self.push(&[b]);
@@ -495,8 +511,7 @@ impl<R: BufRead> Splitter<R> {
             end += 1;
         }
         if end > start {
-            let bytes = self.line[start..end].to_vec();
-            self.push(&bytes);
+            self.stmt_push_range(start, end);
             self.pos = end;
         }
     }
