@@ -358,7 +358,11 @@ pub async fn run_plan(
         return Ok(ExitCode::SUCCESS);
     }
     if !confirm(&target.env, work.len(), run, confirm_required)? {
-        return Err(CommandError::new("not confirmed; nothing was applied").into());
+        return Err(CommandError::new(format!(
+            "not confirmed; nothing was applied to {}",
+            target.env
+        ))
+        .into());
     }
     execute(target, work, info).await
 }

@@ -218,7 +218,10 @@ pub async fn run_scripts(
         }
         reset_session(conn).await.map_err(|e| ExecError::Script {
             file: file.clone(),
-            message: format!("resetting the session after the script: {e}"),
+            message: format!(
+                "resetting the session after the script: {}",
+                super::describe(&e)
+            ),
         })?;
     }
     Ok(())
@@ -372,15 +375,15 @@ pub async fn apply(
                     entry.statements = done;
                     entry.finished_at = Some(now_micros());
                     ledger::append(&mut tx, env, schema, &mut entry).await?;
-                    tx.commit()
-                        .await
-                        .map_err(|e| DbError::query(env, format!("COMMIT: {e}")))?;
+                    tx.commit().await.map_err(|e| {
+                        DbError::query(env, format!("COMMIT: {}", super::describe(&e)))
+                    })?;
                     Ok(())
                 }
                 Err(e) => {
-                    tx.rollback()
-                        .await
-                        .map_err(|e| DbError::query(env, format!("ROLLBACK: {e}")))?;
+                    tx.rollback().await.map_err(|e| {
+                        DbError::query(env, format!("ROLLBACK: {}", super::describe(&e)))
+                    })?;
                     // Nothing persisted: the failed row records 0 statements.
                     done = 0;
                     Err(e)

@@ -80,7 +80,9 @@ pub async fn catalog(
         .bind(ledger_schema)
         .fetch_all(&mut *conn)
         .await
-        .map_err(|e| DbError::query(env, format!("reading the catalog: {e}")))?;
+        .map_err(|e| {
+            DbError::query(env, format!("reading the catalog: {}", super::describe(&e)))
+        })?;
     sqlx::raw_sql("RESET search_path")
         .execute(&mut *conn)
         .await

@@ -82,7 +82,12 @@ pub async fn ensure(conn: &mut PgConnection, env: &str, schema: &str) -> Result<
         sqlx::raw_sql(AssertSqlSafe(ddl(schema)))
             .execute(&mut *tx)
             .await
-            .map_err(|e| DbError::query(env, format!("creating {schema}.ledger: {e}")))?;
+            .map_err(|e| {
+                DbError::query(
+                    env,
+                    format!("creating {schema}.ledger: {}", super::describe(&e)),
+                )
+            })?;
         tx.commit().await.map_err(|e| DbError::query(env, e))?;
     }
     let version: i32 = sqlx::query_scalar(AssertSqlSafe(format!(
@@ -150,7 +155,12 @@ pub async fn load(conn: &mut PgConnection, env: &str, schema: &str) -> Result<Ve
     rows.iter()
         .map(from_row)
         .collect::<Result<_, _>>()
-        .map_err(|e| DbError::query(env, format!("reading {schema}.ledger: {e}")))
+        .map_err(|e| {
+            DbError::query(
+                env,
+                format!("reading {schema}.ledger: {}", super::describe(&e)),
+            )
+        })
 }
 
 /// The last row, to chain the next one to.
@@ -165,10 +175,12 @@ pub async fn last(
     .fetch_optional(&mut *conn)
     .await
     .map_err(|e| DbError::query(env, e))?;
-    row.as_ref()
-        .map(from_row)
-        .transpose()
-        .map_err(|e| DbError::query(env, format!("reading {schema}.ledger: {e}")))
+    row.as_ref().map(from_row).transpose().map_err(|e| {
+        DbError::query(
+            env,
+            format!("reading {schema}.ledger: {}", super::describe(&e)),
+        )
+    })
 }
 
 /// Chains `entry` to the last row and inserts it, on `conn` (inside the
@@ -220,7 +232,11 @@ pub async fn append(
         .map_err(|e| {
             DbError::query(
                 env,
-                format!("writing the ledger row for {}: {e}", entry.changeset_id),
+                format!(
+                    "writing the ledger row for {}: {}",
+                    entry.changeset_id,
+                    super::describe(&e)
+                ),
             )
         })?;
     Ok(())

@@ -60,11 +60,42 @@ pub enum DbError {
 }
 
 impl DbError {
-    pub fn query(env: &str, e: impl std::fmt::Display) -> Self {
+    /// A failed query in environment `env`.
+    pub fn query(env: &str, e: impl IntoMessage) -> Self {
         Self::Query {
             env: env.to_owned(),
-            message: e.to_string(),
+            message: e.into_message(),
         }
+    }
+}
+
+/// How an error becomes the text of a [`DbError`].
+pub trait IntoMessage {
+    fn into_message(self) -> String;
+}
+
+impl IntoMessage for String {
+    fn into_message(self) -> String {
+        self
+    }
+}
+
+impl IntoMessage for sqlx::Error {
+    fn into_message(self) -> String {
+        describe(&self)
+    }
+}
+
+/// A database error as people should read it: `[SQLSTATE] message`. sqlx's
+/// own text ends in " at line N", the line in PostgreSQL's C source, which
+/// next to a changeset reads like a line of the user's script.
+pub fn describe(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::Database(db) => match db.code() {
+            Some(code) => format!("[{code}] {}", db.message()),
+            None => db.message().to_owned(),
+        },
+        other => other.to_string(),
     }
 }
 
@@ -108,7 +139,7 @@ pub async fn connect(env: &str, url: &str, settings: &Settings) -> Result<PgConn
         url: shown.clone(),
         message: match e {
             sqlx::Error::PoolTimedOut => "timed out".to_owned(),
-            other => strip_url(&other.to_string(), url, &shown),
+            other => strip_url(&describe(&other), url, &shown),
         },
     })
 }

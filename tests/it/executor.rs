@@ -444,3 +444,26 @@ fn lock_timeout_from_environments_yaml_applies() {
     );
     assert!(err.contains("001-alter.sql:1:1"), "{err}");
 }
+
+/// Regression: connection and ledger errors ended in sqlx's " at line N",
+/// the line in PostgreSQL's C source, which reads like a line of a script.
+#[test]
+fn database_errors_show_sqlstate_not_postgres_source_lines() {
+    let t = TestContext::with_databases();
+    t.changeset("a", "SELECT 1;\n");
+    t.promoter(&["seal"]).ok();
+    let url = t.url("dev").replacen("postgres@", "no_such_role@", 1);
+    let run = t
+        .cmd()
+        .env("DEV_DATABASE_URL", &url)
+        .args(["apply", "dev"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success());
+    assert!(
+        err.contains("[28000] role \"no_such_role\" does not exist"),
+        "{err}"
+    );
+    assert!(!err.contains(" at line "), "{err}");
+}
