@@ -680,3 +680,36 @@ fn status_shows_ledger_entries_whose_changeset_left_the_work_tree() {
     let table = t.promoter(&["status"]).ok();
     assert!(table.contains("(not in the work tree)"), "{table}");
 }
+
+/// `make demo` is the newcomer's first command: it must run to the end, twice.
+#[test]
+fn the_demo_runs_to_the_end_twice() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    for run in 1..=2 {
+        let out = std::process::Command::new(root.join("scripts/demo"))
+            .env("PROMOTER", assert_cmd::cargo::cargo_bin("promoter"))
+            .env("NO_COLOR", "1")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "run {run}:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.contains("applied 0004-order-summary-view to prd"),
+            "run {run}:\n{stdout}"
+        );
+        assert!(
+            stdout.contains("audit prd: 4 ledger rows, hash chain intact"),
+            "run {run}:\n{stdout}"
+        );
+    }
+    for env in ["dev", "qat", "prd"] {
+        let _ = std::process::Command::new(root.join("scripts/pg-cluster"))
+            .args(["stop", &format!("demo-{env}")])
+            .output();
+    }
+}
