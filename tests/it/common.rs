@@ -303,6 +303,58 @@ impl TestContext {
         id
     }
 
+    /// Seals a bundle with plain `sha256sum`, behind promoter's back (so none
+    /// of `seal`'s checks run).
+    pub fn seal_with_sha256sum(&self, id: &str) {
+        let out = std::process::Command::new("sh")
+            .args([
+                "-c",
+                "LC_ALL=C sha256sum $(LC_ALL=C ls | grep -v SHA256SUMS) > SHA256SUMS",
+            ])
+            .current_dir(self.path(&format!("changesets/{id}")))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Adds `line` (e.g. `statement_timeout: 300ms`) to environment `env` in
+    /// the `environments.yaml` that `promoter init` wrote.
+    pub fn configure(&self, env: &str, line: &str) {
+        let var = format!("    database_url: ${{{}_DATABASE_URL}}", env.to_uppercase());
+        let text = self.read("environments.yaml");
+        let start = text
+            .find(&var)
+            .unwrap_or_else(|| panic!("no {env} in environments.yaml"));
+        let end = start + text[start..].find('\n').unwrap() + 1;
+        self.write(
+            "environments.yaml",
+            &format!("{}    {line}\n{}", &text[..end], &text[end..]),
+        );
+    }
+
+    /// Runs `sql` in a background psql session on `env` until the returned
+    /// guard is dropped, once `ready` (a query) returns `t`.
+    pub fn hold(&self, env: &str, sql: &str, ready: &str) -> Held {
+        let child = std::process::Command::new("psql")
+            .args(["-X", "-q", &self.url(env), "-c", sql])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let start = std::time::Instant::now();
+        while !self.sql(env, ready).starts_with('t') {
+            assert!(
+                start.elapsed().as_secs() < 10,
+                "the background session never got ready: {ready}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Held(child)
+    }
+
     /// Runs `git` in the project.
     pub fn git(&self, args: &[&str]) -> Run {
         let out = std::process::Command::new("git")
@@ -328,6 +380,16 @@ impl TestContext {
         }
         self.git(&["add", "-A"]).ok();
         self.git(&["commit", "-q", "-m", message]).ok();
+    }
+}
+
+/// A background psql session, ended when dropped.
+pub struct Held(std::process::Child);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 

@@ -150,18 +150,8 @@ fn meta_commands_and_bad_scripts_are_refused_at_apply_before_anything_runs() {
         "CREATE TABLE second (id int);\n\\c other_database\nCREATE TABLE third (id int);\n",
     );
     // Sealed behind promoter's back, with plain sha256sum.
-    for dir in [id.as_str(), "0002-sneaky"] {
-        let bundle = t.path(&format!("changesets/{dir}"));
-        let out = std::process::Command::new("sh")
-            .args([
-                "-c",
-                "LC_ALL=C sha256sum $(LC_ALL=C ls | grep -v SHA256SUMS) > SHA256SUMS",
-            ])
-            .current_dir(&bundle)
-            .output()
-            .unwrap();
-        assert!(out.status.success());
-    }
+    t.seal_with_sha256sum(&id);
+    t.seal_with_sha256sum("0002-sneaky");
     let err = t.promoter(&["apply", "dev"]).fails();
     assert!(
         err.contains(
@@ -179,11 +169,7 @@ fn meta_commands_and_bad_scripts_are_refused_at_apply_before_anything_runs() {
 #[test]
 fn statement_timeout_from_environments_yaml_applies() {
     let t = TestContext::with_databases();
-    let config = t.read("environments.yaml").replace(
-        "    database_url: ${DEV_DATABASE_URL}      # ${VAR} is read from the environment\n",
-        "    database_url: ${DEV_DATABASE_URL}\n    statement_timeout: 300ms\n",
-    );
-    t.write("environments.yaml", &config);
+    t.configure("dev", "statement_timeout: 300ms");
     t.changeset("slow", "SELECT pg_sleep(2);\n");
     t.promoter(&["seal"]).ok();
     let err = t.promoter(&["apply", "dev"]).fails();
@@ -411,33 +397,17 @@ fn a_migration_wrapped_in_its_own_begin_commit_runs_in_promoters_transaction() {
 #[test]
 fn lock_timeout_from_environments_yaml_applies() {
     let t = TestContext::with_databases();
-    let config = t.read("environments.yaml").replace(
-        "    database_url: ${DEV_DATABASE_URL}      # ${VAR} is read from the environment\n",
-        "    database_url: ${DEV_DATABASE_URL}\n    lock_timeout: 300ms\n",
-    );
-    t.write("environments.yaml", &config);
+    t.configure("dev", "lock_timeout: 300ms");
     t.sql("dev", "CREATE TABLE busy (id int)");
     t.changeset("alter", "ALTER TABLE busy ADD COLUMN note text;\n");
     t.promoter(&["seal"]).ok();
-    let mut holder = std::process::Command::new("psql")
-        .args([
-            "-X",
-            "-q",
-            &t.url("dev"),
-            "-c",
-            "BEGIN; LOCK TABLE busy; SELECT pg_sleep(20);",
-        ])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = std::time::Instant::now();
-    while !t.sql("dev", "SELECT count(*) FROM pg_locks WHERE relation = 'busy'::regclass AND mode = 'AccessExclusiveLock'").starts_with('1') {
-        assert!(start.elapsed().as_secs() < 10, "the lock was never taken");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    let held = t.hold(
+        "dev",
+        "BEGIN; LOCK TABLE busy; SELECT pg_sleep(20);",
+        "SELECT count(*) = 1 FROM pg_locks WHERE relation = 'busy'::regclass AND mode = 'AccessExclusiveLock'",
+    );
     let err = t.promoter(&["apply", "dev"]).fails();
-    holder.kill().unwrap();
-    let _ = holder.wait();
+    drop(held);
     assert!(
         err.contains("[55P03] canceling statement due to lock timeout"),
         "{err}"

@@ -735,12 +735,7 @@ fn seal_refuses_meta_commands_and_non_transactional_statements_naming_file_and_l
 fn verify_reports_meta_commands_in_a_bundle_sealed_outside_promoter() {
     let t = TestContext::new();
     let id = t.changeset("sneaky", "CREATE TABLE a (id int);\n\\c other_database\n");
-    let out = std::process::Command::new("sh")
-        .args(["-c", "LC_ALL=C sha256sum $(LC_ALL=C ls) > SHA256SUMS"])
-        .current_dir(t.path(&format!("changesets/{id}")))
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    t.seal_with_sha256sum(&id);
     let err = t.promoter(&["verify"]).fails();
     assert!(err.contains("ok    files match SHA256SUMS"), "{err}");
     assert!(

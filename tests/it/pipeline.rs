@@ -487,15 +487,13 @@ fn a_held_lock_names_its_holder_and_times_out() {
     t.changeset("a", "CREATE TABLE a (id int);\n");
     t.promoter(&["seal"]).ok();
     let key = promoter::db::lock::key("promoter");
-    let mut holder = std::process::Command::new("psql")
-        .args(["-X", "-q", &t.url("dev"), "-c", &format!("SET application_name = 'held-by-test'; SELECT pg_advisory_lock({key}); SELECT pg_sleep(20)")])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(800));
+    let held = t.hold(
+        "dev",
+        &format!("SET application_name = 'held-by-test'; SELECT pg_advisory_lock({key}); SELECT pg_sleep(20)"),
+        &format!("SELECT count(*) = 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND objid = ({key} & 4294967295)::oid"),
+    );
     let err = t.promoter(&["apply", "dev", "--lock-timeout", "1"]).fails();
-    holder.kill().unwrap();
-    let _ = holder.wait();
+    drop(held);
     assert!(
         err.contains("another promoter is applying to this database"),
         "{err}"
