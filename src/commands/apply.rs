@@ -2,18 +2,17 @@
 //! order, to an environment that is not fed by another (DEV).
 
 use std::process::ExitCode;
-use std::time::SystemTime;
 
-use super::target::{self, Checked, RunInfo, Target};
+use super::target::{self, RunInfo, Target};
 use super::{CommandError, Context};
 use crate::changeset::{self, ChangesetId};
 use crate::cli::ApplyArgs;
 use crate::plan;
 
 /// Applies pending changesets from the work tree to a root environment:
-/// checks every bundle (manifest, scripts, signatures against the
-/// environment's `require`), takes the lock, refuses a dirty environment,
-/// plans against the ledger, and applies each changeset in its own
+/// takes the lock, refuses a dirty environment, plans from the ledger and the
+/// manifest hashes, checks the planned bundles in full (files, scripts,
+/// signatures against `require`), and applies each changeset in its own
 /// transaction. Nothing is written unless the whole plan passes.
 pub fn run(ctx: &Context, args: &ApplyArgs) -> anyhow::Result<ExitCode> {
     let config = ctx.config()?;
@@ -27,23 +26,17 @@ pub fn run(ctx: &Context, args: &ApplyArgs) -> anyhow::Result<ExitCode> {
         .into());
     }
     let keyrings = ctx.keyrings()?;
-    let now = SystemTime::now();
     let dirs = changeset::source::discover(&ctx.root)?;
     let only: Vec<ChangesetId> = changeset::select(&dirs, &args.changesets, |d| &d.id)?
         .into_iter()
         .filter(|_| !args.changesets.is_empty())
         .map(|d| d.id.clone())
         .collect();
-    let mut checked = Vec::new();
-    for dir in &dirs {
-        checked.push(Checked::new(
-            &keyrings,
-            changeset::source::load_dir(dir)?,
-            &env.config.require,
-            now,
-        ));
-    }
-    let facts: Vec<plan::BundleFacts> = checked.iter().map(Checked::facts).collect();
+    let bundles = dirs
+        .iter()
+        .map(changeset::source::load_dir)
+        .collect::<Result<Vec<_>, _>>()?;
+    let facts = target::sketch(&bundles);
     let git_commit = changeset::source::head_commit(&ctx.root).map(|c| format!("{c}+worktree"));
 
     target::runtime()?.block_on(async {
@@ -65,6 +58,8 @@ pub fn run(ctx: &Context, args: &ApplyArgs) -> anyhow::Result<ExitCode> {
                 );
                 return Ok(ExitCode::SUCCESS);
             }
+            let checked =
+                target::check_steps(env.name, &keyrings, &bundles, &steps, &env.config.require)?;
             let info = RunInfo {
                 promoted_from: None,
                 git_commit,

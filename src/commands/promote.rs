@@ -2,9 +2,9 @@
 //! read from git at `--rev`, checked in full before TO is touched.
 
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use super::target::{self, Checked, RunInfo, Target};
+use super::target::{self, RunInfo, Target};
 use super::{CommandError, Context};
 use crate::changeset::source;
 use crate::cli::PromoteArgs;
@@ -59,13 +59,8 @@ pub fn run(ctx: &Context, args: &PromoteArgs) -> anyhow::Result<ExitCode> {
         return Err(CommandError::new(msg).into());
     }
     let snapshot = source::load_git(&ctx.root, &args.rev)?;
-    let now = SystemTime::now();
-    let checked: Vec<Checked> = snapshot
-        .bundles
-        .into_iter()
-        .map(|b| Checked::new(&keyrings, b, &to.config.require, now))
-        .collect();
-    let facts: Vec<plan::BundleFacts> = checked.iter().map(Checked::facts).collect();
+    let bundles = snapshot.bundles;
+    let facts = target::sketch(&bundles);
     let schema = config.file.ledger_schema.clone();
     // Drift matters once the source is itself a controlled environment (QAT → PRD).
     let check_drift = from.config.promote_from.is_some() && !args.run.allow_drift;
@@ -114,6 +109,7 @@ pub fn run(ctx: &Context, args: &PromoteArgs) -> anyhow::Result<ExitCode> {
                     }
                 }
             }
+            let checked = target::check_steps(to.name, &keyrings, &bundles, &steps, &to.config.require)?;
             let info = RunInfo {
                 promoted_from: Some(from.name.to_owned()),
                 git_commit: Some(snapshot.commit.clone()),

@@ -224,6 +224,57 @@ impl Checked {
     }
 }
 
+/// The planner's view of bundles before any file is read: id and manifest
+/// hash. Planning needs no more; only the steps it picks are then checked in
+/// full ([`check_steps`]), so a run never re-reads changesets applied long ago.
+pub fn sketch(bundles: &[Bundle]) -> Vec<BundleFacts> {
+    bundles
+        .iter()
+        .map(|b| BundleFacts {
+            id: b.id.clone(),
+            hash: b.hash().map(|h| h.to_hex()),
+            problems: Vec::new(),
+        })
+        .collect()
+}
+
+/// Checks the bundles of `steps` in full (files, scripts, signatures against
+/// `require`); any problem of any step refuses the run, naming the changeset.
+pub fn check_steps(
+    env: &str,
+    keyrings: &Keyrings,
+    bundles: &[Bundle],
+    steps: &[Step],
+    require: &BTreeMap<String, u32>,
+) -> anyhow::Result<Vec<Checked>> {
+    let now = SystemTime::now();
+    let checked: Vec<Checked> = steps
+        .iter()
+        .map(|step| {
+            let bundle = bundles
+                .iter()
+                .find(|b| b.id.as_str() == step.changeset_id)
+                .expect("steps are planned from these bundles");
+            Checked::new(keyrings, bundle.clone(), require, now)
+        })
+        .collect();
+    let reasons: Vec<String> = checked
+        .iter()
+        .flat_map(|c| {
+            let id = c.bundle.id.clone();
+            c.facts()
+                .problems
+                .into_iter()
+                .map(move |p| format!("{id}: {p}"))
+        })
+        .collect();
+    if reasons.is_empty() {
+        Ok(checked)
+    } else {
+        Err(refuse(env, &reasons))
+    }
+}
+
 /// Prints the reasons a plan cannot go and returns the error.
 pub fn refuse(env: &str, reasons: &[String]) -> anyhow::Error {
     CommandError::new(format!(
