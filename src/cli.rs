@@ -2,7 +2,20 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgGroup, Args, Parser, Subcommand};
+
+/// The exit codes, shown at the end of `--help` (and in the README).
+pub const EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0     success
+  1     a check did not hold (verify, audit, drift, status --exit-code)
+  2     usage or configuration error
+  3     refused before the target was touched
+  4     failed while applying (the ledger says what ran)
+  5     cannot connect to a database
+  130   interrupted (Ctrl-C or SIGTERM)
+
+With --json, a failure prints one JSON object on stdout: {\"format_version\", \"error\": {\"kind\", ...}}.";
 
 /// Carry signed, hashed PostgreSQL changesets from DEV through QAT to PRD.
 ///
@@ -16,7 +29,8 @@ use clap::{Args, Parser, Subcommand};
     name = "promoter",
     version,
     propagate_version = true,
-    max_term_width = 100
+    max_term_width = 100,
+    after_help = EXIT_CODES_HELP
 )]
 pub struct Cli {
     /// Run as if promoter was started in DIR (like `git -C`).
@@ -156,6 +170,9 @@ pub struct ApplyArgs {
     pub env: String,
     /// Only these changesets (and they must be next in order); all pending if omitted.
     pub changesets: Vec<String>,
+    /// Stop after this changeset (id, number or slug).
+    #[arg(long = "to", value_name = "CHANGESET", conflicts_with = "changesets")]
+    pub upto: Option<String>,
     #[command(flatten)]
     pub run: RunArgs,
 }
@@ -169,6 +186,9 @@ pub struct PromoteArgs {
     /// Git revision to read bundles from.
     #[arg(long, default_value = "HEAD")]
     pub rev: String,
+    /// Stop after this changeset (id, number or slug).
+    #[arg(long = "to", value_name = "CHANGESET")]
+    pub upto: Option<String>,
     #[command(flatten)]
     pub run: RunArgs,
 }
@@ -181,9 +201,10 @@ pub struct RunArgs {
     /// Do not ask for confirmation.
     #[arg(long, short)]
     pub yes: bool,
-    /// How long to wait for another promoter holding the target's lock, in seconds.
+    /// How long to wait for another promoter that holds the target's lock, in
+    /// seconds. (PostgreSQL's own `lock_timeout` is set in environments.yaml.)
     #[arg(long, default_value_t = 30, value_name = "SECONDS")]
-    pub lock_timeout: u64,
+    pub lock_wait: u64,
     /// Promote even if the target's schema differs from the source's schema before the same changeset.
     #[arg(long)]
     pub allow_drift: bool,
@@ -194,6 +215,9 @@ pub struct StatusArgs {
     /// Git revision to compare ledgers with (default: the work tree).
     #[arg(long)]
     pub rev: Option<String>,
+    /// Exit 1 when anything is pending, failed, interrupted, modified or unreachable.
+    #[arg(long)]
+    pub exit_code: bool,
 }
 
 #[derive(Debug, Args)]
@@ -212,17 +236,14 @@ pub struct AuditArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(group(ArgGroup::new("outcome").required(true).args(["applied", "rolled_back"])))]
 pub struct ResolveArgs {
     /// The environment holding the partial application.
     pub env: String,
     /// The changeset whose partial application you resolved.
     pub changeset: String,
     /// You completed the remaining statements by hand: record it as applied.
-    #[arg(
-        long,
-        conflicts_with = "rolled_back",
-        required_unless_present = "rolled_back"
-    )]
+    #[arg(long)]
     pub applied: bool,
     /// You undid what had run: record it as not applied, so it can run again.
     #[arg(long)]
@@ -230,6 +251,9 @@ pub struct ResolveArgs {
     /// What was done, for the audit trail.
     #[arg(long, required = true)]
     pub note: String,
+    /// How long to wait for another promoter that holds the lock, in seconds.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    pub lock_wait: u64,
 }
 
 #[derive(Debug, Args)]

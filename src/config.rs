@@ -106,12 +106,40 @@ pub struct EnvironmentConfig {
     /// Ask before applying, unless `--yes`.
     #[serde(default)]
     pub confirm: bool,
-    /// `statement_timeout` for the applying session, e.g. `5min`.
+    /// PostgreSQL's `statement_timeout` for the applying session, e.g. `5min`
+    /// (default: the server's, normally none).
     #[serde(default)]
     pub statement_timeout: Option<String>,
-    /// `lock_timeout` for the applying session, e.g. `10s`.
+    /// PostgreSQL's `lock_timeout` for the applying session: how long one
+    /// statement waits for a table lock, e.g. `10s` (default: the server's).
+    /// Not to be confused with `--lock-wait`, how long promoter waits for
+    /// another promoter to finish with the same database.
     #[serde(default)]
     pub lock_timeout: Option<String>,
+    /// How long to wait for a connection, e.g. `10s` (default 10 s).
+    #[serde(default)]
+    pub connect_timeout: Option<String>,
+}
+
+/// Default for `connect_timeout`.
+pub const DEFAULT_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Parses `500ms`, `10s`, `5min`, `1h` or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Option<std::time::Duration> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().ok()?;
+    let ms = match unit.trim() {
+        "ms" => n,
+        "" | "s" => n.checked_mul(1000)?,
+        "min" => n.checked_mul(60_000)?,
+        "h" => n.checked_mul(3_600_000)?,
+        _ => return None,
+    };
+    Some(std::time::Duration::from_millis(ms))
 }
 
 /// A loaded, validated configuration.
@@ -201,6 +229,13 @@ impl Config {
                     ));
                 }
             }
+            if let Some(t) = &env.connect_timeout
+                && parse_duration(t).is_none()
+            {
+                return Err(format!(
+                    "environments.{name}.connect_timeout: `{t}` is not a duration (e.g. 500ms, 10s, 5min)"
+                ));
+            }
             for role in env.require.keys() {
                 if !f.roles.contains_key(role) {
                     return Err(format!(
@@ -243,7 +278,7 @@ impl Config {
     }
 
     /// Looks up an environment by name.
-    pub fn environment(&self, name: &str) -> Result<Environment<'_>, ConfigError> {
+    pub fn environment(&self, name: &str) -> Result<Environment, ConfigError> {
         let (name, config) = self.file.environments.get_key_value(name).ok_or_else(|| {
             ConfigError::UnknownEnvironment {
                 name: name.to_owned(),
@@ -256,11 +291,14 @@ impl Config {
                     .join(", "),
             }
         })?;
-        Ok(Environment { name, config })
+        Ok(Environment {
+            name: name.clone(),
+            config: config.clone(),
+        })
     }
 
     /// Environments in pipeline order: sources before the environments they feed.
-    pub fn pipeline(&self) -> Vec<Environment<'_>> {
+    pub fn pipeline(&self) -> Vec<Environment> {
         let envs = &self.file.environments;
         fn depth<'a>(envs: &'a BTreeMap<String, EnvironmentConfig>, mut name: &'a str) -> usize {
             let mut d = 0;
@@ -270,11 +308,14 @@ impl Config {
             }
             d
         }
-        let mut out: Vec<Environment<'_>> = envs
+        let mut out: Vec<Environment> = envs
             .iter()
-            .map(|(name, config)| Environment { name, config })
+            .map(|(name, config)| Environment {
+                name: name.clone(),
+                config: config.clone(),
+            })
             .collect();
-        out.sort_by_key(|e| (depth(envs, e.name), e.name.to_owned()));
+        out.sort_by_key(|e| (depth(envs, &e.name), e.name.clone()));
         out
     }
 
@@ -292,14 +333,24 @@ pub fn role_dirs(root: &Path, roles: &BTreeMap<String, PathBuf>) -> Vec<(String,
         .collect()
 }
 
-/// A chosen environment.
-#[derive(Debug, Clone, Copy)]
-pub struct Environment<'a> {
-    pub name: &'a str,
-    pub config: &'a EnvironmentConfig,
+/// A chosen environment, owned: environments may also come from elsewhere
+/// than the file (branches, fleet targets).
+#[derive(Debug, Clone)]
+pub struct Environment {
+    pub name: String,
+    pub config: EnvironmentConfig,
 }
 
-impl Environment<'_> {
+impl Environment {
+    /// How long to wait for a connection to it.
+    pub fn connect_timeout(&self) -> std::time::Duration {
+        self.config
+            .connect_timeout
+            .as_deref()
+            .and_then(parse_duration)
+            .unwrap_or(DEFAULT_CONNECT_TIMEOUT)
+    }
+
     /// The database URL with `${VAR}` resolved from the process environment.
     pub fn database_url(&self) -> Result<String, ConfigError> {
         interpolate(&self.config.database_url, |v| std::env::var(v).ok()).map_err(|var| {
@@ -354,38 +405,6 @@ pub fn interpolate(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Resul
     Ok(out)
 }
 
-/// The URL with any password replaced by `***`, safe to print.
-pub fn redact_url(url: &str) -> String {
-    let mut out = url.to_owned();
-    // user:password@host
-    if let Some(scheme_end) = out.find("://") {
-        let auth_start = scheme_end + 3;
-        let auth_end = out[auth_start..]
-            .find(['/', '?'])
-            .map_or(out.len(), |i| auth_start + i);
-        if let Some(at) = out[auth_start..auth_end].rfind('@') {
-            let userinfo = &out[auth_start..auth_start + at];
-            if let Some(colon) = userinfo.find(':') {
-                let start = auth_start + colon + 1;
-                out.replace_range(start..auth_start + at, "***");
-            }
-        }
-    }
-    // ?password=... in the query string
-    if let Some(q) = out.find('?') {
-        let (head, query) = out.split_at(q + 1);
-        let redacted: Vec<String> = query
-            .split('&')
-            .map(|kv| match kv.split_once('=') {
-                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
-                _ => kv.to_owned(),
-            })
-            .collect();
-        out = format!("{head}{}", redacted.join("&"));
-    }
-    out
-}
-
 /// The template `promoter init` writes (the one in DESIGN.md).
 pub const TEMPLATE: &str = "\
 # promoter: environments, pipeline order and signature requirements.
@@ -421,7 +440,7 @@ mod tests {
     #[test]
     fn template_parses_and_orders_the_pipeline() {
         let c = parse(TEMPLATE).unwrap();
-        let names: Vec<&str> = c.pipeline().iter().map(|e| e.name).collect();
+        let names: Vec<String> = c.pipeline().into_iter().map(|e| e.name).collect();
         assert_eq!(names, ["dev", "qat", "prd"]);
         let prd = c.environment("prd").unwrap();
         assert!(prd.config.confirm);
@@ -480,25 +499,6 @@ mod tests {
         for (text, want) in cases {
             let got = interpolate(text, lookup);
             assert_eq!(got.as_deref().map_err(String::as_str), *want, "{text}");
-        }
-    }
-
-    #[test]
-    fn urls_are_redacted() {
-        let cases = [
-            (
-                "postgres://u:secret@h:5432/db",
-                "postgres://u:***@h:5432/db",
-            ),
-            ("postgres://u@h/db", "postgres://u@h/db"),
-            (
-                "postgres://h/db?user=u&password=secret&sslmode=require",
-                "postgres://h/db?user=u&password=***&sslmode=require",
-            ),
-            ("postgresql://u:p%40ss@h/db", "postgresql://u:***@h/db"),
-        ];
-        for (url, want) in cases {
-            assert_eq!(redact_url(url), want);
         }
     }
 }

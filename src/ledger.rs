@@ -8,12 +8,14 @@
 //! microseconds since the Unix epoch. `prev_hash` is the last field, so each
 //! row commits to the one before it; the first row's `prev_hash` is 64 zeros.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
 use crate::changeset::Sha256Digest;
 
-/// `prev_hash` of the first row.
-pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+/// `prev_hash` of the first row: 64 zeros.
+pub const GENESIS: Sha256Digest = Sha256Digest([0; 32]);
 
 /// What happened to a changeset in an environment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -66,18 +68,20 @@ pub struct Signer {
     pub signed_at: String,
 }
 
-/// One ledger row.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// One ledger row. Hashes are parsed digests: a value in the database that
+/// is not 64 lower-case hex digits never becomes an `Entry` (the loader
+/// reports it, naming the row).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     pub seq: i64,
     pub changeset_id: String,
-    pub bundle_hash: String,
+    pub bundle_hash: Sha256Digest,
     pub environment: String,
     pub status: Status,
     /// JSON array of [`Signer`], exactly as hashed.
     pub signers: String,
     pub promoted_from: Option<String>,
-    pub promoted_from_entry: Option<String>,
+    pub promoted_from_entry: Option<Sha256Digest>,
     pub git_commit: Option<String>,
     pub os_user: String,
     pub host: String,
@@ -85,20 +89,21 @@ pub struct Entry {
     /// Microseconds since the Unix epoch.
     pub started_at: i64,
     pub finished_at: Option<i64>,
-    pub schema_before: Option<String>,
-    pub schema_after: Option<String>,
+    pub schema_before: Option<Sha256Digest>,
+    pub schema_after: Option<Sha256Digest>,
     /// Statements executed (for non-transactional changesets: how far it got).
     pub statements: i64,
     pub error: Option<String>,
     pub note: Option<String>,
-    pub prev_hash: String,
-    pub entry_hash: String,
+    pub prev_hash: Sha256Digest,
+    pub entry_hash: Sha256Digest,
 }
 
 impl Entry {
     /// The canonical encoding hashed into `entry_hash` (see the module docs).
     pub fn canonical_bytes(&self) -> Vec<u8> {
         let mut out = b"promoter-ledger-v1\n".to_vec();
+        let hex = |d: Option<Sha256Digest>| d.map(Sha256Digest::to_hex);
         let mut field = |value: Option<&str>| match value {
             Some(v) => {
                 out.extend_from_slice(&(v.len() as u32).to_be_bytes());
@@ -108,36 +113,36 @@ impl Entry {
         };
         field(Some(&self.seq.to_string()));
         field(Some(&self.changeset_id));
-        field(Some(&self.bundle_hash));
+        field(Some(&self.bundle_hash.to_hex()));
         field(Some(&self.environment));
         field(Some(self.status.as_str()));
         field(Some(&self.signers));
         field(self.promoted_from.as_deref());
-        field(self.promoted_from_entry.as_deref());
+        field(hex(self.promoted_from_entry).as_deref());
         field(self.git_commit.as_deref());
         field(Some(&self.os_user));
         field(Some(&self.host));
         field(Some(&self.db_role));
         field(Some(&self.started_at.to_string()));
         field(self.finished_at.map(|t| t.to_string()).as_deref());
-        field(self.schema_before.as_deref());
-        field(self.schema_after.as_deref());
+        field(hex(self.schema_before).as_deref());
+        field(hex(self.schema_after).as_deref());
         field(Some(&self.statements.to_string()));
         field(self.error.as_deref());
         field(self.note.as_deref());
-        field(Some(&self.prev_hash));
+        field(Some(&self.prev_hash.to_hex()));
         out
     }
 
     /// The hash this row should carry.
-    pub fn compute_hash(&self) -> String {
-        Sha256Digest::of(&self.canonical_bytes()).to_hex()
+    pub fn compute_hash(&self) -> Sha256Digest {
+        Sha256Digest::of(&self.canonical_bytes())
     }
 
     /// Sets `prev_hash` (from the row before, or [`GENESIS`]) and `entry_hash`.
     pub fn seal(&mut self, prev: Option<&Entry>) {
         self.seq = prev.map_or(1, |p| p.seq + 1);
-        self.prev_hash = prev.map_or_else(|| GENESIS.to_owned(), |p| p.entry_hash.clone());
+        self.prev_hash = prev.map_or(GENESIS, |p| p.entry_hash);
         self.entry_hash = self.compute_hash();
     }
 }
@@ -154,7 +159,7 @@ pub fn check_chain(rows: &[Entry]) -> Option<ChainBreak> {
     let mut prev: Option<&Entry> = None;
     for row in rows {
         let expected_seq = prev.map_or(1, |p| p.seq + 1);
-        let expected_prev = prev.map_or(GENESIS, |p| p.entry_hash.as_str());
+        let expected_prev = prev.map_or(GENESIS, |p| p.entry_hash);
         if row.entry_hash != row.compute_hash() {
             return Some(ChainBreak {
                 seq: row.seq,
@@ -186,6 +191,175 @@ pub fn check_chain(rows: &[Entry]) -> Option<ChainBreak> {
     None
 }
 
+/// A changeset as a ledger records it applied: what planning compares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    pub changeset_id: String,
+    pub bundle_hash: Sha256Digest,
+    /// The ledger row's `entry_hash` (what a promotion from here links to).
+    pub entry_hash: Sha256Digest,
+}
+
+/// The applied changesets of a ledger, in ledger order.
+pub fn applied(entries: &[Entry]) -> Vec<Applied> {
+    entries
+        .iter()
+        .filter(|e| e.status.is_applied())
+        .map(|e| Applied {
+            changeset_id: e.changeset_id.clone(),
+            bundle_hash: e.bundle_hash,
+            entry_hash: e.entry_hash,
+        })
+        .collect()
+}
+
+/// How a changeset was left unfinished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Unfinished {
+    /// Its last row says `running`: the process applying it was killed (or
+    /// is still at work, which the advisory lock rules out for a run that holds it).
+    Interrupted,
+    /// A non-transactional changeset failed after some statements committed.
+    Partial,
+}
+
+/// A changeset left partially applied, with its last row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dirty<'a> {
+    pub how: Unfinished,
+    pub row: &'a Entry,
+}
+
+/// Changesets left partially applied: the last row of a changeset is
+/// `running`, or `failed` after statements committed (a transactional
+/// failure records 0 statements, since nothing persisted).
+pub fn dirty(entries: &[Entry]) -> Vec<Dirty<'_>> {
+    let mut last: BTreeMap<&str, &Entry> = BTreeMap::new();
+    for e in entries {
+        last.insert(&e.changeset_id, e);
+    }
+    last.into_values()
+        .filter_map(|row| match row.status {
+            Status::Running => Some(Dirty {
+                how: Unfinished::Interrupted,
+                row,
+            }),
+            Status::Failed if row.statements > 0 => Some(Dirty {
+                how: Unfinished::Partial,
+                row,
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+/// What git holds for a changeset a ledger row names, as `audit` compares it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InGit {
+    /// No such changeset at the revision.
+    Missing,
+    /// Present; `hash` is `None` when it has no `SHA256SUMS`. `files` are the
+    /// differences between its files and its manifest (or why they could not be read).
+    Present {
+        hash: Option<Sha256Digest>,
+        files: Result<Vec<String>, String>,
+    },
+}
+
+/// One thing `audit` found wrong.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum AuditProblem {
+    /// The hash chain breaks at `seq`.
+    ChainBroken { seq: i64, reason: String },
+    /// A row holds a value promoter never writes (e.g. a hash that is not hex).
+    Malformed { seq: i64, reason: String },
+    /// An applied row names a changeset git does not have.
+    NotInGit { seq: i64, changeset_id: String },
+    /// An applied row's bundle differs from git's.
+    BundleDiffers {
+        seq: i64,
+        changeset_id: String,
+        applied: Sha256Digest,
+        git: Option<Sha256Digest>,
+    },
+    /// The bundle in git no longer matches its own manifest.
+    FilesDiffer {
+        seq: i64,
+        changeset_id: String,
+        problems: Vec<String>,
+    },
+}
+
+impl std::fmt::Display for AuditProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::ChainBroken { seq, reason } | Self::Malformed { seq, reason } => {
+                write!(f, "ledger row #{seq}: {reason}")
+            }
+            Self::NotInGit { seq, changeset_id } => {
+                write!(
+                    f,
+                    "ledger row #{seq} ({changeset_id}): no such changeset in git"
+                )
+            }
+            Self::BundleDiffers {
+                seq,
+                changeset_id,
+                applied,
+                git,
+            } => write!(
+                f,
+                "ledger row #{seq} ({changeset_id}): applied bundle {applied} but git has {}",
+                git.map_or("no SHA256SUMS".to_owned(), |g| g.to_hex())
+            ),
+            Self::FilesDiffer {
+                seq,
+                changeset_id,
+                problems,
+            } => write!(
+                f,
+                "ledger row #{seq} ({changeset_id}): the bundle in git no longer matches its SHA256SUMS: {}",
+                problems.join("; ")
+            ),
+        }
+    }
+}
+
+/// Audits a ledger against git: the chain first, then every applied row
+/// against what `git` says of its changeset. Pure; the caller reads git.
+pub fn audit(entries: &[Entry], mut git: impl FnMut(&str) -> InGit) -> Vec<AuditProblem> {
+    let mut problems = Vec::new();
+    if let Some(brk) = check_chain(entries) {
+        problems.push(AuditProblem::ChainBroken {
+            seq: brk.seq,
+            reason: brk.reason,
+        });
+    }
+    for e in entries.iter().filter(|e| e.status.is_applied()) {
+        let (seq, changeset_id) = (e.seq, e.changeset_id.clone());
+        match git(&e.changeset_id) {
+            InGit::Missing => problems.push(AuditProblem::NotInGit { seq, changeset_id }),
+            InGit::Present { hash, .. } if hash != Some(e.bundle_hash) => {
+                problems.push(AuditProblem::BundleDiffers {
+                    seq,
+                    changeset_id,
+                    applied: e.bundle_hash,
+                    git: hash,
+                });
+            }
+            InGit::Present { files: Ok(p), .. } if p.is_empty() => {}
+            InGit::Present { files, .. } => problems.push(AuditProblem::FilesDiffer {
+                seq,
+                changeset_id,
+                problems: files.unwrap_or_else(|e| vec![e]),
+            }),
+        }
+    }
+    problems
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,28 +368,32 @@ mod tests {
         Entry {
             seq: 0,
             changeset_id: id.into(),
-            bundle_hash: "ab".repeat(32),
+            bundle_hash: digest("ab"),
             environment: "qat".into(),
             status: Status::Applied,
             signers:
                 r#"[{"fingerprint":"F","role":"developer","signed_at":"2026-01-01T00:00:00Z"}]"#
                     .into(),
             promoted_from: Some("dev".into()),
-            promoted_from_entry: Some("cd".repeat(32)),
+            promoted_from_entry: Some(digest("cd")),
             git_commit: Some("0123456789abcdef0123456789abcdef01234567".into()),
             os_user: "ops".into(),
             host: "bastion".into(),
             db_role: "deploy".into(),
             started_at: 1_795_392_245_000_000,
             finished_at: Some(1_795_392_246_500_000),
-            schema_before: Some("11".repeat(32)),
-            schema_after: Some("22".repeat(32)),
+            schema_before: Some(digest("11")),
+            schema_after: Some(digest("22")),
             statements: 7,
             error: None,
             note: None,
-            prev_hash: String::new(),
-            entry_hash: String::new(),
+            prev_hash: GENESIS,
+            entry_hash: GENESIS,
         }
+    }
+
+    fn digest(pair: &str) -> Sha256Digest {
+        Sha256Digest::from_hex(&pair.repeat(32)).unwrap()
     }
 
     /// Pinned: changing the encoding would make every existing ledger fail its audit.
@@ -227,7 +405,7 @@ mod tests {
         assert_eq!(e.prev_hash, GENESIS);
         // Cross-checked with an independent Python implementation of the encoding.
         assert_eq!(
-            e.entry_hash,
+            e.entry_hash.to_hex(),
             "afe266806ae9e143c770fa1c7e9c035f0d2e4908270fdd560b9bd498917e7bd7"
         );
     }
@@ -274,5 +452,80 @@ mod tests {
         let mut reordered = rows.clone();
         reordered.swap(1, 2);
         assert_eq!(check_chain(&reordered).unwrap().seq, 3);
+    }
+    #[test]
+    fn dirty_is_the_last_row_running_or_failed_after_commits() {
+        let row = |id: &str, status, statements| {
+            let mut e = entry(id);
+            e.status = status;
+            e.statements = statements;
+            e
+        };
+        let rows = [
+            row("0001-a", Status::Running, 0),
+            row("0001-a", Status::Applied, 3),
+            row("0002-b", Status::Failed, 0),
+            row("0003-c", Status::Running, 0),
+            row("0004-d", Status::Running, 0),
+            row("0004-d", Status::Failed, 2),
+            row("0005-e", Status::Failed, 2),
+            row("0005-e", Status::ResolvedRolledBack, 2),
+        ];
+        let got: Vec<(&str, Unfinished)> = dirty(&rows)
+            .iter()
+            .map(|d| (d.row.changeset_id.as_str(), d.how))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("0003-c", Unfinished::Interrupted),
+                ("0004-d", Unfinished::Partial)
+            ]
+        );
+    }
+
+    #[test]
+    fn audit_compares_every_applied_row_with_git() {
+        let mut rows: Vec<Entry> = Vec::new();
+        for id in ["0001-a", "0002-b", "0003-c", "0004-d"] {
+            let mut e = entry(id);
+            e.seal(rows.last());
+            rows.push(e);
+        }
+        let problems = audit(&rows, |id| match id {
+            "0001-a" => InGit::Present {
+                hash: Some(digest("ab")),
+                files: Ok(vec![]),
+            },
+            "0002-b" => InGit::Missing,
+            "0003-c" => InGit::Present {
+                hash: Some(digest("ef")),
+                files: Ok(vec![]),
+            },
+            _ => InGit::Present {
+                hash: Some(digest("ab")),
+                files: Ok(vec!["001-x.sql: content differs".into()]),
+            },
+        });
+        let kinds: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert_eq!(kinds.len(), 3, "{kinds:#?}");
+        assert_eq!(kinds[0], "ledger row #2 (0002-b): no such changeset in git");
+        assert!(
+            kinds[1].starts_with("ledger row #3 (0003-c): applied bundle abab"),
+            "{}",
+            kinds[1]
+        );
+        assert!(
+            kinds[2].ends_with("SHA256SUMS: 001-x.sql: content differs"),
+            "{}",
+            kinds[2]
+        );
+        let mut edited = rows.clone();
+        edited[0].host = "elsewhere".into();
+        let problems = audit(&edited, |_| InGit::Missing);
+        assert!(matches!(
+            problems[0],
+            AuditProblem::ChainBroken { seq: 1, .. }
+        ));
     }
 }

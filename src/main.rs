@@ -4,8 +4,9 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = promoter::cli::Cli::parse();
+    let json = cli.json;
     match promoter::run(cli) {
         Ok(code) => code,
-        Err(err) => promoter::report_error(&err),
+        Err(err) => promoter::report_error(&err, json),
     }
 }

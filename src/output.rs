@@ -1,17 +1,24 @@
 //! Output conventions: results on stdout, diagnostics on stderr, `--json`
-//! from dedicated view structs, times as RFC 3339 UTC. A closed stdout
-//! (`promoter status | head`) ends the process quietly.
+//! from dedicated view structs (each document an object carrying
+//! `format_version`), times as RFC 3339 UTC. Writing to a closed stdout
+//! (`promoter status | head`) is an error the caller sees: it decides
+//! whether that loses anything (see [`crate::error::report`]).
 
 use std::io::{self, IsTerminal, Write};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Writes one line of results to stdout; exits quietly if the reader went away.
-pub fn print(line: &str) {
+/// Writes one line of results to stdout.
+pub fn print(line: &str) -> io::Result<()> {
     let mut out = io::stdout().lock();
-    if let Err(e) = writeln!(out, "{line}").and_then(|()| out.flush())
-        && e.kind() == io::ErrorKind::BrokenPipe
-    {
-        std::process::exit(0);
+    writeln!(out, "{line}").and_then(|()| out.flush())
+}
+
+/// Treats a closed stdout as done: for results printed after the work, whose
+/// outcome (and exit code) does not depend on anyone reading them.
+pub fn unless_closed(result: io::Result<()>) -> io::Result<()> {
+    match result {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
     }
 }
 
@@ -20,9 +27,22 @@ pub fn eprint(line: &str) {
     let _ = writeln!(io::stderr().lock(), "{line}");
 }
 
-/// Prints a view as pretty JSON on stdout.
-pub fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
-    print(&serde_json::to_string_pretty(value)?);
+/// A `--json` document: the view's fields after `format_version`.
+#[derive(serde::Serialize)]
+struct Document<'a, T> {
+    format_version: u32,
+    #[serde(flatten)]
+    view: &'a T,
+}
+
+/// Prints a view (a struct: every document is an object) as pretty JSON on
+/// stdout, with the format version first.
+pub fn print_json<T: serde::Serialize>(view: &T) -> anyhow::Result<()> {
+    let doc = Document {
+        format_version: crate::error::JSON_FORMAT_VERSION,
+        view,
+    };
+    print(&serde_json::to_string_pretty(&doc)?)?;
     Ok(())
 }
 
@@ -42,6 +62,16 @@ pub fn format_time(t: SystemTime) -> String {
         Ok(d) => format_unix(d.as_secs() as i64),
         Err(e) => format_unix(-(e.duration().as_secs() as i64)),
     }
+}
+
+/// `2026-11-22T10:04:05.123456Z` for microseconds since the Unix epoch (ledger times).
+pub fn format_micros(micros: i64) -> String {
+    let secs = format_unix(micros.div_euclid(1_000_000));
+    format!(
+        "{}.{:06}Z",
+        &secs[..secs.len() - 1],
+        micros.rem_euclid(1_000_000)
+    )
 }
 
 /// `2026-11-22T10:04:05Z` for seconds since the Unix epoch.
@@ -69,6 +99,11 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
     let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// `1 changeset`, `2 changesets`.
+pub fn plural(n: usize, word: &str) -> String {
+    format!("{n} {word}{}", if n == 1 { "" } else { "s" })
 }
 
 /// Pads `cells` into aligned columns separated by two spaces.
@@ -114,6 +149,8 @@ mod tests {
         for (secs, want) in cases {
             assert_eq!(format_unix(secs), want);
         }
+        assert_eq!(format_micros(1_500_000), "1970-01-01T00:00:01.500000Z");
+        assert_eq!(format_micros(-1), "1969-12-31T23:59:59.999999Z");
     }
 
     #[test]

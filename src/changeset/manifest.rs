@@ -41,31 +41,30 @@ impl Sha256Digest {
     }
 
     pub fn to_hex(self) -> String {
-        let mut s = String::with_capacity(64);
-        for b in self.0 {
-            s.push(char::from_digit(u32::from(b >> 4), 16).unwrap_or('0'));
-            s.push(char::from_digit(u32::from(b & 15), 16).unwrap_or('0'));
-        }
-        s
+        hex::encode(self.0)
     }
 
-    /// Parses 64 lower-case hex digits.
-    pub fn from_hex(hex: &str) -> Option<Self> {
-        if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+    /// Parses exactly 64 lower-case hex digits: the only form promoter writes,
+    /// so anything else read back (upper case, padding, a short value) is a
+    /// sign the value did not come from promoter.
+    pub fn from_hex(text: &str) -> Option<Self> {
+        if text.len() != 64 || !text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
             return None;
         }
         let mut out = [0u8; 32];
-        for (i, chunk) in hex.as_bytes().chunks(2).enumerate() {
-            let hi = (chunk[0] as char).to_digit(16)?;
-            let lo = (chunk[1] as char).to_digit(16)?;
-            out[i] = (hi * 16 + lo) as u8;
-        }
+        hex::decode_to_slice(text, &mut out).ok()?;
         Some(Self(out))
     }
 
     /// The first 12 hex digits, for tables.
     pub fn short(self) -> String {
         self.to_hex()[..12].to_owned()
+    }
+}
+
+impl serde::Serialize for Sha256Digest {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.to_hex())
     }
 }
 

@@ -72,16 +72,16 @@ pub fn run(ctx: &Context) -> anyhow::Result<ExitCode> {
         output::print_json(&view)?;
     } else {
         for name in &view.created {
-            output::print(&format!("created  {name}"));
+            output::print(&format!("created  {name}"))?;
         }
         for name in &view.kept {
-            output::print(&format!("kept     {name} (already exists)"));
+            output::print(&format!("kept     {name} (already exists)"))?;
         }
         if !view.created.is_empty() {
             output::print(
                 "\nnext: put developer certificates in keys/developers/, customer certificates in keys/customers/,",
-            );
-            output::print("      then `promoter new SLUG` to write your first changeset");
+            )?;
+            output::print("      then `promoter new SLUG` to write your first changeset")?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -71,19 +71,19 @@ pub fn generate(ctx: &Context, args: &GenerateArgs) -> anyhow::Result<ExitCode> 
     if ctx.json {
         output::print_json(&view)?;
     } else {
-        output::print(&format!("generated {} ({})", view.fingerprint, args.name));
-        output::print(&format!("  public certificate  {}", view.public));
+        output::print(&format!("generated {} ({})", view.fingerprint, args.name))?;
+        output::print(&format!("  public certificate  {}", view.public))?;
         output::print(&format!(
             "  secret key          {}   (keep it private)",
             view.secret
-        ));
+        ))?;
         output::print(&format!(
             "  revocation          {}   (keep it safe)",
             view.revocation
-        ));
+        ))?;
         output::print(
             "next: copy the public certificate into keys/developers/ or keys/customers/ and commit it",
-        );
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -164,10 +164,10 @@ pub fn list(ctx: &Context) -> anyhow::Result<ExitCode> {
             ]);
         }
         if view.certificates.is_empty() {
-            output::print(&format!("no certificates ({})", keyrings.dirs()));
+            output::print(&format!("no certificates ({})", keyrings.dirs()))?;
         } else {
             for line in output::table(&rows) {
-                output::print(&line);
+                output::print(&line)?;
             }
         }
         for e in &view.errors {
@@ -176,7 +176,7 @@ pub fn list(ctx: &Context) -> anyhow::Result<ExitCode> {
     }
     if let Some(conflict) = keyrings.conflicts().first() {
         return Err(
-            CommandError::new(format!("configuration error: {conflict}"))
+            CommandError::usage(format!("configuration error: {conflict}"))
                 .with_hint("remove the certificate from one of the role keyrings")
                 .into(),
         );

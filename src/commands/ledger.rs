@@ -1,33 +1,100 @@
 //! `promoter ledger ENV` and `promoter audit ENV`.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use serde::Serialize;
 
-use super::target;
-use super::{CommandError, Context};
-use crate::changeset::source;
+use super::{CommandError, Context, ErrorKind};
+use crate::changeset::{Sha256Digest, source};
 use crate::cli::{AuditArgs, LedgerArgs};
-use crate::ledger::{Entry, check_chain};
+use crate::db::DbError;
+use crate::engine;
+use crate::ledger::{AuditProblem, Entry, InGit, Signer, Status};
 use crate::output;
+
+/// JSON: one ledger row, times as RFC 3339 and signers as an array.
+#[derive(Serialize)]
+struct EntryView<'a> {
+    seq: i64,
+    changeset_id: &'a str,
+    bundle_hash: Sha256Digest,
+    environment: &'a str,
+    status: Status,
+    /// The signers counted when it was applied.
+    signers: Vec<Signer>,
+    promoted_from: Option<&'a str>,
+    promoted_from_entry: Option<Sha256Digest>,
+    git_commit: Option<&'a str>,
+    os_user: &'a str,
+    host: &'a str,
+    db_role: &'a str,
+    started_at: String,
+    finished_at: Option<String>,
+    schema_before: Option<Sha256Digest>,
+    schema_after: Option<Sha256Digest>,
+    statements: i64,
+    error: Option<&'a str>,
+    note: Option<&'a str>,
+    prev_hash: Sha256Digest,
+    entry_hash: Sha256Digest,
+}
+
+impl<'a> From<&'a Entry> for EntryView<'a> {
+    fn from(e: &'a Entry) -> Self {
+        Self {
+            seq: e.seq,
+            changeset_id: &e.changeset_id,
+            bundle_hash: e.bundle_hash,
+            environment: &e.environment,
+            status: e.status,
+            signers: serde_json::from_str(&e.signers).unwrap_or_default(),
+            promoted_from: e.promoted_from.as_deref(),
+            promoted_from_entry: e.promoted_from_entry,
+            git_commit: e.git_commit.as_deref(),
+            os_user: &e.os_user,
+            host: &e.host,
+            db_role: &e.db_role,
+            started_at: output::format_micros(e.started_at),
+            finished_at: e.finished_at.map(output::format_micros),
+            schema_before: e.schema_before,
+            schema_after: e.schema_after,
+            statements: e.statements,
+            error: e.error.as_deref(),
+            note: e.note.as_deref(),
+            prev_hash: e.prev_hash,
+            entry_hash: e.entry_hash,
+        }
+    }
+}
+
+/// JSON: `promoter --json ledger ENV`.
+#[derive(Serialize)]
+struct LedgerView<'a> {
+    environment: &'a str,
+    rows: Vec<EntryView<'a>>,
+}
 
 /// Prints every ledger row of an environment (errors and notes after the table).
 pub fn show(ctx: &Context, args: &LedgerArgs) -> anyhow::Result<ExitCode> {
     let config = ctx.config()?;
     let env = config.environment(&args.env)?;
-    let entries = target::runtime()?.block_on(target::read_ledger(
-        &config,
-        &env,
-        Some(Duration::from_secs(15)),
-    ))?;
+    let entries = ctx
+        .block_on(engine::read_ledger(&env, &config.file.ledger_schema))?
+        .entries;
     if ctx.json {
-        output::print_json(&entries)?;
+        output::print_json(&LedgerView {
+            environment: &env.name,
+            rows: entries.iter().map(EntryView::from).collect(),
+        })?;
         return Ok(ExitCode::SUCCESS);
     }
+    output::unless_closed(print_table(&env.name, &entries))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_table(env: &str, entries: &[Entry]) -> std::io::Result<()> {
     if entries.is_empty() {
-        output::print(&format!("{}: the ledger is empty", env.name));
-        return Ok(ExitCode::SUCCESS);
+        return output::print(&format!("{env}: the ledger is empty"));
     }
     let mut rows = vec![
         [
@@ -44,15 +111,14 @@ pub fn show(ctx: &Context, args: &LedgerArgs) -> anyhow::Result<ExitCode> {
         .map(String::from)
         .to_vec(),
     ];
-    for e in &entries {
-        let signers: Vec<crate::ledger::Signer> =
-            serde_json::from_str(&e.signers).unwrap_or_default();
+    for e in entries {
+        let signers: Vec<Signer> = serde_json::from_str(&e.signers).unwrap_or_default();
         rows.push(vec![
             e.seq.to_string(),
             e.changeset_id.clone(),
             e.status.as_str().to_owned(),
-            e.bundle_hash[..12].to_owned(),
-            target::time(e.finished_at.unwrap_or(e.started_at)),
+            e.bundle_hash.short(),
+            output::format_unix(e.finished_at.unwrap_or(e.started_at).div_euclid(1_000_000)),
             format!("{}@{} as {}", e.os_user, e.host, e.db_role),
             e.promoted_from.clone().unwrap_or_else(|| "-".into()),
             if signers.is_empty() {
@@ -61,20 +127,17 @@ pub fn show(ctx: &Context, args: &LedgerArgs) -> anyhow::Result<ExitCode> {
                 signers
                     .iter()
                     .map(|s| {
-                        format!(
-                            "{}:{}",
-                            s.role,
-                            &s.fingerprint[..8.min(s.fingerprint.len())]
-                        )
+                        let short: String = s.fingerprint.chars().take(8).collect();
+                        format!("{}:{short}", s.role)
                     })
                     .collect::<Vec<_>>()
                     .join(" ")
             },
-            e.entry_hash[..12].to_owned(),
+            e.entry_hash.short(),
         ]);
     }
     for line in output::table(&rows) {
-        output::print(&line);
+        output::print(&line)?;
     }
     for e in entries
         .iter()
@@ -85,13 +148,13 @@ pub fn show(ctx: &Context, args: &LedgerArgs) -> anyhow::Result<ExitCode> {
                 "#{} error: {}",
                 e.seq,
                 err.replace('\n', "\n    ")
-            ));
+            ))?;
         }
         if let Some(note) = &e.note {
-            output::print(&format!("#{} note: {note}", e.seq));
+            output::print(&format!("#{} note: {note}", e.seq))?;
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// JSON: `promoter --json audit ENV`.
@@ -99,6 +162,8 @@ pub fn show(ctx: &Context, args: &LedgerArgs) -> anyhow::Result<ExitCode> {
 struct AuditView {
     /// The audited environment.
     environment: String,
+    /// Whether the audit passed.
+    ok: bool,
     /// Ledger rows read.
     rows: usize,
     /// Rows that count as applied (each checked against git).
@@ -108,97 +173,84 @@ struct AuditView {
     /// The commit it resolved to.
     commit: String,
     /// Every problem found, the first chain break first; empty when the audit passes.
-    problems: Vec<String>,
+    problems: Vec<AuditProblem>,
 }
 
 /// Audits an environment: recomputes the hash chain (catching edited,
 /// deleted and reordered rows) and checks every applied row against the
-/// bundle in git at `--rev`. Exit 1 naming the first bad row.
+/// bundle in git at `--rev`. Exit 1 naming every bad row; a row holding a
+/// value promoter never writes is such a problem too, never a crash.
 pub fn audit(ctx: &Context, args: &AuditArgs) -> anyhow::Result<ExitCode> {
     let config = ctx.config()?;
     let env = config.environment(&args.env)?;
-    let entries: Vec<Entry> = target::runtime()?.block_on(target::read_ledger(
-        &config,
-        &env,
-        Some(Duration::from_secs(15)),
-    ))?;
     let snapshot = source::load_git(&ctx.root, &args.rev)?;
-    let mut problems = Vec::new();
-    if let Some(brk) = check_chain(&entries) {
-        problems.push(format!("ledger row #{}: {}", brk.seq, brk.reason));
-    }
-    let applied: Vec<&Entry> = entries.iter().filter(|e| e.status.is_applied()).collect();
-    for e in &applied {
-        match snapshot
-            .bundles
-            .iter()
-            .find(|b| b.id.as_str() == e.changeset_id)
-        {
-            None => problems.push(format!(
-                "ledger row #{} ({}): no such changeset in git at {}",
-                e.seq, e.changeset_id, args.rev
-            )),
-            Some(b) => {
-                let hash = b.hash().map(|h| h.to_hex());
-                if hash.as_deref() != Some(e.bundle_hash.trim()) {
-                    problems.push(format!(
-                        "ledger row #{} ({}): applied bundle {} but git at {} has {}",
-                        e.seq,
-                        e.changeset_id,
-                        e.bundle_hash,
-                        args.rev,
-                        hash.as_deref().unwrap_or("no SHA256SUMS")
-                    ));
-                } else {
-                    match b.check_files() {
-                        Ok(p) if p.is_empty() => {}
-                        Ok(p) => problems.push(format!(
-                            "ledger row #{} ({}): the bundle in git no longer matches its SHA256SUMS: {}",
-                            e.seq,
-                            e.changeset_id,
-                            p.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
-                        )),
-                        Err(err) => problems.push(format!("ledger row #{} ({}): {err}", e.seq, e.changeset_id)),
+    let (entries, problems) =
+        match ctx.block_on(engine::read_ledger(&env, &config.file.ledger_schema)) {
+            Ok(l) => {
+                let problems = crate::ledger::audit(&l.entries, |id| {
+                    match snapshot.bundles.iter().find(|b| b.id.as_str() == id) {
+                        None => InGit::Missing,
+                        Some(b) => InGit::Present {
+                            hash: b.hash(),
+                            files: b
+                                .check_files()
+                                .map(|p| p.iter().map(ToString::to_string).collect())
+                                .map_err(|e| e.to_string()),
+                        },
                     }
-                }
+                });
+                (l.entries, problems)
             }
-        }
-    }
+            Err(DbError::MalformedLedger { seq, reason, .. }) => {
+                (Vec::new(), vec![AuditProblem::Malformed { seq, reason }])
+            }
+            Err(e) => return Err(e.into()),
+        };
     let view = AuditView {
-        environment: env.name.to_owned(),
+        environment: env.name.clone(),
+        ok: problems.is_empty(),
         rows: entries.len(),
-        applied: applied.len(),
+        applied: entries.iter().filter(|e| e.status.is_applied()).count(),
         rev: args.rev.clone(),
         commit: snapshot.commit.clone(),
         problems,
     };
     if ctx.json {
         output::print_json(&view)?;
-    } else if view.problems.is_empty() {
-        output::print(&format!(
-            "audit {}: {} ledger rows, hash chain intact; {} applied bundles identical to git at {} ({})",
-            view.environment,
-            view.rows,
-            view.applied,
-            view.rev,
-            &view.commit[..12]
-        ));
+        return Ok(if view.ok {
+            ExitCode::SUCCESS
+        } else {
+            super::failed()
+        });
     }
-    if let Some(first) = view.problems.first() {
-        return Err(CommandError::new(format!(
-            "audit {} failed: {first}{}",
+    if view.ok {
+        output::unless_closed(output::print(&format!(
+            "audit {}: {}, hash chain intact; {} identical to git at {} ({})",
             view.environment,
-            if view.problems.len() > 1 {
+            output::plural(view.rows, "ledger row"),
+            output::plural(view.applied, "applied bundle"),
+            view.rev,
+            view.commit.chars().take(12).collect::<String>()
+        )))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let lines: Vec<String> = view.problems.iter().map(ToString::to_string).collect();
+    Err(CommandError::new(
+        ErrorKind::CheckFailed,
+        format!(
+            "audit {} failed: {}{}",
+            view.environment,
+            lines[0],
+            if lines.len() > 1 {
                 format!(
                     "\n  and {} more:\n  {}",
-                    view.problems.len() - 1,
-                    view.problems[1..].join("\n  ")
+                    lines.len() - 1,
+                    lines[1..].join("\n  ")
                 )
             } else {
                 String::new()
             }
-        ))
-        .into());
-    }
-    Ok(ExitCode::SUCCESS)
+        ),
+    )
+    .into())
 }

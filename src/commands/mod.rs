@@ -9,10 +9,10 @@ mod ledger;
 mod new;
 mod promote;
 mod resolve;
+mod run;
 mod seal;
 mod sign;
 mod status;
-mod target;
 mod verify;
 
 use std::path::{Path, PathBuf};
@@ -21,46 +21,28 @@ use std::process::ExitCode;
 use crate::changeset::{self, source::BundleDir};
 use crate::cli::{Cli, Command, KeysCommand};
 use crate::config::{self, Config};
+pub use crate::error::{CommandError, ErrorKind};
 use crate::signing::Keyrings;
 
-/// An error for the user, with an optional hint on what to do next.
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct CommandError {
-    message: String,
-    hint: Option<String>,
-}
-
-impl CommandError {
-    pub fn new(message: impl Into<String>) -> Self {
-        Self {
-            message: message.into(),
-            hint: None,
-        }
-    }
-
-    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
-        self.hint = Some(hint.into());
-        self
-    }
-
-    pub fn hint(&self) -> Option<&str> {
-        self.hint.as_deref()
-    }
-}
-
-/// What every command gets: the project root and output mode.
-#[derive(Debug, Clone)]
+/// What every command gets: the project root, the output mode, and the one
+/// tokio runtime of the process.
+#[derive(Debug)]
 pub struct Context {
     pub root: PathBuf,
     pub json: bool,
+    runtime: tokio::runtime::Runtime,
 }
 
 impl Context {
+    /// Runs a future on the process's runtime.
+    pub fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
+        self.runtime.block_on(future)
+    }
+
     /// The loaded `environments.yaml`; an error with a hint if there is none.
     pub fn config(&self) -> anyhow::Result<Config> {
         if !self.root.join(config::CONFIG_FILE).exists() {
-            return Err(CommandError::new(format!(
+            return Err(CommandError::usage(format!(
                 "{} not found in {}",
                 config::CONFIG_FILE,
                 self.root.display()
@@ -91,7 +73,7 @@ impl Context {
     pub fn select_dirs(&self, args: &[String]) -> anyhow::Result<Vec<BundleDir>> {
         let all = changeset::source::discover(&self.root)?;
         if all.is_empty() && args.is_empty() {
-            return Err(CommandError::new(format!(
+            return Err(CommandError::usage(format!(
                 "no changesets in {}",
                 changeset::changesets_dir(&self.root).display()
             ))
@@ -116,9 +98,15 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(dir) => dir.clone(),
         None => std::env::current_dir()?,
     };
+    // One current-thread runtime for the whole process: promoter does one
+    // thing at a time, and a signal handler needs a runtime to run on.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let ctx = Context {
         root,
         json: cli.json,
+        runtime,
     };
     match cli.command {
         Command::Init => init::run(&ctx),
@@ -141,5 +129,5 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// Exit code for "ran fine, but what was checked does not hold".
 pub fn failed() -> ExitCode {
-    ExitCode::from(1)
+    ExitCode::from(ErrorKind::CheckFailed.exit_code())
 }

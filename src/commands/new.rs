@@ -65,7 +65,7 @@ pub fn run(ctx: &Context, args: &NewArgs) -> anyhow::Result<ExitCode> {
     ] {
         let path = dir.join(name);
         if path.exists() {
-            return Err(CommandError::new(format!(
+            return Err(CommandError::usage(format!(
                 "{} already exists",
                 ctx.relative(&path).display()
             ))
@@ -81,13 +81,13 @@ pub fn run(ctx: &Context, args: &NewArgs) -> anyhow::Result<ExitCode> {
     if ctx.json {
         output::print_json(&view)?;
     } else {
-        output::print(&format!("created {}/", view.path));
+        output::print(&format!("created {}/", view.path))?;
         for f in &view.files {
-            output::print(&format!("  {f}"));
+            output::print(&format!("  {f}"))?;
         }
         output::print(&format!(
             "\nnext: write the SQL, `promoter seal {id}`, try it with `promoter apply dev`, then `promoter sign {id} --key FILE`"
-        ));
+        ))?;
     }
     Ok(ExitCode::SUCCESS)
 }

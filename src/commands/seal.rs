@@ -38,7 +38,7 @@ pub fn run(ctx: &Context, args: &SealArgs) -> anyhow::Result<ExitCode> {
         let scan = crate::sql::scan_bundle(&bundle)?;
         if let Some(first) = scan.problems.first() {
             let all: Vec<String> = scan.problems.iter().map(ToString::to_string).collect();
-            return Err(CommandError::new(all.join("\n"))
+            return Err(CommandError::usage(all.join("\n"))
                 .with_hint(first.hint())
                 .into());
         }
@@ -65,7 +65,7 @@ pub fn run(ctx: &Context, args: &SealArgs) -> anyhow::Result<ExitCode> {
                         .map(|s| format!("{}/{SIGNATURES_DIR}/{}", bundle.location, s.name))
                         .collect();
                     if !args.force {
-                        return Err(CommandError::new(format!(
+                        return Err(CommandError::usage(format!(
                             "{}: content changed since it was sealed and signed; resealing would invalidate {}",
                             bundle.location,
                             names.join(", ")
@@ -103,16 +103,22 @@ pub fn run(ctx: &Context, args: &SealArgs) -> anyhow::Result<ExitCode> {
         });
     }
     if ctx.json {
-        output::print_json(&views)?;
+        /// JSON: `promoter --json seal`.
+        #[derive(Serialize)]
+        struct SealedView<'a> {
+            /// One entry per changeset, in id order.
+            changesets: &'a [SealView],
+        }
+        output::print_json(&SealedView { changesets: &views })?;
         return Ok(ExitCode::SUCCESS);
     }
     for v in &views {
         output::print(&format!(
             "{:<9} {}  {}  ({} files)",
             v.result, v.id, v.bundle_hash, v.files
-        ));
+        ))?;
         for r in &v.removed_signatures {
-            output::print(&format!("          removed stale signature {r}"));
+            output::print(&format!("          removed stale signature {r}"))?;
         }
         for w in &v.warnings {
             output::eprint(&format!("warning: {w}"));

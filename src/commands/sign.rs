@@ -1,12 +1,12 @@
 //! `promoter sign` and `promoter approve`: detached signatures over `SHA256SUMS`.
 
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use anyhow::Context as _;
 use serde::Serialize;
 
-use super::{CommandError, Context, target};
+use super::{CommandError, Context};
 use crate::changeset::{Bundle, SIGNATURES_DIR};
 use crate::cli::{ApproveArgs, KeySource, SignArgs};
 use crate::ledger::Entry;
@@ -79,16 +79,22 @@ fn tested_ledger(ctx: &Context, tested_in: Option<&str>) -> anyhow::Result<(Stri
             .find(|e| e.config.require.get(CUSTOMER_ROLE).is_some_and(|n| *n > 0))
             .and_then(|e| e.config.promote_from.clone())
             .ok_or_else(|| {
-                CommandError::new("cannot tell which environment the customer tested in").with_hint(
-                    "pass --tested-in ENV, or --offline to approve without checking a ledger",
-                )
+                CommandError::usage("cannot tell which environment the customer tested in")
+                    .with_hint(
+                        "pass --tested-in ENV, or --offline to approve without checking a ledger",
+                    )
             })?,
     };
     let env = config.environment(&name)?;
-    let entries = target::runtime()?
-        .block_on(target::read_ledger(&config, &env, Some(Duration::from_secs(10))))
+    let entries = ctx
+        .block_on(crate::engine::read_ledger(&env, &config.file.ledger_schema))
+        .map(|l| l.entries)
         .map_err(|e| {
-            CommandError::new(format!("cannot read {name}'s ledger to check what was tested: {e}"))
+            let kind = match e {
+                crate::db::DbError::Connect { .. } => super::ErrorKind::Unreachable,
+                _ => super::ErrorKind::Refused,
+            };
+            CommandError::new(kind, format!("cannot read {name}'s ledger to check what was tested: {e}"))
                 .with_hint("approve from where the test environment is reachable, or pass --offline (the approval then binds no ledger entry)")
         })?;
     Ok((name, entries))
@@ -133,7 +139,7 @@ fn sign(
     let role = keyrings
         .role_of(&fingerprint)
         .ok_or_else(|| {
-            CommandError::new(format!(
+            CommandError::usage(format!(
                 "certificate {fingerprint}{} is in no role keyring ({})",
                 if userid.is_empty() { String::new() } else { format!(" ({userid})") },
                 keyrings.dirs()
@@ -143,7 +149,7 @@ fn sign(
         .to_owned();
     if let Some(required) = required_role.filter(|r| *r != role) {
         {
-            return Err(CommandError::new(format!(
+            return Err(CommandError::usage(format!(
                 "certificate {fingerprint} is in the {role} keyring; approval needs a {required} key"
             ))
             .with_hint(format!(
@@ -170,13 +176,13 @@ fn sign(
                 .rev()
                 .find(|e| e.changeset_id == id && e.status.is_applied())
                 .ok_or_else(|| {
-                    CommandError::new(format!(
+                    CommandError::refused(format!(
                         "{id} is not applied to {env}: a customer approves what was tested there"
                     ))
                     .with_hint(format!("promote it to {env} and test it first"))
                 })?;
-            if entry.bundle_hash.trim() != hash {
-                return Err(CommandError::new(format!(
+            if entry.bundle_hash.to_hex() != hash {
+                return Err(CommandError::refused(format!(
                     "{id}: {env} tested bundle {}, but the work tree has {hash}; refusing to approve an untested bundle",
                     entry.bundle_hash
                 ))
@@ -211,7 +217,13 @@ fn sign(
         });
     }
     if ctx.json {
-        output::print_json(&views)?;
+        /// JSON: `promoter --json sign` and `approve`.
+        #[derive(Serialize)]
+        struct SignedView<'a> {
+            /// One signature per changeset, in id order.
+            signatures: &'a [SignView],
+        }
+        output::print_json(&SignedView { signatures: &views })?;
     } else {
         let verb = if required_role.is_some() {
             "approved"
@@ -222,8 +234,8 @@ fn sign(
             output::print(&format!(
                 "{verb} {}  {}  as {} {}",
                 v.id, v.bundle_hash, v.role, v.fingerprint
-            ));
-            output::print(&format!("  wrote {}", v.file));
+            ))?;
+            output::print(&format!("  wrote {}", v.file))?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -243,7 +255,7 @@ fn refuse_modified(bundle: &Bundle) -> anyhow::Result<()> {
         .iter()
         .map(|p| format!("  {}/{p}", bundle.location))
         .collect();
-    Err(CommandError::new(format!(
+    Err(CommandError::usage(format!(
         "{}: files differ from SHA256SUMS; refusing to sign\n{}",
         bundle.id,
         list.join("\n")
@@ -271,7 +283,7 @@ fn check_own_signature(
     );
     for r in &reports {
         if let Verdict::Bad(why) = &r.verdict {
-            return Err(CommandError::new(format!(
+            return Err(CommandError::usage(format!(
                 "{id}: the new signature does not verify: {why}"
             ))
             .into());

@@ -2,16 +2,18 @@
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use serde::Serialize;
 
 use super::Context;
-use super::target::{self, Checked};
-use crate::changeset::{self, Bundle};
+use crate::changeset::{self, Bundle, Sha256Digest};
+use crate::check::check_bundle;
 use crate::cli::StatusArgs;
-use crate::ledger::{Entry, Status};
+use crate::engine;
+use crate::ledger::Entry;
 use crate::output;
+use crate::status::{self, Cell, State};
 
 /// JSON: one environment of `status`.
 #[derive(Serialize)]
@@ -28,17 +30,29 @@ struct EnvView {
 
 /// JSON: one changeset in one environment.
 #[derive(Serialize)]
-struct Cell {
-    /// `applied`, `modified` (applied, but the bundle changed since), `pending`,
-    /// `failed`, `running` (a non-transactional changeset in progress or
-    /// interrupted), `resolved-rolled-back`, `absent` (ledger-only rows) or `unreachable`.
-    state: String,
-    /// When it was applied or failed (RFC 3339, UTC).
+struct CellView {
+    /// `applied`, `modified` (applied, but the bundle changed since),
+    /// `pending`, `failed`, `running` (being applied now), `interrupted` (a
+    /// `running` row no promoter is working on), `resolved-rolled-back`,
+    /// `absent` (ledger-only rows) or `unreachable`.
+    state: State,
+    /// When it was applied or last attempted (RFC 3339, UTC).
     at: Option<String>,
     /// `os_user@host` that applied it.
     by: Option<String>,
     /// What is missing for a pending one (`needs 1 customer`), the first line of a failure, or why it is modified.
     detail: Option<String>,
+}
+
+impl From<Cell> for CellView {
+    fn from(c: Cell) -> Self {
+        Self {
+            state: c.state,
+            at: c.at.map(output::format_micros),
+            by: c.by,
+            detail: c.detail,
+        }
+    }
 }
 
 /// JSON: one changeset row of `status`.
@@ -47,9 +61,9 @@ struct ChangesetView {
     /// Changeset id, `NNNN-slug`.
     id: String,
     /// sha256 of its `SHA256SUMS`; null if unsealed or only known to a ledger.
-    bundle_hash: Option<String>,
+    bundle_hash: Option<Sha256Digest>,
     /// Environment name → its state there.
-    environments: BTreeMap<String, Cell>,
+    environments: BTreeMap<String, CellView>,
 }
 
 /// JSON: `promoter --json status`.
@@ -74,11 +88,15 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> anyhow::Result<ExitCode> {
             .collect::<Result<_, _>>()?,
     };
     let pipeline = config.pipeline();
-    let ledgers: Vec<Result<Vec<Entry>, String>> = target::runtime()?.block_on(async {
+    let schema = &config.file.ledger_schema;
+    let ledgers: Vec<Result<engine::Ledger, String>> = ctx.block_on(async {
         let mut out = Vec::new();
         for env in &pipeline {
-            let r = target::read_ledger(&config, env, Some(Duration::from_secs(5))).await;
-            out.push(r.map_err(|e| e.to_string()));
+            out.push(
+                engine::read_ledger(env, schema)
+                    .await
+                    .map_err(|e| e.to_string()),
+            );
         }
         out
     });
@@ -88,88 +106,39 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> anyhow::Result<ExitCode> {
             .iter()
             .zip(&ledgers)
             .map(|(env, l)| EnvView {
-                name: env.name.to_owned(),
+                name: env.name.clone(),
                 reachable: l.is_ok(),
                 error: l.as_ref().err().cloned(),
-                applied: l.as_ref().map_or(0, |e| target::applied(e).len()),
+                applied: l
+                    .as_ref()
+                    .map_or(0, |l| crate::ledger::applied(&l.entries).len()),
             })
             .collect(),
         changesets: Vec::new(),
     };
-    for bundle in bundles {
+    for bundle in &bundles {
+        let hash = bundle.hash();
+        // Checked at most once, and only if some environment has it pending.
+        let mut signers: Option<BTreeMap<String, usize>> = None;
         let mut cells = BTreeMap::new();
-        let hash = bundle.hash().map(|h| h.to_hex());
-        let mut checked: Option<Checked> = None;
         for (env, ledger) in pipeline.iter().zip(&ledgers) {
             let cell = match ledger {
-                Err(_) => Cell {
-                    state: "unreachable".into(),
-                    at: None,
-                    by: None,
-                    detail: None,
-                },
-                Ok(entries) => {
-                    let rows: Vec<&Entry> = entries
+                Err(_) => status::unreachable(),
+                Ok(l) => {
+                    let rows: Vec<&Entry> = l
+                        .entries
                         .iter()
                         .filter(|e| e.changeset_id == bundle.id.as_str())
                         .collect();
-                    let applied = rows.iter().rev().find(|e| e.status.is_applied());
-                    let last = rows.last();
-                    match (applied, last) {
-                        (Some(a), _) => Cell {
-                            state: if Some(&a.bundle_hash) == hash.as_ref() {
-                                "applied"
-                            } else {
-                                "modified"
-                            }
-                            .into(),
-                            at: Some(target::time(a.finished_at.unwrap_or(a.started_at))),
-                            by: Some(format!("{}@{}", a.os_user, a.host)),
-                            detail: (Some(&a.bundle_hash) != hash.as_ref()).then(|| {
-                                format!(
-                                    "applied {}, now {}",
-                                    &a.bundle_hash[..12],
-                                    hash.as_deref().map_or("unsealed", |h| &h[..12])
-                                )
-                            }),
-                        },
-                        (None, Some(l)) if matches!(l.status, Status::Failed | Status::Running) => {
-                            Cell {
-                                state: l.status.as_str().into(),
-                                at: Some(target::time(l.started_at)),
-                                by: Some(format!("{}@{}", l.os_user, l.host)),
-                                detail: l
-                                    .error
-                                    .as_ref()
-                                    .map(|e| e.lines().next().unwrap_or("").to_owned()),
-                            }
-                        }
-                        _ => {
-                            let c = checked.get_or_insert_with(|| {
-                                Checked::new(&keyrings, bundle.clone(), &BTreeMap::new(), now)
-                            });
-                            let missing: Vec<String> =
-                                crate::signing::shortfalls(&env.config.require, &c.check.signers)
-                                    .iter()
-                                    .map(|s| format!("{} {}", s.need - s.have, s.role))
-                                    .collect();
-                            Cell {
-                                state: "pending".into(),
-                                at: None,
-                                by: None,
-                                detail: if hash.is_none() {
-                                    Some("not sealed".into())
-                                } else if missing.is_empty() {
-                                    None
-                                } else {
-                                    Some(format!("needs {}", missing.join(", ")))
-                                },
-                            }
-                        }
-                    }
+                    status::cell(&rows, hash, l.locked, || {
+                        let s = signers.get_or_insert_with(|| {
+                            check_bundle(&keyrings, bundle, None, now).signers
+                        });
+                        crate::signing::shortfalls(&env.config.require, s)
+                    })
                 }
             };
-            cells.insert(env.name.to_owned(), cell);
+            cells.insert(env.name.clone(), CellView::from(cell));
         }
         view.changesets.push(ChangesetView {
             id: bundle.id.to_string(),
@@ -178,13 +147,12 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> anyhow::Result<ExitCode> {
         });
     }
     // Changesets a ledger knows that the work tree (or rev) no longer has.
-    let known: Vec<String> = view.changesets.iter().map(|c| c.id.clone()).collect();
     let mut orphans: Vec<&str> = ledgers
         .iter()
         .flatten()
-        .flatten()
+        .flat_map(|l| l.entries.iter())
         .map(|e| e.changeset_id.as_str())
-        .filter(|id| !known.iter().any(|k| k == id))
+        .filter(|id| !bundles.iter().any(|b| b.id.as_str() == *id))
         .collect();
     orphans.sort_unstable();
     orphans.dedup();
@@ -193,21 +161,14 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> anyhow::Result<ExitCode> {
             .iter()
             .zip(&ledgers)
             .map(|(env, ledger)| {
-                let last = ledger
-                    .as_ref()
-                    .ok()
-                    .and_then(|rows| rows.iter().rev().find(|e| e.changeset_id == id));
-                let cell = Cell {
-                    state: match (ledger, last) {
-                        (Err(_), _) => "unreachable".into(),
-                        (Ok(_), None) => "absent".into(),
-                        (Ok(_), Some(e)) => e.status.as_str().into(),
-                    },
-                    at: last.map(|e| target::time(e.finished_at.unwrap_or(e.started_at))),
-                    by: last.map(|e| format!("{}@{}", e.os_user, e.host)),
-                    detail: last.map(|_| "not in the work tree".to_owned()),
+                let cell = match ledger {
+                    Err(_) => status::unreachable(),
+                    Ok(l) => status::orphan(
+                        l.entries.iter().rev().find(|e| e.changeset_id == id),
+                        l.locked,
+                    ),
                 };
-                (env.name.to_owned(), cell)
+                (env.name.clone(), CellView::from(cell))
             })
             .collect();
         view.changesets.push(ChangesetView {
@@ -216,9 +177,20 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> anyhow::Result<ExitCode> {
             environments,
         });
     }
+    let attention = view
+        .changesets
+        .iter()
+        .flat_map(|c| c.environments.values())
+        .any(|c| c.state.needs_attention())
+        || view.environments.iter().any(|e| !e.reachable);
+    let code = if args.exit_code && attention {
+        super::failed()
+    } else {
+        ExitCode::SUCCESS
+    };
     if ctx.json {
         output::print_json(&view)?;
-        return Ok(ExitCode::SUCCESS);
+        return Ok(code);
     }
     let mut rows = vec![{
         let mut h = vec!["CHANGESET".to_owned(), "BUNDLE".to_owned()];
@@ -228,14 +200,12 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> anyhow::Result<ExitCode> {
     for c in &view.changesets {
         let mut row = vec![
             c.id.clone(),
-            c.bundle_hash
-                .as_deref()
-                .map_or("-".into(), |h| h[..12].to_owned()),
+            c.bundle_hash.map_or("-".into(), |h| h.short()),
         ];
         for env in &pipeline {
-            let cell = &c.environments[env.name];
-            let mut text = cell.state.clone();
-            if cell.state == "applied"
+            let cell = &c.environments[&env.name];
+            let mut text = cell.state.as_str().to_owned();
+            if cell.state == State::Applied
                 && let Some(at) = &cell.at
             {
                 text = format!("applied {}", &at[..10]);
@@ -247,13 +217,15 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> anyhow::Result<ExitCode> {
         }
         rows.push(row);
     }
-    for line in output::table(&rows) {
-        output::print(&line);
-    }
+    let printed = output::table(&rows)
+        .iter()
+        .try_for_each(|line| output::print(line));
+    // `status | head` is normal; the exit code still says what status found.
+    output::unless_closed(printed)?;
     for e in &view.environments {
         if let Some(err) = &e.error {
             output::eprint(&format!("warning: {} unreachable: {err}", e.name));
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(code)
 }

@@ -6,6 +6,7 @@
 
 use std::fmt;
 use std::io::{BufReader, Read};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use sqlx::postgres::{PgConnection, PgDatabaseError, PgErrorPosition};
 use sqlx::{AssertSqlSafe, Connection};
@@ -65,8 +66,22 @@ pub enum ExecError {
         "{file}: changed while it was being applied (its sha256 no longer matches SHA256SUMS); rolled back"
     )]
     Modified { file: String },
+    /// Stopped by Ctrl-C or SIGTERM: the running statement was cancelled, or
+    /// the next one was not started.
+    #[error("interrupted (Ctrl-C or SIGTERM){}", at.as_ref().map(|a| format!(" at {a}")).unwrap_or_default())]
+    Interrupted { at: Option<String> },
     #[error("{0}")]
     Db(#[from] DbError),
+}
+
+impl ExecError {
+    /// Where the failing statement is, when a statement failed.
+    pub fn statement(&self) -> Option<&StatementError> {
+        match self {
+            Self::Statement(s) => Some(s),
+            _ => None,
+        }
+    }
 }
 
 /// One script ready to run: its name, its bytes, the digest the manifest expects.
@@ -150,6 +165,7 @@ pub async fn run_scripts(
     scripts: Vec<ScriptSource>,
     in_transaction: bool,
     done: &mut i64,
+    stop: &AtomicBool,
 ) -> Result<(), ExecError> {
     for script in scripts {
         let file = script.file;
@@ -195,15 +211,28 @@ pub async fn run_scripts(
                         }
                         _ => {}
                     }
-                    if stmt.is_copy_from_stdin() {
-                        copy_in(conn, &file, &stmt, &mut splitter).await?;
+                    let at = || Some(format!("{file}:{}", stmt.line));
+                    if stop.load(Ordering::SeqCst) {
+                        return Err(ExecError::Interrupted { at: at() });
+                    }
+                    let ran = if stmt.is_copy_from_stdin() {
+                        copy_in(conn, &file, &stmt, &mut splitter).await
                     } else {
                         sqlx::raw_sql(AssertSqlSafe(stmt.text.as_str()))
                             .execute(&mut *conn)
                             .await
-                            .map_err(|e| statement_error(&file, &stmt, &e, None))?;
+                            .map(|_| ())
+                            .map_err(|e| statement_error(&file, &stmt, &e, None))
+                    };
+                    match ran {
+                        // A cancel that arrives as the statement ends lets it
+                        // finish: it counts, and the run stops before the next.
+                        Ok(()) => *done += 1,
+                        Err(_) if stop.load(Ordering::SeqCst) => {
+                            return Err(ExecError::Interrupted { at: at() });
+                        }
+                        Err(e) => return Err(e),
                     }
-                    *done += 1;
                 }
             }
         }
@@ -357,6 +386,7 @@ pub async fn apply(
     env: &str,
     app: Application,
     scripts: Vec<ScriptSource>,
+    stop: &AtomicBool,
 ) -> Result<Outcome, DbError> {
     let schema = app.ledger_schema.as_str();
     let mut entry = app.entry;
@@ -366,7 +396,7 @@ pub async fn apply(
         TransactionMode::PerChangeset => {
             let mut tx = conn.begin().await.map_err(|e| DbError::query(env, e))?;
             entry.schema_before = Some(fingerprint::fingerprint(&mut tx, env, schema).await?);
-            let run = run_scripts(&mut tx, scripts, true, &mut done).await;
+            let run = run_scripts(&mut tx, scripts, true, &mut done, stop).await;
             match run {
                 Ok(()) => {
                     entry.schema_after =
@@ -395,7 +425,7 @@ pub async fn apply(
             let mut running = entry.clone();
             running.status = Status::Running;
             append_alone(conn, env, schema, &mut running).await?;
-            let run = run_scripts(conn, scripts, false, &mut done).await;
+            let run = run_scripts(conn, scripts, false, &mut done, stop).await;
             if run.is_err() {
                 // A script may have failed inside its own BEGIN block; end it so
                 // the session can record the failure.

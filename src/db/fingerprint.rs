@@ -96,11 +96,11 @@ pub async fn fingerprint(
     conn: &mut PgConnection,
     env: &str,
     ledger_schema: &str,
-) -> Result<String, DbError> {
+) -> Result<Sha256Digest, DbError> {
     Ok(of_catalog(&catalog(conn, env, ledger_schema).await?))
 }
 
 /// The fingerprint of catalog entries.
-pub fn of_catalog(entries: &[String]) -> String {
-    Sha256Digest::of(entries.join("\n").as_bytes()).to_hex()
+pub fn of_catalog(entries: &[String]) -> Sha256Digest {
+    Sha256Digest::of(entries.join("\n").as_bytes())
 }

@@ -6,6 +6,7 @@ use sqlx::postgres::{PgConnection, PgRow};
 use sqlx::{AssertSqlSafe, Row};
 
 use super::DbError;
+use crate::changeset::Sha256Digest;
 use crate::ledger::{Entry, Status};
 
 /// Layout version this promoter writes and reads.
@@ -113,32 +114,82 @@ const COLUMNS: &str = "seq, changeset_id, bundle_hash, environment, status, sign
     (extract(epoch FROM finished_at) * 1000000)::bigint, \
     schema_before, schema_after, statements, error, note, prev_hash, entry_hash";
 
-fn from_row(row: &PgRow) -> Result<Entry, sqlx::Error> {
+/// Why a stored row cannot be read as an [`Entry`].
+#[derive(Debug)]
+enum RowError {
+    Sql(sqlx::Error),
+    /// A value promoter never writes; names the row and column.
+    Malformed {
+        seq: i64,
+        reason: String,
+    },
+}
+
+impl From<sqlx::Error> for RowError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Sql(e)
+    }
+}
+
+fn from_row(row: &PgRow) -> Result<Entry, RowError> {
+    let seq: i64 = row.try_get(0)?;
+    let malformed = |reason: String| RowError::Malformed { seq, reason };
+    // char(64) pads a short value with spaces; a digest is exactly 64 hex digits.
+    let digest = |index: usize, column: &str| -> Result<Option<Sha256Digest>, RowError> {
+        let text: Option<String> = row.try_get(index)?;
+        text.map(|t| {
+            Sha256Digest::from_hex(&t).ok_or_else(|| {
+                malformed(format!(
+                    "{column} is not a sha256 digest (64 lower-case hex digits): {:?}",
+                    t.chars().take(80).collect::<String>()
+                ))
+            })
+        })
+        .transpose()
+    };
+    let required = |index: usize, column: &str| -> Result<Sha256Digest, RowError> {
+        digest(index, column)?.ok_or_else(|| malformed(format!("{column} is NULL")))
+    };
     let status: String = row.try_get(4)?;
     Ok(Entry {
-        seq: row.try_get(0)?,
+        seq,
         changeset_id: row.try_get(1)?,
-        bundle_hash: row.try_get(2)?,
+        bundle_hash: required(2, "bundle_hash")?,
         environment: row.try_get(3)?,
         status: Status::parse(&status)
-            .ok_or_else(|| sqlx::Error::Decode(format!("unknown status `{status}`").into()))?,
+            .ok_or_else(|| malformed(format!("unknown status {status:?}")))?,
         signers: row.try_get(5)?,
         promoted_from: row.try_get(6)?,
-        promoted_from_entry: row.try_get(7)?,
+        promoted_from_entry: digest(7, "promoted_from_entry")?,
         git_commit: row.try_get(8)?,
         os_user: row.try_get(9)?,
         host: row.try_get(10)?,
         db_role: row.try_get(11)?,
         started_at: row.try_get(12)?,
         finished_at: row.try_get(13)?,
-        schema_before: row.try_get(14)?,
-        schema_after: row.try_get(15)?,
+        schema_before: digest(14, "schema_before")?,
+        schema_after: digest(15, "schema_after")?,
         statements: row.try_get(16)?,
         error: row.try_get(17)?,
         note: row.try_get(18)?,
-        prev_hash: row.try_get(19)?,
-        entry_hash: row.try_get(20)?,
+        prev_hash: required(19, "prev_hash")?,
+        entry_hash: required(20, "entry_hash")?,
     })
+}
+
+fn row_error(env: &str, schema: &str, e: RowError) -> DbError {
+    match e {
+        RowError::Sql(e) => DbError::query(
+            env,
+            format!("reading {schema}.ledger: {}", super::describe(&e)),
+        ),
+        RowError::Malformed { seq, reason } => DbError::MalformedLedger {
+            env: env.to_owned(),
+            schema: schema.to_owned(),
+            seq,
+            reason,
+        },
+    }
 }
 
 /// Every row, in `seq` order; empty if the ledger does not exist yet.
@@ -155,12 +206,7 @@ pub async fn load(conn: &mut PgConnection, env: &str, schema: &str) -> Result<Ve
     rows.iter()
         .map(from_row)
         .collect::<Result<_, _>>()
-        .map_err(|e| {
-            DbError::query(
-                env,
-                format!("reading {schema}.ledger: {}", super::describe(&e)),
-            )
-        })
+        .map_err(|e| row_error(env, schema, e))
 }
 
 /// The last row, to chain the next one to.
@@ -175,12 +221,10 @@ pub async fn last(
     .fetch_optional(&mut *conn)
     .await
     .map_err(|e| DbError::query(env, e))?;
-    row.as_ref().map(from_row).transpose().map_err(|e| {
-        DbError::query(
-            env,
-            format!("reading {schema}.ledger: {}", super::describe(&e)),
-        )
-    })
+    row.as_ref()
+        .map(from_row)
+        .transpose()
+        .map_err(|e| row_error(env, schema, e))
 }
 
 /// Chains `entry` to the last row and inserts it, on `conn` (inside the
@@ -208,25 +252,25 @@ pub async fn append(
     sqlx::query(AssertSqlSafe(sql))
         .bind(entry.seq)
         .bind(&entry.changeset_id)
-        .bind(&entry.bundle_hash)
+        .bind(entry.bundle_hash.to_hex())
         .bind(&entry.environment)
         .bind(entry.status.as_str())
         .bind(&entry.signers)
         .bind(&entry.promoted_from)
-        .bind(&entry.promoted_from_entry)
+        .bind(entry.promoted_from_entry.map(Sha256Digest::to_hex))
         .bind(&entry.git_commit)
         .bind(&entry.os_user)
         .bind(&entry.host)
         .bind(&entry.db_role)
         .bind(entry.started_at)
         .bind(entry.finished_at)
-        .bind(&entry.schema_before)
-        .bind(&entry.schema_after)
+        .bind(entry.schema_before.map(Sha256Digest::to_hex))
+        .bind(entry.schema_after.map(Sha256Digest::to_hex))
         .bind(entry.statements)
         .bind(&entry.error)
         .bind(&entry.note)
-        .bind(&entry.prev_hash)
-        .bind(&entry.entry_hash)
+        .bind(entry.prev_hash.to_hex())
+        .bind(entry.entry_hash.to_hex())
         .execute(&mut *conn)
         .await
         .map_err(|e| {

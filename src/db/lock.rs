@@ -36,6 +36,7 @@ async fn holder(conn: &mut PgConnection, key: i64) -> Option<(i32, String, Strin
                 coalesce(to_char(a.backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), '?') \
            FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
           WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 \
+            AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
             AND l.classid = (($1 >> 32) & 4294967295)::oid AND l.objid = ($1 & 4294967295)::oid \
           LIMIT 1",
     )
@@ -89,7 +90,36 @@ pub async fn acquire(
     }
 }
 
+/// Whether some session holds the lock in this database (read-only: for
+/// `status`, which must never take it).
+pub async fn is_held(conn: &mut PgConnection, key: i64) -> bool {
+    holder(conn, key).await.is_some()
+}
+
 impl Lock {
+    /// Asks the server to cancel the statement running in backend `pid` (the
+    /// lock's connection is idle, so it can ask while the work connection is
+    /// busy). Returns whether the request was delivered.
+    pub async fn cancel(&mut self, pid: i32) -> bool {
+        sqlx::query_scalar::<_, bool>("SELECT pg_cancel_backend($1)")
+            .bind(pid)
+            .fetch_one(&mut self.conn)
+            .await
+            .unwrap_or(false)
+    }
+
+    /// Whether backend `pid` is idle: not running a statement nor inside a
+    /// transaction. The lock is released only then.
+    pub async fn backend_idle(&mut self, pid: i32) -> bool {
+        sqlx::query_scalar::<_, bool>(
+            "SELECT coalesce((SELECT state = 'idle' FROM pg_stat_activity WHERE pid = $1), true)",
+        )
+        .bind(pid)
+        .fetch_one(&mut self.conn)
+        .await
+        .unwrap_or(true)
+    }
+
     /// Releases the lock and closes its connection.
     pub async fn release(mut self) {
         let _ = sqlx::query("SELECT pg_advisory_unlock($1)")

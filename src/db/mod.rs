@@ -7,18 +7,18 @@
 //! - [`fingerprint`]: a hash of the normalized catalog.
 //! - [`executor`]: runs a bundle's scripts statement by statement.
 
+pub mod conninfo;
 pub mod executor;
 pub mod fingerprint;
 pub mod ledger;
 pub mod lock;
 
-use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::Connection;
-use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::postgres::PgConnection;
 
-use crate::config::redact_url;
+use conninfo::redact;
 
 /// Errors talking to a database; each names the environment.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +47,13 @@ pub enum DbError {
         user: String,
         since: String,
         waited: u64,
+    },
+    #[error("{env}: {schema}.ledger row #{seq} is malformed: {reason}")]
+    MalformedLedger {
+        env: String,
+        schema: String,
+        seq: i64,
+        reason: String,
     },
     #[error(
         "{env}: the ledger {schema}.ledger has layout version {found}; this promoter knows up to {known}. Upgrade promoter"
@@ -100,21 +107,24 @@ pub fn describe(e: &sqlx::Error) -> String {
 }
 
 /// Per-connection settings from `environments.yaml`.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Settings {
+    /// PostgreSQL's `statement_timeout`, passed on as given.
     pub statement_timeout: Option<String>,
+    /// PostgreSQL's `lock_timeout`, passed on as given.
     pub lock_timeout: Option<String>,
-    pub connect_timeout: Option<Duration>,
+    /// How long to wait for the connection itself.
+    pub connect_timeout: Duration,
 }
 
 /// Opens a connection to environment `env`.
 pub async fn connect(env: &str, url: &str, settings: &Settings) -> Result<PgConnection, DbError> {
-    let shown = redact_url(url);
-    let mut options = PgConnectOptions::from_str(url)
-        .map_err(|e| DbError::BadUrl {
+    let shown = redact(url);
+    let mut options = conninfo::parse(url)
+        .map_err(|message| DbError::BadUrl {
             env: env.to_owned(),
             url: shown.clone(),
-            message: strip_url(&e.to_string(), url, &shown),
+            message: strip_url(&message, url, &shown),
         })?
         .application_name(&format!("promoter {env}"));
     let mut params: Vec<(&str, &str)> = Vec::new();
@@ -127,18 +137,23 @@ pub async fn connect(env: &str, url: &str, settings: &Settings) -> Result<PgConn
     if !params.is_empty() {
         options = options.options(params);
     }
-    let connecting = PgConnection::connect_with(&options);
-    let result = match settings.connect_timeout {
-        Some(limit) => tokio::time::timeout(limit, connecting)
-            .await
-            .unwrap_or_else(|_| Err(sqlx::Error::PoolTimedOut)),
-        None => connecting.await,
-    };
+    let result = tokio::time::timeout(
+        settings.connect_timeout,
+        PgConnection::connect_with(&options),
+    )
+    .await
+    .unwrap_or_else(|_| Err(sqlx::Error::PoolTimedOut));
     result.map_err(|e| DbError::Connect {
         env: env.to_owned(),
         url: shown.clone(),
         message: match e {
-            sqlx::Error::PoolTimedOut => "timed out".to_owned(),
+            sqlx::Error::PoolTimedOut => {
+                format!(
+                    "timed out after {} s",
+                    settings.connect_timeout.as_secs_f64()
+                )
+            }
+            sqlx::Error::Tls(e) => strip_url(&format!("TLS: {e}"), url, &shown),
             other => strip_url(&describe(&other), url, &shown),
         },
     })

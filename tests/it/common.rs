@@ -67,6 +67,15 @@ pub fn psql(url: &str, sql: &str) -> Run {
     Run::from(out)
 }
 
+/// The login name of this process's user, as promoter records it.
+pub fn os_user() -> String {
+    let out = std::process::Command::new("id")
+        .arg("-un")
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
 /// What a command printed, with its exit code.
 #[derive(Debug)]
 pub struct Run {

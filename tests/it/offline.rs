@@ -112,8 +112,9 @@ fn new_user_session_with_gpg_and_a_customer_approval() {
 
     let json = t.promoter(&["--json", "verify", "--for", "prd"]).ok();
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
-    assert_eq!(v[0]["signers"]["developer"], 2);
-    assert_eq!(v[0]["signers"]["customer"], 1);
+    assert_eq!(v["format_version"], 1);
+    assert_eq!(v["changesets"][0]["signers"]["developer"], 2);
+    assert_eq!(v["changesets"][0]["signers"]["customer"], 1);
 }
 
 #[test]
@@ -482,8 +483,8 @@ fn copies_and_subkeys_count_once_and_roles_come_from_keyrings() {
     .unwrap();
     let json = t.promoter(&["--json", "verify", "--for", "qat"]).fails();
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
-    assert_eq!(v[0]["signers"]["developer"], 1);
-    assert_eq!(v[0]["signers"]["customer"], 1);
+    assert_eq!(v["changesets"][0]["signers"]["developer"], 1);
+    assert_eq!(v["changesets"][0]["signers"]["customer"], 1);
 }
 
 #[test]

@@ -105,15 +105,20 @@ fn full_pipeline_dev_to_qat_to_prd_with_ledger_and_audit() {
 
     let ledger: serde_json::Value =
         serde_json::from_str(&t.promoter(&["--json", "ledger", "prd"]).ok()).unwrap();
-    let rows = ledger.as_array().unwrap();
+    let rows = ledger["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 2);
     assert_eq!(rows[1]["changeset_id"], "0002-seed");
     assert_eq!(rows[1]["status"], "applied");
     assert_eq!(rows[1]["promoted_from"], "qat");
-    assert_eq!(rows[1]["os_user"], "tester");
+    // The OS account of the process, not $USER (which anyone can set).
+    assert_eq!(rows[1]["os_user"], crate::common::os_user());
+    assert!(
+        rows[1]["started_at"].as_str().unwrap().ends_with('Z'),
+        "RFC 3339 times: {}",
+        rows[1]["started_at"]
+    );
     assert_eq!(rows[1]["prev_hash"], rows[0]["entry_hash"]);
-    let signers: Vec<serde_json::Value> =
-        serde_json::from_str(rows[0]["signers"].as_str().unwrap()).unwrap();
+    let signers = rows[0]["signers"].as_array().unwrap();
     let roles: Vec<&str> = signers
         .iter()
         .map(|s| s["role"].as_str().unwrap())
@@ -121,6 +126,7 @@ fn full_pipeline_dev_to_qat_to_prd_with_ledger_and_audit() {
     assert_eq!(roles, ["customer", "developer"]);
     let qat: serde_json::Value =
         serde_json::from_str(&t.promoter(&["--json", "ledger", "qat"]).ok()).unwrap();
+    let qat = &qat["rows"];
     assert_eq!(rows[0]["promoted_from_entry"], qat[0]["entry_hash"]);
     assert_eq!(rows[0]["schema_before"], qat[0]["schema_before"]);
     assert_eq!(rows[1]["schema_after"], qat[1]["schema_after"]);
@@ -492,7 +498,7 @@ fn a_held_lock_names_its_holder_and_times_out() {
         &format!("SET application_name = 'held-by-test'; SELECT pg_advisory_lock({key}); SELECT pg_sleep(20)"),
         &format!("SELECT count(*) = 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND objid = ({key} & 4294967295)::oid"),
     );
-    let err = t.promoter(&["apply", "dev", "--lock-timeout", "1"]).fails();
+    let err = t.promoter(&["apply", "dev", "--lock-wait", "1"]).fails();
     drop(held);
     assert!(
         err.contains("another promoter is applying to this database"),
@@ -593,7 +599,7 @@ fn promoting_to_prd_refuses_a_schema_that_drifted_from_qat() {
     p.approve();
     t.sql("prd", "CREATE TABLE hotfix_made_by_hand (id int)");
     let err = t.promoter(&["promote", "qat", "prd", "--yes"]).fails();
-    assert!(err.contains("nothing was applied to prd: its schema differs from qat's when qat applied 0001-customers"), "{err}");
+    assert!(err.contains("nothing was applied to prd:\n  - prd's schema differs from qat's when qat applied 0001-customers"), "{err}");
     assert!(err.contains("--allow-drift"), "{err}");
     assert_eq!(p.snapshot("prd"), "public.hotfix_made_by_hand\n");
     assert!(err.contains("promoter drift qat prd"), "{err}");
@@ -640,21 +646,30 @@ fn apply_and_promote_print_json_when_asked() {
     t.promoter(&["seal"]).ok();
     let plan: serde_json::Value =
         serde_json::from_str(&t.promoter(&["--json", "apply", "dev", "--dry-run"]).ok()).unwrap();
-    assert_eq!(plan[0]["changeset_id"], "0001-a");
+    assert_eq!(plan["dry_run"], true);
+    assert_eq!(plan["planned"][0]["changeset_id"], "0001-a");
+    assert_eq!(plan["applied"].as_array().unwrap().len(), 0);
     let applied: serde_json::Value =
         serde_json::from_str(&t.promoter(&["--json", "apply", "dev"]).ok()).unwrap();
+    let applied = &applied["applied"];
     assert_eq!(applied[0]["changeset_id"], "0001-a");
     assert_eq!(applied[0]["ledger_seq"], 1);
     assert_eq!(applied[0]["statements"], 1);
-    assert_eq!(t.promoter(&["--json", "apply", "dev"]).ok().trim(), "[]");
+    let again: serde_json::Value =
+        serde_json::from_str(&t.promoter(&["--json", "apply", "dev"]).ok()).unwrap();
+    assert_eq!(again["applied"], serde_json::json!([]));
+    assert_eq!(again["planned"], serde_json::json!([]));
     t.commit_all("a");
-    let promoted: serde_json::Value =
-        serde_json::from_str(&t.promoter(&["--json", "promote", "dev", "qat"]).fails())
-            .unwrap_or_default();
-    assert!(
-        promoted.is_null(),
-        "qat needs a developer signature: {promoted}"
-    );
+    // Refused: one JSON object on stdout with the error kind, and exit code 3.
+    let refused = t.promoter(&["--json", "promote", "dev", "qat"]);
+    assert_eq!(refused.code, 3, "{}", refused.all());
+    let v: serde_json::Value = serde_json::from_str(&refused.stdout).unwrap();
+    assert_eq!(v["format_version"], 1);
+    assert_eq!(v["error"]["kind"], "refused");
+    assert_eq!(v["error"]["exit_code"], 3);
+    assert_eq!(v["error"]["changesets"], serde_json::json!(["0001-a"]));
+    assert_eq!(v["error"]["reasons"][0]["kind"], "missing-signatures");
+    assert_eq!(v["error"]["hints"][0], "promoter sign 0001-a");
 }
 
 #[test]

@@ -18,7 +18,7 @@ fn settings() -> insta::Settings {
         (r"\d{4}-\d\d-\d\d", "[DATE]"),
         (r"\d+\.\d\d s", "[SECS] s"),
         (r"/tmp/[^ )\n]+", "[TMP]"),
-        (r"@[A-Za-z0-9.-]+ as", "@[HOST] as"),
+        (r"[A-Za-z0-9_.-]+@[A-Za-z0-9.-]+ as", "[USER]@[HOST] as"),
         // Column widths follow the filtered values (host names differ by machine).
         (r" {2,}", "  "),
     ] {

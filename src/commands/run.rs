@@ -1,0 +1,322 @@
+//! What `apply` and `promote` share in the command layer: resolving the
+//! command line into [`RunOptions`], the [`Hooks`] that print progress on
+//! stderr and ask for confirmation, and rendering the engine's [`Report`] or
+//! [`RunError`] for people and for `--json`.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::{CommandError, ErrorKind};
+use crate::changeset::{ChangesetId, Sha256Digest};
+use crate::cli::RunArgs;
+use crate::engine::{AppliedStep, Event, Hooks, PlannedStep, Report, RunError, RunOptions};
+use crate::error::{ReasonView, StatementView};
+use crate::output;
+use crate::plan::Refusal;
+
+/// Resolves the run flags once; no clap type goes further.
+pub fn options(run: &RunArgs, upto: Option<String>, only: Vec<ChangesetId>) -> RunOptions {
+    RunOptions {
+        dry_run: run.dry_run,
+        assume_yes: run.yes,
+        lock_wait: Duration::from_secs(run.lock_wait),
+        allow_drift: run.allow_drift,
+        upto,
+        only,
+    }
+}
+
+/// Progress on stderr, a line per changeset as it starts and as it ends
+/// (also when stderr is not a terminal: operators read CI logs), and the
+/// confirmation prompt.
+pub struct StderrHooks;
+
+impl Hooks for StderrHooks {
+    fn event(&mut self, event: Event<'_>) {
+        let line = match event {
+            Event::Waiting(w) => w.to_owned(),
+            Event::Starting {
+                env,
+                id,
+                index,
+                total,
+            } => format!("[{index}/{total}] applying {id} to {env} …"),
+            Event::Applied { env, step } => format!(
+                "[ok] {} applied to {env} in {:.2} s",
+                step.changeset_id, step.seconds
+            ),
+            Event::Failed { env, step } => format!(
+                "[{}] {} on {env} (ledger #{})",
+                if step.interrupted {
+                    "interrupted"
+                } else {
+                    "failed"
+                },
+                step.changeset_id,
+                step.ledger_seq
+            ),
+            Event::Interrupting { env, id } => format!(
+                "interrupt: cancelling the running statement of {id} on {env}; it will be rolled back and recorded (press Ctrl-C again to abandon cleanup)"
+            ),
+            Event::Warning(w) => format!("warning: {w}"),
+        };
+        output::eprint(&line);
+    }
+
+    fn confirm(&mut self, env: &str, steps: &[PlannedStep]) -> anyhow::Result<bool> {
+        if !output::stdin_is_terminal() {
+            return Err(CommandError::refused(format!(
+                "{env} asks for confirmation before applying (confirm: true), and there is no terminal to ask on"
+            ))
+            .with_hint("pass --yes to confirm non-interactively")
+            .into());
+        }
+        output::eprint(&format!(
+            "about to apply {} to {env}:",
+            output::plural(steps.len(), "changeset")
+        ));
+        for s in steps {
+            output::eprint(&format!("  {}  {}", s.changeset_id, s.bundle_hash.short()));
+        }
+        eprint!("apply to {env}? [y/N] ");
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+    }
+}
+
+/// JSON: one planned changeset (`--dry-run`, and refused plans).
+#[derive(Serialize)]
+struct PlannedView<'a> {
+    /// Changeset id.
+    changeset_id: &'a str,
+    /// The bundle that would be applied.
+    bundle_hash: Sha256Digest,
+    /// The source ledger entry it is promoted from (promote only).
+    source_entry: Option<Sha256Digest>,
+    /// Distinct good signers per role.
+    signers: &'a std::collections::BTreeMap<String, usize>,
+    /// Whether every check of it passed.
+    ok: bool,
+    /// What refuses it.
+    problems: Vec<ReasonView>,
+}
+
+fn planned_views(planned: &[PlannedStep]) -> Vec<PlannedView<'_>> {
+    planned
+        .iter()
+        .map(|p| PlannedView {
+            changeset_id: &p.changeset_id,
+            bundle_hash: p.bundle_hash,
+            source_entry: p.source_entry,
+            signers: &p.signers,
+            ok: p.problems.is_empty(),
+            problems: p.problems.iter().map(reason).collect(),
+        })
+        .collect()
+}
+
+/// JSON: `apply` and `promote`.
+#[derive(Serialize)]
+struct RunView<'a> {
+    /// The target environment.
+    environment: &'a str,
+    /// The source environment (promote only).
+    from: Option<&'a str>,
+    /// Whether this was `--dry-run` (nothing was changed).
+    dry_run: bool,
+    /// What the plan held, in order.
+    planned: Vec<PlannedView<'a>>,
+    /// What was applied, in order (empty under `--dry-run`).
+    applied: &'a [AppliedStep],
+    /// Warnings that did not stop the run.
+    warnings: &'a [String],
+}
+
+/// A refusal as JSON.
+pub fn reason(r: &Refusal) -> ReasonView {
+    ReasonView {
+        kind: r.kind().to_owned(),
+        changeset: r.changeset().map(str::to_owned),
+        message: r.to_string(),
+        hint: r.hint(),
+    }
+}
+
+/// Prints a successful run: the applied lines (or the plan), or that there
+/// was nothing to do. A closed stdout loses nothing here: the work is done
+/// and the ledger has it.
+pub fn render(report: &Report, json: bool, up_to_date: &str) -> anyhow::Result<ExitCode> {
+    if json {
+        let view = RunView {
+            environment: &report.env,
+            from: report.from.as_deref(),
+            dry_run: report.dry_run,
+            planned: planned_views(&report.planned),
+            applied: &report.applied,
+            warnings: &report.warnings,
+        };
+        output::unless_closed(
+            output::print_json(&view).map_err(|e| std::io::Error::other(e.to_string())),
+        )?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let printed = (|| {
+        if report.planned.is_empty() {
+            return output::print(up_to_date);
+        }
+        if report.dry_run {
+            print_plan(&report.env, &report.planned)?;
+            return output::print("nothing was changed (--dry-run)");
+        }
+        for a in &report.applied {
+            output::print(&format!(
+                "applied {} to {}  ({}, {:.2} s, ledger #{})",
+                a.changeset_id,
+                report.env,
+                output::plural(a.statements as usize, "statement"),
+                a.seconds,
+                a.ledger_seq
+            ))?;
+        }
+        Ok(())
+    })();
+    output::unless_closed(printed)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The plan with every check, failing ones marked.
+fn print_plan(env: &str, planned: &[PlannedStep]) -> std::io::Result<()> {
+    let bad = planned.iter().filter(|p| !p.problems.is_empty()).count();
+    output::print(&format!(
+        "dry run: {} {} to {env}{}:",
+        if bad == 0 { "would apply" } else { "plan for" },
+        output::plural(planned.len(), "changeset"),
+        if bad == 0 {
+            String::new()
+        } else {
+            format!(" ({bad} refused)")
+        }
+    ))?;
+    for p in planned {
+        output::print(&format!("  {}  {}", p.changeset_id, p.bundle_hash))?;
+        if p.problems.is_empty() {
+            let signers: Vec<String> = p.signers.iter().map(|(r, n)| format!("{n} {r}")).collect();
+            output::print("      ok    files match SHA256SUMS; scripts checked")?;
+            output::print(&format!(
+                "      ok    signatures: {}",
+                if signers.is_empty() {
+                    "none needed".to_owned()
+                } else {
+                    signers.join(", ")
+                }
+            ))?;
+        }
+        for problem in &p.problems {
+            output::print(&format!(
+                "      FAIL  {}",
+                problem.to_string().replace('\n', "\n            ")
+            ))?;
+        }
+        if let Some(entry) = p.source_entry {
+            output::print(&format!(
+                "      ok    identical to the bundle in the source ledger (entry {})",
+                entry.short()
+            ))?;
+        }
+    }
+    Ok(())
+}
+
+/// Turns a run that did not complete into the error the user sees, with its
+/// kind (which picks the exit code), every reason, hints, and the partial
+/// progress. Under `--dry-run` a refused plan is printed first.
+pub fn error(err: RunError, dry_run: bool, json: bool) -> anyhow::Error {
+    match err {
+        RunError::Refused {
+            env,
+            refusals,
+            planned,
+        } => {
+            if dry_run && !json && !planned.is_empty() {
+                let _ = print_plan(&env, &planned);
+            }
+            let mut e = CommandError::refused(format!(
+                "nothing was applied to {env}:\n{}",
+                refusals
+                    .iter()
+                    .map(|r| format!("  - {}", r.to_string().replace('\n', "\n    ")))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            ));
+            let mut hints: Vec<String> = refusals.iter().filter_map(Refusal::hint).collect();
+            hints.dedup();
+            e.hints = hints;
+            let mut ids: Vec<String> = refusals
+                .iter()
+                .filter_map(|r| r.changeset().map(str::to_owned))
+                .collect();
+            ids.dedup();
+            e.changesets = ids;
+            e.reasons = refusals.iter().map(reason).collect();
+            if json && dry_run {
+                e.report = serde_json::to_value(planned_views(&planned)).ok();
+            }
+            e.into()
+        }
+        RunError::NotConfirmed { .. } => CommandError::refused(err.to_string()).into(),
+        RunError::SourceUnreadable { ref error, .. } => {
+            let kind = match error {
+                crate::db::DbError::Connect { .. } => ErrorKind::Unreachable,
+                crate::db::DbError::BadUrl { .. } => ErrorKind::Usage,
+                _ => ErrorKind::Refused,
+            };
+            CommandError::new(kind, format!("{error}\n{err}")).into()
+        }
+        RunError::Failed(ref report) | RunError::Interrupted(ref report) => {
+            let kind = if matches!(err, RunError::Interrupted(_)) {
+                ErrorKind::Interrupted
+            } else {
+                ErrorKind::ApplyFailed
+            };
+            let mut e = CommandError::new(kind, err.to_string());
+            e.changesets = report
+                .failed
+                .iter()
+                .map(|f| f.changeset_id.clone())
+                .collect();
+            e.statement = err.statement().map(|s| StatementView {
+                file: s.file.clone(),
+                line: s.line,
+                column: s.column,
+                sqlstate: s.sqlstate.clone(),
+                message: s.message.clone(),
+            });
+            e.report = Some(serde_json::json!({
+                "environment": report.env,
+                "applied": report.applied,
+                "failed_at": report.failed.as_ref().map(|f| &f.changeset_id),
+                "rolled_back": report.failed.as_ref().map(|f| f.rolled_back),
+                "statements_committed": report.failed.as_ref().map(|f| f.statements_committed),
+                "ledger_seq": report.failed.as_ref().map(|f| f.ledger_seq),
+                "not_started": report.not_started,
+            }));
+            if kind == ErrorKind::Interrupted {
+                e.hints
+                    .push("run the same command again to continue from where it stopped".into());
+            } else if let Some(f) = &report.failed
+                && !f.rolled_back
+            {
+                e.hints.push(format!(
+                    "finish or undo it by hand, then `promoter resolve {} {} --applied|--rolled-back --note \"...\"`",
+                    report.env, f.changeset_id
+                ));
+            }
+            e.into()
+        }
+        RunError::Db(db) => db.into(),
+        RunError::Other(other) => other,
+    }
+}

@@ -1,0 +1,816 @@
+//! The engine: everything a run does against databases, in one place.
+//! It opens the target (two connections: one for the work, one that holds
+//! the advisory lock for the whole run and can cancel the work), reads the
+//! ledgers, asks the pure core for the plan and the checks, and applies
+//! changesets one by one. Progress goes out as [`Event`]s; the outcome comes
+//! back as a typed [`Report`] or [`RunError`]. It prints nothing itself: the
+//! command layer renders.
+
+pub mod interrupt;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+use sqlx::postgres::PgConnection;
+
+use crate::changeset::{Bundle, ChangesetId, Manifest, Sha256Digest, TransactionMode};
+use crate::check::{BundleCheck, check_bundle};
+use crate::config::Environment;
+use crate::db::executor::{self, Application, ExecError, StatementError};
+use crate::db::lock::{self, Lock};
+use crate::db::{self, DbError, Settings, fingerprint, ledger};
+use crate::ledger::{Entry, Signer, Status};
+use crate::plan::{self, BundleFacts, Refusal, Step};
+use crate::signing::Keyrings;
+
+/// How long a run waits by default for another promoter to release the
+/// target's lock (`--lock-wait`).
+pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(30);
+
+/// What the operator asked of a run, resolved from the command line.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Plan and check; change nothing.
+    pub dry_run: bool,
+    /// Do not ask for confirmation.
+    pub assume_yes: bool,
+    /// How long to wait for another promoter holding the target's lock.
+    pub lock_wait: Duration,
+    /// Promote even if the target's schema differs from the source's.
+    pub allow_drift: bool,
+    /// Stop after this changeset (an id, number or slug).
+    pub upto: Option<String>,
+    /// Only these changesets, which must be next in line (`apply` only).
+    pub only: Vec<ChangesetId>,
+}
+
+/// Progress, as it happens.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// The target's lock is held by someone else; waiting.
+    Waiting(&'a str),
+    /// A changeset starts.
+    Starting {
+        env: &'a str,
+        id: &'a str,
+        index: usize,
+        total: usize,
+    },
+    /// A changeset was applied.
+    Applied { env: &'a str, step: &'a AppliedStep },
+    /// A changeset failed (and was rolled back, or recorded as partial).
+    Failed { env: &'a str, step: &'a FailedStep },
+    /// A signal arrived: the running statement is being cancelled.
+    Interrupting { env: &'a str, id: &'a str },
+    /// Something worth knowing that does not stop the run.
+    Warning(&'a str),
+}
+
+/// What the engine needs from whoever drives it: somewhere to report
+/// progress and someone to confirm.
+pub trait Hooks {
+    fn event(&mut self, event: Event<'_>);
+    /// Asked before applying to an environment with `confirm: true`
+    /// (unless `--yes`); `Ok(false)` declines.
+    fn confirm(&mut self, env: &str, steps: &[PlannedStep]) -> anyhow::Result<bool>;
+}
+
+/// One changeset of a plan, with what its checks found.
+#[derive(Debug, Clone)]
+pub struct PlannedStep {
+    pub changeset_id: String,
+    pub bundle_hash: Sha256Digest,
+    /// The source environment's ledger entry, when promoting.
+    pub source_entry: Option<Sha256Digest>,
+    /// Distinct good signers per role (empty if the bundle was not checked).
+    pub signers: BTreeMap<String, usize>,
+    /// What refuses this changeset; empty when every check passed.
+    pub problems: Vec<Refusal>,
+}
+
+/// One changeset applied.
+#[derive(Debug, Clone, Serialize)]
+pub struct AppliedStep {
+    /// Changeset id.
+    pub changeset_id: String,
+    /// The bundle applied.
+    pub bundle_hash: Sha256Digest,
+    /// Its ledger row.
+    pub ledger_seq: i64,
+    /// That row's `entry_hash`.
+    pub entry_hash: Sha256Digest,
+    /// Statements executed.
+    pub statements: i64,
+    /// Wall time of the application.
+    pub seconds: f64,
+}
+
+/// The changeset a run stopped at.
+#[derive(Debug)]
+pub struct FailedStep {
+    pub changeset_id: String,
+    /// The `failed` ledger row.
+    pub ledger_seq: i64,
+    /// Statements that stayed committed (non-transactional changesets only).
+    pub statements_committed: i64,
+    /// Whether everything it did was rolled back.
+    pub rolled_back: bool,
+    pub interrupted: bool,
+    pub error: ExecError,
+}
+
+/// The outcome of a run: what was planned, what was applied, where it stopped.
+#[derive(Debug)]
+pub struct Report {
+    pub env: String,
+    /// The source environment, when promoting.
+    pub from: Option<String>,
+    pub dry_run: bool,
+    pub planned: Vec<PlannedStep>,
+    pub applied: Vec<AppliedStep>,
+    pub failed: Option<FailedStep>,
+    /// Stopped by a signal (between changesets, or during `failed`).
+    pub interrupted: bool,
+    /// Planned changesets never started because the run stopped.
+    pub not_started: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+impl Report {
+    fn new(env: &str, from: Option<&str>, dry_run: bool) -> Self {
+        Self {
+            env: env.to_owned(),
+            from: from.map(str::to_owned),
+            dry_run,
+            planned: Vec::new(),
+            applied: Vec::new(),
+            failed: None,
+            interrupted: false,
+            not_started: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+}
+
+/// Why a run did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Refused before the target was touched; every reason, and the plan as
+    /// far as it was found (for `--dry-run`).
+    #[error("nothing was applied to {env}")]
+    Refused {
+        env: String,
+        refusals: Vec<Refusal>,
+        planned: Vec<PlannedStep>,
+    },
+    /// The operator declined the confirmation.
+    #[error("not confirmed; nothing was applied to {env}")]
+    NotConfirmed { env: String },
+    /// The source environment's ledger could not be read.
+    #[error("nothing was applied to {env}: its source {from} could not be read")]
+    SourceUnreadable {
+        env: String,
+        from: String,
+        #[source]
+        error: DbError,
+    },
+    /// A changeset failed while applying; the report says what ran.
+    #[error("{}", failure_line(.0))]
+    Failed(Box<Report>),
+    /// Stopped by Ctrl-C or SIGTERM; the report says what ran.
+    #[error("{}", failure_line(.0))]
+    Interrupted(Box<Report>),
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+/// "dev: applied 0001-a; failed at 0002-b; it was rolled back (ledger #3 records the failure)".
+fn failure_line(report: &Report) -> String {
+    let progress = if report.applied.is_empty() {
+        "nothing applied".to_owned()
+    } else {
+        format!(
+            "applied {}",
+            report
+                .applied
+                .iter()
+                .map(|a| a.changeset_id.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    let Some(f) = &report.failed else {
+        return format!(
+            "{}: interrupted; {progress}; not started: {}",
+            report.env,
+            report.not_started.join(", ")
+        );
+    };
+    let (at, what) = if f.interrupted {
+        ("interrupted", "interruption")
+    } else {
+        ("failed", "failure")
+    };
+    let partial = if f.rolled_back {
+        "; it was rolled back".to_owned()
+    } else {
+        format!(
+            "; {} of this non-transactional changeset had already committed",
+            crate::output::plural(f.statements_committed as usize, "statement")
+        )
+    };
+    format!(
+        "{}: {progress}; {at} at {}{partial} (ledger #{} records the {what}):\n  {}",
+        report.env,
+        f.changeset_id,
+        f.ledger_seq,
+        f.error.to_string().replace('\n', "\n  ")
+    )
+}
+
+impl RunError {
+    /// For an SQL failure: where the statement is.
+    pub fn statement(&self) -> Option<&StatementError> {
+        match self {
+            Self::Failed(r) | Self::Interrupted(r) => {
+                r.failed.as_ref().and_then(|f| f.error.statement())
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Connection settings of an environment.
+pub fn settings(env: &Environment) -> Settings {
+    Settings {
+        statement_timeout: env.config.statement_timeout.clone(),
+        lock_timeout: env.config.lock_timeout.clone(),
+        connect_timeout: env.connect_timeout(),
+    }
+}
+
+/// Connects to an environment.
+pub async fn connect(env: &Environment) -> Result<PgConnection, DbError> {
+    let url = env.database_url().map_err(|e| DbError::BadUrl {
+        env: env.name.clone(),
+        url: "(unset)".into(),
+        message: e.to_string(),
+    })?;
+    db::connect(&env.name, &url, &settings(env)).await
+}
+
+/// An environment's ledger as read without locking.
+#[derive(Debug)]
+pub struct Ledger {
+    pub entries: Vec<Entry>,
+    /// Whether a promoter holds the environment's lock right now (so a
+    /// `running` row may really be running).
+    pub locked: bool,
+}
+
+/// Reads an environment's ledger without locking (empty if it has none yet).
+pub async fn read_ledger(env: &Environment, schema: &str) -> Result<Ledger, DbError> {
+    let mut conn = connect(env).await?;
+    let entries = ledger::load(&mut conn, &env.name, schema).await;
+    let locked = lock::is_held(&mut conn, lock::key(schema)).await;
+    db::close(conn).await;
+    Ok(Ledger {
+        entries: entries?,
+        locked,
+    })
+}
+
+/// A target opened for writing: the work connection, and the advisory lock
+/// on its own connection.
+struct Target {
+    env: String,
+    schema: String,
+    conn: PgConnection,
+    /// The work connection's backend, for cancel requests.
+    pid: i32,
+    lock: Lock,
+}
+
+impl Target {
+    /// Connects twice and takes the lock (waiting up to `lock_wait`).
+    /// Nothing is written until [`execute`] creates the ledger if needed, so a
+    /// refused run leaves the target exactly as it was.
+    async fn open(
+        env: &Environment,
+        schema: &str,
+        lock_wait: Duration,
+        hooks: &mut dyn Hooks,
+    ) -> Result<Self, DbError> {
+        let lock_conn = connect(env).await?;
+        let lock = lock::acquire(lock_conn, &env.name, lock::key(schema), lock_wait, |w| {
+            hooks.event(Event::Waiting(w));
+        })
+        .await?;
+        let mut conn = match connect(env).await {
+            Ok(c) => c,
+            Err(e) => {
+                lock.release().await;
+                return Err(e);
+            }
+        };
+        let pid = match sqlx::query_scalar::<_, i32>("SELECT pg_backend_pid()")
+            .fetch_one(&mut conn)
+            .await
+        {
+            Ok(pid) => pid,
+            Err(e) => {
+                lock.release().await;
+                return Err(DbError::query(&env.name, e));
+            }
+        };
+        Ok(Self {
+            env: env.name.clone(),
+            schema: schema.to_owned(),
+            conn,
+            pid,
+            lock,
+        })
+    }
+
+    async fn entries(&mut self) -> Result<Vec<Entry>, DbError> {
+        ledger::load(&mut self.conn, &self.env, &self.schema).await
+    }
+
+    /// Releases the lock once the work backend is idle, and closes both
+    /// connections.
+    async fn close(mut self) {
+        for _ in 0..50 {
+            if self.lock.backend_idle(self.pid).await {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        db::close(self.conn).await;
+        self.lock.release().await;
+    }
+}
+
+/// A bundle with everything checked about it.
+struct Checked<'a> {
+    bundle: &'a Bundle,
+    check: BundleCheck,
+}
+
+impl Checked<'_> {
+    /// The good signers, as recorded in the ledger: JSON, sorted, one per
+    /// role and certificate.
+    fn signers_json(&self) -> String {
+        let mut signers: Vec<Signer> = self
+            .check
+            .signatures
+            .iter()
+            .filter(|s| s.good)
+            .filter_map(|s| {
+                Some(Signer {
+                    fingerprint: s.fingerprint.clone()?,
+                    role: s.role.clone()?,
+                    signed_at: s.created.clone().unwrap_or_default(),
+                })
+            })
+            .collect();
+        signers.sort_by(|a, b| {
+            (&a.role, &a.fingerprint, &a.signed_at).cmp(&(&b.role, &b.fingerprint, &b.signed_at))
+        });
+        signers.dedup_by(|a, b| a.role == b.role && a.fingerprint == b.fingerprint);
+        serde_json::to_string(&signers).unwrap_or_else(|_| "[]".into())
+    }
+}
+
+/// The planner's view of bundles before any file is read: id and manifest
+/// hash. Planning needs no more; only the steps it picks are then checked in
+/// full, so a run never re-reads changesets applied long ago.
+pub fn sketch(bundles: &[Bundle]) -> Vec<BundleFacts> {
+    bundles
+        .iter()
+        .map(|b| BundleFacts {
+            id: b.id.clone(),
+            hash: b.hash(),
+            problems: Vec::new(),
+        })
+        .collect()
+}
+
+/// Checks the bundles of `steps` in full (files, scripts, signatures against
+/// `require`).
+fn check_steps<'a>(
+    keyrings: &Keyrings,
+    bundles: &'a [Bundle],
+    steps: &[Step],
+    require: &BTreeMap<String, u32>,
+) -> (Vec<PlannedStep>, Vec<Checked<'a>>) {
+    let now = SystemTime::now();
+    let mut planned = Vec::new();
+    let mut checked = Vec::new();
+    for step in steps {
+        let Some(bundle) = bundles.iter().find(|b| b.id.as_str() == step.changeset_id) else {
+            continue;
+        };
+        let check = check_bundle(keyrings, bundle, Some(require), now);
+        planned.push(PlannedStep {
+            changeset_id: step.changeset_id.clone(),
+            bundle_hash: step.bundle_hash,
+            source_entry: step.source_entry,
+            signers: check.signers.clone(),
+            problems: check.refusals(),
+        });
+        checked.push(Checked { bundle, check });
+    }
+    (planned, checked)
+}
+
+/// Who is applying: the OS user of this process and the host.
+fn who() -> (String, String) {
+    let user = whoami::username().unwrap_or_else(|_| "unknown".into());
+    let host = whoami::hostname().unwrap_or_else(|_| "unknown".into());
+    (user, host)
+}
+
+/// What a plan needs to be applied, found by `apply` or `promote`.
+struct Work<'a> {
+    schema: &'a str,
+    steps: Vec<Step>,
+    refusals: Vec<Refusal>,
+    keyrings: &'a Keyrings,
+    bundles: &'a [Bundle],
+    require: &'a BTreeMap<String, u32>,
+    confirm: bool,
+    promoted_from: Option<String>,
+    git_commit: Option<String>,
+}
+
+/// Applies pending changesets from `bundles` (the work tree) to an
+/// environment without `promote_from`.
+pub async fn apply(
+    env: &Environment,
+    schema: &str,
+    bundles: &[Bundle],
+    keyrings: &Keyrings,
+    git_commit: Option<String>,
+    opts: &RunOptions,
+    hooks: &mut dyn Hooks,
+) -> Result<Report, RunError> {
+    let mut target = Target::open(env, schema, opts.lock_wait, hooks).await?;
+    let result = async {
+        let entries = target.entries().await?;
+        let mut refusals = plan::refuse_dirty(&env.name, &crate::ledger::dirty(&entries));
+        let plan = plan::plan_apply(
+            &env.name,
+            &crate::ledger::applied(&entries),
+            &sketch(bundles),
+            &opts.only,
+            opts.upto.as_deref(),
+        );
+        refusals.extend(plan.refusals);
+        let work = Work {
+            schema,
+            steps: plan.steps,
+            refusals,
+            keyrings,
+            bundles,
+            require: &env.config.require,
+            confirm: env.config.confirm,
+            promoted_from: None,
+            git_commit,
+        };
+        run(
+            &mut target,
+            work,
+            opts,
+            hooks,
+            Report::new(&env.name, None, opts.dry_run),
+        )
+        .await
+    }
+    .await;
+    target.close().await;
+    result
+}
+
+/// Promotes what `from`'s ledger shows applied and `to` lacks, with bundles
+/// from git (`bundles`, read at `git_commit`).
+#[allow(clippy::too_many_arguments)]
+pub async fn promote(
+    from: &Environment,
+    to: &Environment,
+    schema: &str,
+    bundles: &[Bundle],
+    keyrings: &Keyrings,
+    git_commit: String,
+    opts: &RunOptions,
+    hooks: &mut dyn Hooks,
+) -> Result<Report, RunError> {
+    let source = read_ledger(from, schema)
+        .await
+        .map_err(|error| RunError::SourceUnreadable {
+            env: to.name.clone(),
+            from: from.name.clone(),
+            error,
+        })?
+        .entries;
+    // Drift matters once the source is itself a controlled environment (QAT → PRD).
+    let check_drift = from.config.promote_from.is_some() && !opts.allow_drift;
+    let mut target = Target::open(to, schema, opts.lock_wait, hooks).await?;
+    let result = async {
+        let entries = target.entries().await?;
+        let mut refusals = plan::refuse_dirty(&to.name, &crate::ledger::dirty(&entries));
+        let plan = plan::plan_promotion(
+            &from.name,
+            &to.name,
+            &crate::ledger::applied(&source),
+            &crate::ledger::applied(&entries),
+            &sketch(bundles),
+            opts.upto.as_deref(),
+        );
+        refusals.extend(plan.refusals);
+        if check_drift && let Some(first) = plan.steps.first() {
+            let before = source
+                .iter()
+                .find(|e| Some(e.entry_hash) == first.source_entry)
+                .and_then(|e| e.schema_before);
+            if before.is_some() {
+                let now = fingerprint::fingerprint(&mut target.conn, &to.name, schema).await?;
+                refusals.extend(plan::check_drift(&from.name, &to.name, first, before, now));
+            }
+        }
+        let work = Work {
+            schema,
+            steps: plan.steps,
+            refusals,
+            keyrings,
+            bundles,
+            require: &to.config.require,
+            confirm: to.config.confirm,
+            promoted_from: Some(from.name.clone()),
+            git_commit: Some(git_commit),
+        };
+        let mut report = run(
+            &mut target,
+            work,
+            opts,
+            hooks,
+            Report::new(&to.name, Some(&from.name), opts.dry_run),
+        )
+        .await?;
+        if check_drift && !report.dry_run {
+            let mine = target.entries().await?;
+            for step in &report.applied {
+                let theirs = source
+                    .iter()
+                    .rev()
+                    .find(|e| e.changeset_id == step.changeset_id && e.status.is_applied());
+                let ours = mine.iter().find(|e| e.entry_hash == step.entry_hash);
+                if let (Some(s), Some(m)) = (theirs, ours)
+                    && s.schema_after != m.schema_after
+                {
+                    let w = format!(
+                        "after {}, {}'s schema differs from {}'s after the same changeset",
+                        step.changeset_id, to.name, from.name
+                    );
+                    hooks.event(Event::Warning(&w));
+                    report.warnings.push(w);
+                }
+            }
+        }
+        Ok(report)
+    }
+    .await;
+    target.close().await;
+    result
+}
+
+/// What `apply` and `promote` share once a plan is found: check the planned
+/// bundles in full, refuse with every reason, or print the plan under
+/// `--dry-run`, ask when the environment wants confirmation, then execute.
+async fn run(
+    target: &mut Target,
+    work: Work<'_>,
+    opts: &RunOptions,
+    hooks: &mut dyn Hooks,
+    mut report: Report,
+) -> Result<Report, RunError> {
+    let (planned, checked) = check_steps(work.keyrings, work.bundles, &work.steps, work.require);
+    let mut refusals = work.refusals;
+    refusals.extend(planned.iter().flat_map(|p| p.problems.iter().cloned()));
+    if !refusals.is_empty() {
+        return Err(RunError::Refused {
+            env: target.env.clone(),
+            refusals,
+            planned,
+        });
+    }
+    report.planned = planned;
+    if opts.dry_run || report.planned.is_empty() {
+        return Ok(report);
+    }
+    if work.confirm && !opts.assume_yes && !hooks.confirm(&target.env, &report.planned)? {
+        return Err(RunError::NotConfirmed {
+            env: target.env.clone(),
+        });
+    }
+    let info = (work.promoted_from, work.git_commit);
+    execute(target, work.schema, checked, &info, hooks, &mut report).await?;
+    if report.failed.is_some() {
+        return Err(if report.interrupted {
+            RunError::Interrupted(Box::new(report))
+        } else {
+            RunError::Failed(Box::new(report))
+        });
+    }
+    if report.interrupted {
+        return Err(RunError::Interrupted(Box::new(report)));
+    }
+    Ok(report)
+}
+
+/// Applies the checked bundles in order; stops at the first failure or
+/// signal, recording it in `report`. The ledger is created here, not when the
+/// target is opened, so that refusals write nothing.
+async fn execute(
+    target: &mut Target,
+    schema: &str,
+    checked: Vec<Checked<'_>>,
+    (promoted_from, git_commit): &(Option<String>, Option<String>),
+    hooks: &mut dyn Hooks,
+    report: &mut Report,
+) -> Result<(), RunError> {
+    ledger::ensure(&mut target.conn, &target.env, schema).await?;
+    let (os_user, host) = who();
+    let db_role = ledger::current_role(&mut target.conn, &target.env).await?;
+    interrupt::install();
+    let total = checked.len();
+    let steps: Vec<PlannedStep> = report.planned.clone();
+    for (index, (c, step)) in checked.into_iter().zip(steps).enumerate() {
+        if interrupt::requested() {
+            report.interrupted = true;
+            report.not_started = report.planned[index..]
+                .iter()
+                .map(|p| p.changeset_id.clone())
+                .collect();
+            return Ok(());
+        }
+        let meta = c.bundle.meta().map_err(anyhow::Error::from)?;
+        let (_, manifest): (_, Manifest) =
+            c.bundle.sealed_manifest().map_err(anyhow::Error::from)?;
+        let scripts = match meta.transaction {
+            TransactionMode::PerChangeset => executor::stream_scripts(c.bundle, &manifest),
+            TransactionMode::None => executor::preload_scripts(c.bundle, &manifest),
+        }
+        .map_err(|e| anyhow::anyhow!("{}: {e}", step.changeset_id))?;
+        let entry = Entry {
+            seq: 0,
+            changeset_id: step.changeset_id.clone(),
+            bundle_hash: step.bundle_hash,
+            environment: target.env.clone(),
+            status: Status::Running,
+            signers: c.signers_json(),
+            promoted_from: promoted_from.clone(),
+            promoted_from_entry: step.source_entry,
+            git_commit: git_commit.clone(),
+            os_user: os_user.clone(),
+            host: host.clone(),
+            db_role: db_role.clone(),
+            started_at: 0,
+            finished_at: None,
+            schema_before: None,
+            schema_after: None,
+            statements: 0,
+            error: None,
+            note: None,
+            prev_hash: crate::ledger::GENESIS,
+            entry_hash: crate::ledger::GENESIS,
+        };
+        let app = Application {
+            ledger_schema: schema.to_owned(),
+            entry,
+            mode: meta.transaction,
+        };
+        hooks.event(Event::Starting {
+            env: &target.env,
+            id: &step.changeset_id,
+            index: index + 1,
+            total,
+        });
+        let outcome = {
+            let Target {
+                conn,
+                lock,
+                pid,
+                env,
+                ..
+            } = &mut *target;
+            let applying = executor::apply(conn, env, app, scripts, interrupt::flag());
+            tokio::pin!(applying);
+            let mut cancelled = false;
+            loop {
+                tokio::select! {
+                    outcome = &mut applying => break outcome?,
+                    () = interrupt::wait(), if !cancelled => {
+                        cancelled = true;
+                        hooks.event(Event::Interrupting { env, id: &step.changeset_id });
+                        lock.cancel(*pid).await;
+                    }
+                }
+            }
+        };
+        let e = &outcome.entry;
+        let seconds = (e.finished_at.unwrap_or(e.started_at) - e.started_at) as f64 / 1e6;
+        match outcome.error {
+            None => {
+                report.applied.push(AppliedStep {
+                    changeset_id: e.changeset_id.clone(),
+                    bundle_hash: e.bundle_hash,
+                    ledger_seq: e.seq,
+                    entry_hash: e.entry_hash,
+                    statements: e.statements,
+                    seconds,
+                });
+                let step = report.applied.last().expect("just pushed");
+                hooks.event(Event::Applied {
+                    env: &target.env,
+                    step,
+                });
+            }
+            Some(error) => {
+                let interrupted = matches!(error, ExecError::Interrupted { .. });
+                report.interrupted |= interrupted;
+                report.failed = Some(FailedStep {
+                    changeset_id: e.changeset_id.clone(),
+                    ledger_seq: e.seq,
+                    statements_committed: e.statements,
+                    rolled_back: meta.transaction == TransactionMode::PerChangeset
+                        || e.statements == 0,
+                    interrupted,
+                    error,
+                });
+                report.not_started = report.planned[index + 1..]
+                    .iter()
+                    .map(|p| p.changeset_id.clone())
+                    .collect();
+                let step = report.failed.as_ref().expect("just set");
+                hooks.event(Event::Failed {
+                    env: &target.env,
+                    step,
+                });
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Records how an operator resolved a partial application: a
+/// `resolved-applied` or `resolved-rolled-back` row for the unfinished
+/// changeset that `changeset` names, with the operator's note. The
+/// environment is clean again afterwards.
+pub async fn resolve(
+    env: &Environment,
+    schema: &str,
+    changeset: &str,
+    outcome: Status,
+    note: &str,
+    lock_wait: Duration,
+    hooks: &mut dyn Hooks,
+) -> Result<Entry, RunError> {
+    let mut target = Target::open(env, schema, lock_wait, hooks).await?;
+    let result = async {
+        let entries = target.entries().await?;
+        let dirty = crate::ledger::dirty(&entries);
+        let Some(found) = dirty.iter().find(|d| {
+            ChangesetId::parse(&d.row.changeset_id).is_ok_and(|id| id.matches(changeset))
+        }) else {
+            return Err(RunError::Other(
+                crate::error::CommandError::usage(format!(
+                    "{}: `{changeset}` is not partially applied; nothing to resolve",
+                    env.name
+                ))
+                .into(),
+            ));
+        };
+        let mut entry = found.row.clone();
+        let (os_user, host) = who();
+        entry.status = outcome;
+        entry.os_user = os_user;
+        entry.host = host;
+        entry.db_role = ledger::current_role(&mut target.conn, &env.name).await?;
+        entry.error = None;
+        entry.note = Some(note.to_owned());
+        let now = SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as i64);
+        entry.started_at = now;
+        entry.finished_at = Some(now);
+        executor::append_alone(&mut target.conn, &env.name, schema, &mut entry).await?;
+        Ok(entry)
+    }
+    .await;
+    target.close().await;
+    result
+}
