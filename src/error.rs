@@ -65,7 +65,7 @@ impl ErrorKind {
         if let Some(db) = err.downcast_ref::<DbError>() {
             return match db {
                 DbError::Connect { .. } => Self::Unreachable,
-                DbError::BadUrl { .. } => Self::Usage,
+                DbError::BadUrl { .. } | DbError::Unconfigured(_) => Self::Usage,
                 _ => Self::Refused,
             };
         }

@@ -262,7 +262,7 @@ pub fn error(err: RunError, dry_run: bool, json: bool) -> anyhow::Error {
             e.changesets = ids;
             e.reasons = refusals.iter().map(reason).collect();
             if json && dry_run {
-                e.report = serde_json::to_value(planned_views(&planned)).ok();
+                e.report = Some(serde_json::json!({ "planned": planned_views(&planned) }));
             }
             e.into()
         }
@@ -270,7 +270,9 @@ pub fn error(err: RunError, dry_run: bool, json: bool) -> anyhow::Error {
         RunError::SourceUnreadable { ref error, .. } => {
             let kind = match error {
                 crate::db::DbError::Connect { .. } => ErrorKind::Unreachable,
-                crate::db::DbError::BadUrl { .. } => ErrorKind::Usage,
+                crate::db::DbError::BadUrl { .. } | crate::db::DbError::Unconfigured(_) => {
+                    ErrorKind::Usage
+                }
                 _ => ErrorKind::Refused,
             };
             CommandError::new(kind, format!("{error}\n{err}")).into()

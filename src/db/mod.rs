@@ -29,6 +29,9 @@ pub enum DbError {
         url: String,
         message: String,
     },
+    /// The environment's URL cannot even be formed (an unset `${VAR}`).
+    #[error("{0}")]
+    Unconfigured(String),
     #[error("{env}: cannot connect to {url}: {message}")]
     Connect {
         env: String,

@@ -254,11 +254,9 @@ pub fn settings(env: &Environment) -> Settings {
 
 /// Connects to an environment.
 pub async fn connect(env: &Environment) -> Result<PgConnection, DbError> {
-    let url = env.database_url().map_err(|e| DbError::BadUrl {
-        env: env.name.clone(),
-        url: "(unset)".into(),
-        message: e.to_string(),
-    })?;
+    let url = env
+        .database_url()
+        .map_err(|e| DbError::Unconfigured(e.to_string()))?;
     db::connect(&env.name, &url, &settings(env)).await
 }
 

@@ -5,5 +5,6 @@ mod common;
 mod corpus;
 mod executor;
 mod offline;
+mod operator;
 mod pipeline;
 mod snapshots;
