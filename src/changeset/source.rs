@@ -353,6 +353,21 @@ pub fn read_dir_at(
             Err(e) if e.code() == git2::ErrorCode::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(e.message().to_owned()),
         };
+        match entry.filemode() {
+            MODE_TREE => {}
+            MODE_LINK => {
+                return Err(format!(
+                    "{}: is a symbolic link in git; a keyring must be a directory of certificates committed as such",
+                    rel.display()
+                ));
+            }
+            _ => {
+                return Err(format!(
+                    "{}: is a file in git, not a directory",
+                    rel.display()
+                ));
+            }
+        }
         let dir = repo
             .find_tree(entry.id())
             .map_err(|e| format!("{}: {}", rel.display(), e.message()))?;

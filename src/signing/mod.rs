@@ -134,9 +134,17 @@ pub fn verify_signatures(
                     found += 1;
                     out.push(verify_one(keyrings, manifest, changeset_id, name, sig, now));
                 }
+                // A packet sequoia could not parse keeps its tag: a damaged
+                // signature is "Unknown" with tag Signature, not another kind.
+                Packet::Unknown(u) if u.tag() == openpgp::packet::Tag::Signature => {
+                    out.push(unreadable(format!(
+                        "damaged signature (the file was altered or truncated): {}",
+                        u.error()
+                    )));
+                }
                 other => {
                     out.push(unreadable(format!(
-                        "contains a {} packet; expected only detached signatures",
+                        "contains a {} where only detached signatures belong",
                         other.tag()
                     )));
                 }

@@ -404,7 +404,7 @@ fn lock_timeout_from_environments_yaml_applies() {
     let held = t.hold(
         "dev",
         "BEGIN; LOCK TABLE busy; SELECT pg_sleep(20);",
-        "SELECT count(*) = 1 FROM pg_locks WHERE relation = 'busy'::regclass AND mode = 'AccessExclusiveLock'",
+        "SELECT count(*) = 1 FROM pg_locks WHERE database = (SELECT oid FROM pg_database WHERE datname = current_database()) AND relation = 'busy'::regclass AND mode = 'AccessExclusiveLock'",
     );
     let err = t.promoter(&["apply", "dev"]).fails();
     drop(held);

@@ -4,6 +4,7 @@
 mod common;
 mod corpus;
 mod executor;
+mod json_docs;
 mod offline;
 mod operator;
 mod pipeline;

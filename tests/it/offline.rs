@@ -830,3 +830,51 @@ fn a_failed_gpg_signature_names_the_changeset_and_key() {
     assert!(err.contains("gpg: signing with"), "{err}");
     assert!(!t.path(&format!("changesets/{id}/signatures")).exists());
 }
+
+/// Regression: a damaged signature packet was reported as "contains a
+/// Signature Packet packet", as if the file held the wrong kind of packet.
+#[test]
+fn a_damaged_signature_is_reported_as_damaged() {
+    let (t, id, dev) = signed_project();
+    let path = t.path(&format!("changesets/{id}/signatures/developer-{dev}.asc"));
+    let out = std::process::Command::new("gpg")
+        .args(["--dearmor", "--output", "-", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let mut bytes = out.stdout;
+    // Find the version byte after the packet header, and make it one no
+    // OpenPGP version has.
+    let header = if bytes[0] & 0x40 != 0 {
+        if bytes[1] < 192 { 2 } else { 3 }
+    } else {
+        1 + [1, 2, 4][usize::from(bytes[0] & 3)]
+    };
+    assert!(
+        (4..=6).contains(&bytes[header]),
+        "version byte {}",
+        bytes[header]
+    );
+    bytes[header] = 9;
+    std::fs::write(&path, bytes).unwrap();
+    let out = t.promoter(&["verify"]).fails();
+    assert!(out.contains("damaged signature"), "{out}");
+    assert!(!out.contains("Signature Packet packet"), "{out}");
+}
+
+/// Regression: a keyring directory committed as a symlink showed libgit2's
+/// "the requested type does not match the type in the ODB".
+#[test]
+fn a_keyring_committed_as_a_symlink_is_named() {
+    let (t, _, _) = signed_project();
+    std::fs::remove_dir_all(t.path("keys/customers")).unwrap();
+    std::os::unix::fs::symlink("developers", t.path("keys/customers")).unwrap();
+    t.commit_all("customers are developers now");
+    let run = t.promoter(&["promote", "qat", "prd", "--dry-run"]);
+    assert_eq!(run.code, 2, "{}", run.all());
+    assert!(
+        run.stderr
+            .contains("keys/customers: is a symbolic link in git"),
+        "{}",
+        run.stderr
+    );
+}

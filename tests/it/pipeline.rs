@@ -496,7 +496,7 @@ fn a_held_lock_names_its_holder_and_times_out() {
     let held = t.hold(
         "dev",
         &format!("SET application_name = 'held-by-test'; SELECT pg_advisory_lock({key}); SELECT pg_sleep(20)"),
-        &format!("SELECT count(*) = 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND objid = ({key} & 4294967295)::oid"),
+        &format!("SELECT count(*) = 1 FROM pg_locks WHERE database = (SELECT oid FROM pg_database WHERE datname = current_database()) AND locktype = 'advisory' AND granted AND objid = ({key} & 4294967295)::oid"),
     );
     let err = t.promoter(&["apply", "dev", "--lock-wait", "1"]).fails();
     drop(held);
@@ -567,7 +567,7 @@ fn kill_9_during_a_changeset_leaves_nothing_half_applied() {
     while !t
         .sql(
             "dev",
-            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(3)%'",
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'SELECT pg_sleep(3)%'",
         )
         .starts_with('1')
     {
@@ -701,6 +701,8 @@ fn the_demo_runs_to_the_end_twice() {
     for run in 1..=2 {
         let out = std::process::Command::new(root.join("scripts/demo"))
             .env("PROMOTER", assert_cmd::cargo::cargo_bin("promoter"))
+            .env("PROMOTER_DEMO_DIR", root.join("target/it-demo"))
+            .env("PROMOTER_DEMO_CLUSTERS", "it-demo")
             .env("NO_COLOR", "1")
             .stdin(std::process::Stdio::null())
             .output()
@@ -719,10 +721,14 @@ fn the_demo_runs_to_the_end_twice() {
             stdout.contains("audit prd: 4 ledger rows, hash chain intact"),
             "run {run}:\n{stdout}"
         );
+        assert!(
+            stdout.contains("(exit code 3: refused before the target was touched)"),
+            "run {run}:\n{stdout}"
+        );
     }
     for env in ["dev", "qat", "prd"] {
         let _ = std::process::Command::new(root.join("scripts/pg-cluster"))
-            .args(["stop", &format!("demo-{env}")])
+            .args(["stop", &format!("it-demo-{env}")])
             .output();
     }
 }
