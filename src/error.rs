@@ -214,6 +214,51 @@ pub fn report(err: &anyhow::Error, json: bool) -> ExitCode {
     ExitCode::from(kind.exit_code())
 }
 
+/// A command line clap refused (or `--help`/`--version`, which clap reports
+/// the same way): clap's own text and exit code, plus, when `--json` is among
+/// the arguments, the usage error as a JSON object on stdout.
+pub fn usage(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind as Clap;
+    let informational = matches!(
+        e.kind(),
+        Clap::DisplayHelp | Clap::DisplayVersion | Clap::DisplayHelpOnMissingArgumentOrSubcommand
+    );
+    let json = std::env::args_os().skip(1).any(|a| a == "--json");
+    if informational || !json {
+        e.exit();
+    }
+    let message = e.render().to_string();
+    let _ = e.print();
+    // clap's message up to its usage line, on one line.
+    let text: Vec<&str> = message
+        .lines()
+        .take_while(|l| !l.starts_with("Usage:"))
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let text = text.join(" ");
+    let err = CommandError::usage(text.trim_start_matches("error: ").to_owned())
+        .with_hint("see `promoter --help`");
+    let kind = ErrorKind::Usage;
+    let doc = ErrorDocument {
+        format_version: JSON_FORMAT_VERSION,
+        error: ErrorView {
+            kind,
+            exit_code: kind.exit_code(),
+            message: err.message.clone(),
+            hints: &err.hints,
+            changesets: &[],
+            reasons: &[],
+            statement: None,
+            report: None,
+        },
+    };
+    if let Ok(text) = serde_json::to_string_pretty(&doc) {
+        let _ = output::print(&text);
+    }
+    ExitCode::from(kind.exit_code())
+}
+
 /// Whether the error is stdout having been closed by its reader.
 fn is_closed_pipe(err: &anyhow::Error) -> bool {
     err.chain().any(|c| {

@@ -224,17 +224,25 @@ pub enum Unfinished {
     Partial,
 }
 
+/// Statements a non-transactional changeset recorded as committed, by the
+/// `seq` of its `running` row (the `ledger_progress` table): what a killed
+/// run leaves as the count of its progress.
+pub type Progress = BTreeMap<i64, i64>;
+
 /// A changeset left partially applied, with its last row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dirty<'a> {
     pub how: Unfinished,
     pub row: &'a Entry,
+    /// Statements known to have committed.
+    pub committed: i64,
 }
 
 /// Changesets left partially applied: the last row of a changeset is
-/// `running`, or `failed` after statements committed (a transactional
-/// failure records 0 statements, since nothing persisted).
-pub fn dirty(entries: &[Entry]) -> Vec<Dirty<'_>> {
+/// `running` (its progress rows say how far it got), or `failed` after
+/// statements committed (a transactional failure records 0 statements,
+/// since nothing persisted).
+pub fn dirty<'a>(entries: &'a [Entry], progress: &Progress) -> Vec<Dirty<'a>> {
     let mut last: BTreeMap<&str, &Entry> = BTreeMap::new();
     for e in entries {
         last.insert(&e.changeset_id, e);
@@ -244,10 +252,12 @@ pub fn dirty(entries: &[Entry]) -> Vec<Dirty<'_>> {
             Status::Running => Some(Dirty {
                 how: Unfinished::Interrupted,
                 row,
+                committed: progress.get(&row.seq).copied().unwrap_or(0),
             }),
             Status::Failed if row.statements > 0 => Some(Dirty {
                 how: Unfinished::Partial,
                 row,
+                committed: row.statements,
             }),
             _ => None,
         })
@@ -471,15 +481,20 @@ mod tests {
             row("0005-e", Status::Failed, 2),
             row("0005-e", Status::ResolvedRolledBack, 2),
         ];
-        let got: Vec<(&str, Unfinished)> = dirty(&rows)
+        let mut rows = rows.to_vec();
+        for (i, r) in rows.iter_mut().enumerate() {
+            r.seq = i as i64 + 1;
+        }
+        let progress = Progress::from([(4, 3)]);
+        let got: Vec<(&str, Unfinished, i64)> = dirty(&rows, &progress)
             .iter()
-            .map(|d| (d.row.changeset_id.as_str(), d.how))
+            .map(|d| (d.row.changeset_id.as_str(), d.how, d.committed))
             .collect();
         assert_eq!(
             got,
             [
-                ("0003-c", Unfinished::Interrupted),
-                ("0004-d", Unfinished::Partial)
+                ("0003-c", Unfinished::Interrupted, 3),
+                ("0004-d", Unfinished::Partial, 2)
             ]
         );
     }

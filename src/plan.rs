@@ -350,7 +350,7 @@ pub fn refuse_dirty(env: &str, dirty: &[Dirty<'_>]) -> Vec<Refusal> {
             id: d.row.changeset_id.clone(),
             how: d.how,
             seq: d.row.seq,
-            statements: d.row.statements,
+            statements: d.committed,
         })
         .collect()
 }

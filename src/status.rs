@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use crate::changeset::Sha256Digest;
-use crate::ledger::{Entry, Status};
+use crate::ledger::{Entry, Progress, Status};
 use crate::signing::Shortfall;
 
 /// The state of a changeset in an environment.
@@ -101,6 +101,7 @@ pub fn cell(
     rows: &[&Entry],
     hash: Option<Sha256Digest>,
     locked: bool,
+    progress: &Progress,
     shortfalls: impl FnOnce() -> Vec<Shortfall>,
 ) -> Cell {
     if let Some(a) = rows.iter().rev().find(|e| e.status.is_applied()) {
@@ -125,9 +126,10 @@ pub fn cell(
             } else {
                 State::Interrupted
             };
+            let done = progress.get(&l.seq).copied().unwrap_or(0);
             let detail = format!(
-                "{} statements recorded; see `promoter resolve`",
-                l.statements
+                "{done} statement{} committed; see `promoter resolve`",
+                if done == 1 { "" } else { "s" }
             );
             Cell::of(state, l, (state == State::Interrupted).then_some(detail))
         }
@@ -256,7 +258,7 @@ mod tests {
                 Some("a"),
                 false,
                 State::Interrupted,
-                Some("2 statements recorded; see `promoter resolve`"),
+                Some("3 statements committed; see `promoter resolve`"),
             ),
             (
                 vec![],
@@ -268,14 +270,17 @@ mod tests {
             (vec![], None, false, State::Pending, Some("not sealed")),
         ];
         for (rows, hash, locked, state, detail) in cases {
-            let c = cell(&rows, hash.map(digest), locked, || short("customer"));
+            let progress = Progress::from([(1, 3)]);
+            let c = cell(&rows, hash.map(digest), locked, &progress, || {
+                short("customer")
+            });
             assert_eq!(
                 (c.state, c.detail.as_deref()),
                 (state, detail),
                 "{rows:?} {hash:?}"
             );
         }
-        let signed = cell(&[], Some(digest("a")), false, Vec::new);
+        let signed = cell(&[], Some(digest("a")), false, &Progress::new(), Vec::new);
         assert_eq!((signed.state, signed.detail), (State::Pending, None));
     }
 

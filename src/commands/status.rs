@@ -130,7 +130,7 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> anyhow::Result<ExitCode> {
                         .iter()
                         .filter(|e| e.changeset_id == bundle.id.as_str())
                         .collect();
-                    status::cell(&rows, hash, l.locked, || {
+                    status::cell(&rows, hash, l.locked, &l.progress, || {
                         let s = signers.get_or_insert_with(|| {
                             check_bundle(&keyrings, bundle, None, now).signers
                         });

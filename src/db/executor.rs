@@ -166,6 +166,7 @@ pub async fn run_scripts(
     in_transaction: bool,
     done: &mut i64,
     stop: &AtomicBool,
+    progress: Option<&Progress<'_>>,
 ) -> Result<(), ExecError> {
     for script in scripts {
         let file = script.file;
@@ -227,7 +228,13 @@ pub async fn run_scripts(
                     match ran {
                         // A cancel that arrives as the statement ends lets it
                         // finish: it counts, and the run stops before the next.
-                        Ok(()) => *done += 1,
+                        Ok(()) => {
+                            *done += 1;
+                            if let Some(p) = progress {
+                                ledger::record_progress(conn, p.env, p.schema, p.seq, *done)
+                                    .await?;
+                            }
+                        }
                         Err(_) if stop.load(Ordering::SeqCst) => {
                             return Err(ExecError::Interrupted { at: at() });
                         }
@@ -254,6 +261,15 @@ pub async fn run_scripts(
         })?;
     }
     Ok(())
+}
+
+/// Where a non-transactional run records each committed statement.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress<'a> {
+    pub env: &'a str,
+    pub schema: &'a str,
+    /// The `running` row's `seq`.
+    pub seq: i64,
 }
 
 /// What a fresh `psql -f` session would have: default settings and role.
@@ -396,7 +412,7 @@ pub async fn apply(
         TransactionMode::PerChangeset => {
             let mut tx = conn.begin().await.map_err(|e| DbError::query(env, e))?;
             entry.schema_before = Some(fingerprint::fingerprint(&mut tx, env, schema).await?);
-            let run = run_scripts(&mut tx, scripts, true, &mut done, stop).await;
+            let run = run_scripts(&mut tx, scripts, true, &mut done, stop, None).await;
             match run {
                 Ok(()) => {
                     entry.schema_after =
@@ -425,11 +441,23 @@ pub async fn apply(
             let mut running = entry.clone();
             running.status = Status::Running;
             append_alone(conn, env, schema, &mut running).await?;
-            let run = run_scripts(conn, scripts, false, &mut done, stop).await;
+            let progress = Progress {
+                env,
+                schema,
+                seq: running.seq,
+            };
+            let run = run_scripts(conn, scripts, false, &mut done, stop, Some(&progress)).await;
             if run.is_err() {
                 // A script may have failed inside its own BEGIN block; end it so
-                // the session can record the failure.
+                // the session can record the failure. What that block did is
+                // rolled back, its progress rows with it: what remains is
+                // exactly what committed.
                 let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
+                done = ledger::load_progress(conn, env, schema)
+                    .await?
+                    .get(&running.seq)
+                    .copied()
+                    .unwrap_or(0);
             }
             if run.is_ok() {
                 entry.schema_after = Some(fingerprint::fingerprint(conn, env, schema).await?);

@@ -7,7 +7,7 @@ use sqlx::{AssertSqlSafe, Row};
 
 use super::DbError;
 use crate::changeset::Sha256Digest;
-use crate::ledger::{Entry, Status};
+use crate::ledger::{Entry, Progress, Status};
 
 /// Layout version this promoter writes and reads.
 pub const LAYOUT_VERSION: i32 = 1;
@@ -61,13 +61,77 @@ CREATE TRIGGER ledger_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON {s}.led
 INSERT INTO {s}.ledger_version (version) VALUES ({LAYOUT_VERSION}) ON CONFLICT DO NOTHING;
 "#,
         s = schema
+    ) + &progress_ddl(schema)
+}
+
+/// The progress of non-transactional changesets: a row per statement that
+/// committed, written right after it, so that a run killed half-way leaves
+/// how far it got. Append-only like the ledger. Created also in ledgers made
+/// before it existed (`IF NOT EXISTS`, under the lock).
+fn progress_ddl(schema: &str) -> String {
+    format!(
+        r#"
+CREATE TABLE IF NOT EXISTS {s}.ledger_progress (
+    seq         bigint NOT NULL REFERENCES {s}.ledger (seq),
+    statements  bigint NOT NULL CHECK (statements > 0),
+    recorded_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (seq, statements)
+);
+DROP TRIGGER IF EXISTS ledger_progress_append_only ON {s}.ledger_progress;
+CREATE TRIGGER ledger_progress_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON {s}.ledger_progress
+    FOR EACH STATEMENT EXECUTE FUNCTION {s}.ledger_append_only();
+"#,
+        s = schema
     )
+}
+
+/// Records that statement `statements` of the non-transactional changeset
+/// whose `running` row is `seq` committed. Inside a script's own
+/// transaction block it commits or rolls back with that block.
+pub async fn record_progress(
+    conn: &mut PgConnection,
+    env: &str,
+    schema: &str,
+    seq: i64,
+    statements: i64,
+) -> Result<(), DbError> {
+    sqlx::query(AssertSqlSafe(format!(
+        "INSERT INTO {schema}.ledger_progress (seq, statements) VALUES ($1, $2)"
+    )))
+    .bind(seq)
+    .bind(statements)
+    .execute(conn)
+    .await
+    .map(|_| ())
+    .map_err(|e| DbError::query(env, format!("recording progress: {}", super::describe(&e))))
+}
+
+/// The statements recorded as committed, per `running` row.
+pub async fn load_progress(
+    conn: &mut PgConnection,
+    env: &str,
+    schema: &str,
+) -> Result<Progress, DbError> {
+    if !relation_exists(conn, env, &format!("{schema}.ledger_progress")).await? {
+        return Ok(Progress::new());
+    }
+    let rows: Vec<(i64, i64)> = sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT seq, max(statements) FROM {schema}.ledger_progress GROUP BY seq"
+    )))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(|e| DbError::query(env, e))?;
+    Ok(rows.into_iter().collect())
 }
 
 /// Whether the ledger exists in this database.
 pub async fn exists(conn: &mut PgConnection, env: &str, schema: &str) -> Result<bool, DbError> {
+    relation_exists(conn, env, &format!("{schema}.ledger")).await
+}
+
+async fn relation_exists(conn: &mut PgConnection, env: &str, name: &str) -> Result<bool, DbError> {
     sqlx::query_scalar::<_, bool>("SELECT to_regclass($1) IS NOT NULL")
-        .bind(format!("{schema}.ledger"))
+        .bind(name)
         .fetch_one(conn)
         .await
         .map_err(|e| DbError::query(env, e))
@@ -90,6 +154,16 @@ pub async fn ensure(conn: &mut PgConnection, env: &str, schema: &str) -> Result<
                 )
             })?;
         tx.commit().await.map_err(|e| DbError::query(env, e))?;
+    } else if !relation_exists(conn, env, &format!("{schema}.ledger_progress")).await? {
+        sqlx::raw_sql(AssertSqlSafe(progress_ddl(schema)))
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| {
+                DbError::query(
+                    env,
+                    format!("creating {schema}.ledger_progress: {}", super::describe(&e)),
+                )
+            })?;
     }
     let version: i32 = sqlx::query_scalar(AssertSqlSafe(format!(
         "SELECT max(version) FROM {schema}.ledger_version"

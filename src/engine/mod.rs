@@ -264,6 +264,8 @@ pub async fn connect(env: &Environment) -> Result<PgConnection, DbError> {
 #[derive(Debug)]
 pub struct Ledger {
     pub entries: Vec<Entry>,
+    /// How far each `running` non-transactional changeset got.
+    pub progress: crate::ledger::Progress,
     /// Whether a promoter holds the environment's lock right now (so a
     /// `running` row may really be running).
     pub locked: bool,
@@ -273,10 +275,12 @@ pub struct Ledger {
 pub async fn read_ledger(env: &Environment, schema: &str) -> Result<Ledger, DbError> {
     let mut conn = connect(env).await?;
     let entries = ledger::load(&mut conn, &env.name, schema).await;
+    let progress = ledger::load_progress(&mut conn, &env.name, schema).await;
     let locked = lock::is_held(&mut conn, lock::key(schema)).await;
     db::close(conn).await;
     Ok(Ledger {
         entries: entries?,
+        progress: progress?,
         locked,
     })
 }
@@ -335,6 +339,10 @@ impl Target {
 
     async fn entries(&mut self) -> Result<Vec<Entry>, DbError> {
         ledger::load(&mut self.conn, &self.env, &self.schema).await
+    }
+
+    async fn progress(&mut self) -> Result<crate::ledger::Progress, DbError> {
+        ledger::load_progress(&mut self.conn, &self.env, &self.schema).await
     }
 
     /// Releases the lock once the work backend is idle, and closes both
@@ -458,7 +466,9 @@ pub async fn apply(
     let mut target = Target::open(env, schema, opts.lock_wait, hooks).await?;
     let result = async {
         let entries = target.entries().await?;
-        let mut refusals = plan::refuse_dirty(&env.name, &crate::ledger::dirty(&entries));
+        let progress = target.progress().await?;
+        let mut refusals =
+            plan::refuse_dirty(&env.name, &crate::ledger::dirty(&entries, &progress));
         let plan = plan::plan_apply(
             &env.name,
             &crate::ledger::applied(&entries),
@@ -518,7 +528,8 @@ pub async fn promote(
     let mut target = Target::open(to, schema, opts.lock_wait, hooks).await?;
     let result = async {
         let entries = target.entries().await?;
-        let mut refusals = plan::refuse_dirty(&to.name, &crate::ledger::dirty(&entries));
+        let progress = target.progress().await?;
+        let mut refusals = plan::refuse_dirty(&to.name, &crate::ledger::dirty(&entries, &progress));
         let plan = plan::plan_promotion(
             &from.name,
             &to.name,
@@ -780,7 +791,8 @@ pub async fn resolve(
     let mut target = Target::open(env, schema, lock_wait, hooks).await?;
     let result = async {
         let entries = target.entries().await?;
-        let dirty = crate::ledger::dirty(&entries);
+        let progress = target.progress().await?;
+        let dirty = crate::ledger::dirty(&entries, &progress);
         let Some(found) = dirty.iter().find(|d| {
             ChangesetId::parse(&d.row.changeset_id).is_ok_and(|id| id.matches(changeset))
         }) else {
@@ -793,6 +805,7 @@ pub async fn resolve(
             ));
         };
         let mut entry = found.row.clone();
+        entry.statements = found.committed;
         let (os_user, host) = who();
         entry.status = outcome;
         entry.os_user = os_user;

@@ -283,7 +283,13 @@ fn a_failure_inside_a_scripts_own_transaction_block_is_still_recorded() {
         "dev",
         "SELECT status || ':' || statements FROM promoter.ledger ORDER BY seq",
     );
-    assert_eq!(rows, "running:0\nfailed:3\n");
+    // Regression: BEGIN and the INSERT were counted as committed (3); only
+    // the CREATE TABLE before the script's own block stayed.
+    assert_eq!(rows, "running:0\nfailed:1\n");
+    assert!(
+        err.contains("1 statement of this non-transactional changeset had already committed"),
+        "{err}"
+    );
 }
 
 #[test]

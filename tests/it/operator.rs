@@ -194,6 +194,11 @@ fn a_running_row_left_by_kill_9_shows_as_interrupted_and_resolve_handles_it() {
         serde_json::from_str(&t.promoter(&["--json", "status"]).ok()).unwrap();
     let cell = &status["changesets"][0]["environments"]["dev"];
     assert_eq!(cell["state"], "interrupted", "{status:#}");
+    // Exactly how far it got, though the process died without a word.
+    assert_eq!(
+        cell["detail"],
+        "1 statement committed; see `promoter resolve`"
+    );
     let attention = t.promoter(&["status", "--exit-code"]);
     assert_eq!(attention.code, 1, "{}", attention.all());
     let refused = t.promoter(&["apply", "dev"]).fails();
@@ -615,4 +620,69 @@ fn passwords_never_appear_in_messages_in_any_url_form() {
         assert!(!all.contains("s3cr"), "{url} leaked: {all}");
         assert!(all.contains("***"), "{all}");
     }
+}
+
+#[test]
+fn a_usage_error_under_json_is_a_json_object_too() {
+    let t = TestContext::new();
+    let run = t.promoter(&["--json", "promote", "qat"]);
+    assert_eq!(run.code, 2, "{}", run.all());
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(v["error"]["kind"], "usage");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("<TO>"),
+        "{v}"
+    );
+    assert!(
+        run.stderr.contains("Usage: promoter promote"),
+        "{}",
+        run.stderr
+    );
+    // Without --json, clap's text alone; --help is no error at all.
+    let plain = t.promoter(&["promote", "qat"]);
+    assert_eq!((plain.code, plain.stdout.as_str()), (2, ""));
+    let help = t.promoter(&["--json", "--help"]);
+    assert_eq!(help.code, 0);
+    assert!(help.stdout.contains("Exit codes:"), "{}", help.stdout);
+}
+
+#[test]
+fn a_dry_run_of_a_refused_plan_shows_every_check_and_marks_the_failing_ones() {
+    let t = TestContext::with_databases();
+    t.configure("dev", "require: { developer: 1 }");
+    t.changeset("first", "CREATE TABLE first (id int);\n");
+    t.changeset("second", "CREATE TABLE second (id int);\n");
+    t.promoter(&["seal"]).ok();
+    let (_, key) = t.promoter_key("Dev <dev@example.com>", "keys/developers");
+    t.promoter(&["sign", "1", "--key", key.to_str().unwrap()])
+        .ok();
+    let run = t.promoter(&["apply", "dev", "--dry-run"]);
+    assert_eq!(run.code, 3, "{}", run.all());
+    assert!(
+        run.stdout
+            .contains("dry run: plan for 2 changesets to dev (1 refused):"),
+        "{}",
+        run.stdout
+    );
+    let first = run.stdout.find("0001-first").unwrap();
+    let second = run.stdout.find("0002-second").unwrap();
+    assert!(
+        run.stdout[first..second].contains("ok    signatures: 1 developer"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout[second..].contains("FAIL  0002-second: needs 1 developer signature"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stderr.contains("hint: promoter sign 0002-second"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        t.sql("dev", "SELECT to_regclass('promoter.ledger') IS NULL"),
+        "t\n"
+    );
 }
