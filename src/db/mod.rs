@@ -15,7 +15,7 @@ pub mod lock;
 
 use std::time::Duration;
 
-use sqlx::Connection;
+use sqlx::Connection as _;
 use sqlx::postgres::PgConnection;
 
 use conninfo::redact;
@@ -165,6 +165,17 @@ pub async fn connect(env: &str, url: &str, settings: &Settings) -> Result<PgConn
 /// Never let a password inside an error message through.
 fn strip_url(message: &str, url: &str, shown: &str) -> String {
     message.replace(url, shown)
+}
+
+/// A connection to one environment's database.
+pub type Connection = PgConnection;
+
+/// The server process serving `conn` (what a cancel request names).
+pub async fn backend_pid(conn: &mut PgConnection, env: &str) -> Result<i32, DbError> {
+    sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(conn)
+        .await
+        .map_err(|e| DbError::query(env, e))
 }
 
 /// Closes a connection politely, ignoring errors (it may already be gone).

@@ -12,7 +12,6 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
-use sqlx::postgres::PgConnection;
 
 use crate::changeset::{Bundle, ChangesetId, Manifest, Sha256Digest, TransactionMode};
 use crate::check::{BundleCheck, check_bundle};
@@ -253,7 +252,7 @@ pub fn settings(env: &Environment) -> Settings {
 }
 
 /// Connects to an environment.
-pub async fn connect(env: &Environment) -> Result<PgConnection, DbError> {
+pub async fn connect(env: &Environment) -> Result<db::Connection, DbError> {
     let url = env
         .database_url()
         .map_err(|e| DbError::Unconfigured(e.to_string()))?;
@@ -290,7 +289,7 @@ pub async fn read_ledger(env: &Environment, schema: &str) -> Result<Ledger, DbEr
 struct Target {
     env: String,
     schema: String,
-    conn: PgConnection,
+    conn: db::Connection,
     /// The work connection's backend, for cancel requests.
     pid: i32,
     lock: Lock,
@@ -318,14 +317,11 @@ impl Target {
                 return Err(e);
             }
         };
-        let pid = match sqlx::query_scalar::<_, i32>("SELECT pg_backend_pid()")
-            .fetch_one(&mut conn)
-            .await
-        {
+        let pid = match db::backend_pid(&mut conn, &env.name).await {
             Ok(pid) => pid,
             Err(e) => {
                 lock.release().await;
-                return Err(DbError::query(&env.name, e));
+                return Err(e);
             }
         };
         Ok(Self {
