@@ -76,6 +76,80 @@ pub enum Command {
     Resolve(ResolveArgs),
     /// Compare two environments' schemas (what the drift check compares), line by line.
     Drift(DriftArgs),
+    /// The trust policy pinned in a controlled environment's own database.
+    #[command(subcommand)]
+    Trust(TrustCommand),
+    /// Signed ledger rows (receipts) for approving or auditing offline.
+    #[command(subcommand)]
+    Receipt(ReceiptCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TrustCommand {
+    /// Derive ENV's policy from git, show it, and pin it in ENV's database (trust on first use, or a signed change).
+    Pin(TrustPinArgs),
+    /// Show ENV's pinned policy, its history, and how git differs.
+    Show(TrustShowArgs),
+    /// Sign the policy the work tree gives ENV, so that it can be re-pinned.
+    Sign(TrustSignArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TrustPinArgs {
+    /// The environment, e.g. prd.
+    pub env: String,
+    /// Git revision to derive the policy from (environments.yaml and keys/).
+    #[arg(long, default_value = "HEAD")]
+    pub rev: String,
+    /// Do not ask for confirmation.
+    #[arg(long, short)]
+    pub yes: bool,
+    /// Replace the pinned policy without the pinned people's signatures (lost keys); recorded and always reported by audit.
+    #[arg(long, requires = "reason")]
+    pub break_glass: bool,
+    /// Why the glass was broken (with --break-glass).
+    #[arg(long, requires = "break_glass")]
+    pub reason: Option<String>,
+    /// How long to wait for another promoter that holds the lock, in seconds.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    pub lock_wait: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct TrustShowArgs {
+    /// The environment, e.g. prd.
+    pub env: String,
+    /// Git revision to compare the pinned policy with.
+    #[arg(long, default_value = "HEAD")]
+    pub rev: String,
+}
+
+#[derive(Debug, Args)]
+pub struct TrustSignArgs {
+    /// The environment whose new policy to sign.
+    pub env: String,
+    #[command(flatten)]
+    pub key: KeySource,
+    /// Derive the policy from this git revision instead of the work tree.
+    #[arg(long)]
+    pub rev: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReceiptCommand {
+    /// Write ENV's signed ledger row for CHANGESET as a file (for `approve --receipt`, or an auditor).
+    Export(ReceiptExportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReceiptExportArgs {
+    /// The environment that ran it, e.g. qat.
+    pub env: String,
+    /// The changeset (id, number or slug).
+    pub changeset: String,
+    /// The file to write (default: stdout).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -126,12 +200,21 @@ pub struct ApproveArgs {
     pub changesets: Vec<String>,
     #[command(flatten)]
     pub key: KeySource,
-    /// The environment whose ledger must show the exact bundle applied (default: the one PRD promotes from).
-    #[arg(long, value_name = "ENV")]
-    pub tested_in: Option<String>,
-    /// Approve without checking the test environment's ledger (it is unreachable from here).
-    #[arg(long)]
-    pub offline: bool,
+    /// The environment the approval opens (default: the one whose `require` has customers).
+    #[arg(long = "for", value_name = "ENV")]
+    pub for_env: Option<String>,
+    /// How long the approval holds: e.g. 14d, 48h (default 14d).
+    #[arg(long, default_value = "14d", value_name = "DURATION")]
+    pub expires: String,
+    /// A note for the record (one line).
+    #[arg(long, default_value = "")]
+    pub comment: String,
+    /// Approve from an exported receipt (`promoter receipt export`) instead of reading the test environment's ledger.
+    #[arg(long, value_name = "FILE")]
+    pub receipt: Option<PathBuf>,
+    /// Do not ask for confirmation.
+    #[arg(long, short)]
+    pub yes: bool,
 }
 
 #[derive(Debug, Args)]

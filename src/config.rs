@@ -29,6 +29,8 @@ pub enum ConfigError {
     UnknownEnvironment { name: String, known: String },
     #[error("environment `{env}`: database_url refers to ${{{var}}}, which is not set")]
     MissingVariable { env: String, var: String },
+    #[error("environment `{env}`: receipt_key refers to ${{{var}}}, which is not set")]
+    MissingReceiptKey { env: String, var: String },
     #[error("environment `{env}`: database_url: {message}")]
     BadUrl { env: String, message: String },
 }
@@ -119,12 +121,18 @@ pub struct EnvironmentConfig {
     /// How long to wait for a connection, e.g. `10s` (default 10 s).
     #[serde(default)]
     pub connect_timeout: Option<String>,
+    /// The secret key that signs every ledger row this environment writes
+    /// (its receipts): an armored key file, or `gpg:KEYID`; usually
+    /// `${QAT_RECEIPT_KEY}`. Its public certificate is committed as
+    /// `keys/environments/<env>.asc`.
+    #[serde(default)]
+    pub receipt_key: Option<String>,
 }
 
 /// Default for `connect_timeout`.
 pub const DEFAULT_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Parses `500ms`, `10s`, `5min`, `1h` or a bare number of seconds.
+/// Parses `500ms`, `10s`, `5min`, `1h`, `14d` or a bare number of seconds.
 pub fn parse_duration(text: &str) -> Option<std::time::Duration> {
     let text = text.trim();
     let split = text
@@ -137,6 +145,7 @@ pub fn parse_duration(text: &str) -> Option<std::time::Duration> {
         "" | "s" => n.checked_mul(1000)?,
         "min" => n.checked_mul(60_000)?,
         "h" => n.checked_mul(3_600_000)?,
+        "d" => n.checked_mul(86_400_000)?,
         _ => return None,
     };
     Some(std::time::Duration::from_millis(ms))
@@ -342,6 +351,19 @@ pub struct Environment {
 }
 
 impl Environment {
+    /// The receipt key, `${VAR}`s resolved; `None` if it has none.
+    pub fn receipt_key(&self) -> Result<Option<String>, ConfigError> {
+        let Some(spec) = &self.config.receipt_key else {
+            return Ok(None);
+        };
+        interpolate(spec, |v| std::env::var(v).ok())
+            .map(Some)
+            .map_err(|var| ConfigError::MissingReceiptKey {
+                env: self.name.clone(),
+                var,
+            })
+    }
+
     /// How long to wait for a connection to it.
     pub fn connect_timeout(&self) -> std::time::Duration {
         self.config
@@ -418,6 +440,7 @@ environments:
     database_url: ${QAT_DATABASE_URL}
     promote_from: dev
     require: { developer: 1 }
+    receipt_key: ${QAT_RECEIPT_KEY}        # QAT signs every ledger row it writes
   prd:
     database_url: ${PRD_DATABASE_URL}
     promote_from: qat

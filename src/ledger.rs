@@ -18,7 +18,7 @@ use crate::changeset::Sha256Digest;
 pub const GENESIS: Sha256Digest = Sha256Digest([0; 32]);
 
 /// What happened to a changeset in an environment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Status {
     Applied,
@@ -29,7 +29,13 @@ pub enum Status {
     ResolvedApplied,
     /// An operator recorded that a partial application was undone by hand.
     ResolvedRolledBack,
+    /// Not a changeset: the environment's trust policy was pinned (the row's
+    /// `changeset_id` is [`TRUST_EVENT`], its `bundle_hash` the policy's hash).
+    TrustPinned,
 }
+
+/// The `changeset_id` of ledger rows that record trust events.
+pub const TRUST_EVENT: &str = "trust-policy";
 
 impl Status {
     pub fn as_str(self) -> &'static str {
@@ -39,6 +45,7 @@ impl Status {
             Self::Running => "running",
             Self::ResolvedApplied => "resolved-applied",
             Self::ResolvedRolledBack => "resolved-rolled-back",
+            Self::TrustPinned => "trust-pinned",
         }
     }
 
@@ -49,6 +56,7 @@ impl Status {
             "running" => Self::Running,
             "resolved-applied" => Self::ResolvedApplied,
             "resolved-rolled-back" => Self::ResolvedRolledBack,
+            "trust-pinned" => Self::TrustPinned,
             _ => return None,
         })
     }
@@ -66,12 +74,19 @@ pub struct Signer {
     pub role: String,
     /// Signature creation time, RFC 3339.
     pub signed_at: String,
+    /// The person (normalized e-mail, or the fingerprint); absent in rows
+    /// written before principals were recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
+    /// For an approval: sha256 of the approval statement it signed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<String>,
 }
 
 /// One ledger row. Hashes are parsed digests: a value in the database that
 /// is not 64 lower-case hex digits never becomes an `Entry` (the loader
 /// reports it, naming the row).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Entry {
     pub seq: i64,
     pub changeset_id: String,
@@ -97,6 +112,26 @@ pub struct Entry {
     pub note: Option<String>,
     pub prev_hash: Sha256Digest,
     pub entry_hash: Sha256Digest,
+    /// The environment's signature over [`Entry::canonical_bytes`] (armored),
+    /// where it has a receipt key. Not part of the hashed content: it signs it.
+    pub receipt: Option<String>,
+}
+
+/// The length-prefixed encoding shared by every hash-chained row: `header`,
+/// then each field as a 4-byte big-endian length and its UTF-8 bytes, or
+/// `ff ff ff ff` for NULL.
+pub fn encode_fields(header: &[u8], fields: &[Option<&str>]) -> Vec<u8> {
+    let mut out = header.to_vec();
+    for value in fields {
+        match value {
+            Some(v) => {
+                out.extend_from_slice(&(v.len() as u32).to_be_bytes());
+                out.extend_from_slice(v.as_bytes());
+            }
+            None => out.extend_from_slice(&[0xff; 4]),
+        }
+    }
+    out
 }
 
 impl Entry {
@@ -300,6 +335,10 @@ pub enum AuditProblem {
         changeset_id: String,
         problems: Vec<String>,
     },
+    /// The environment signs its rows, and this one has no valid receipt.
+    NoReceipt { seq: i64, reason: String },
+    /// The pinned-policy table does not verify.
+    PolicyTampered { seq: i64, reason: String },
 }
 
 impl std::fmt::Display for AuditProblem {
@@ -307,6 +346,12 @@ impl std::fmt::Display for AuditProblem {
         match self {
             Self::ChainBroken { seq, reason } | Self::Malformed { seq, reason } => {
                 write!(f, "ledger row #{seq}: {reason}")
+            }
+            Self::NoReceipt { seq, reason } => {
+                write!(f, "ledger row #{seq}: no valid receipt: {reason}")
+            }
+            Self::PolicyTampered { seq, reason } => {
+                write!(f, "pinned policy row #{seq}: {reason}")
             }
             Self::NotInGit { seq, changeset_id } => {
                 write!(
@@ -399,6 +444,7 @@ mod tests {
             note: None,
             prev_hash: GENESIS,
             entry_hash: GENESIS,
+            receipt: None,
         }
     }
 

@@ -20,6 +20,7 @@
 //! - [`db`]: the only module that names sqlx: connect, lock, ledger, executor, fingerprint.
 //! - [`output`]: stdout/stderr conventions, times, JSON.
 
+pub mod approval;
 pub mod changeset;
 pub mod check;
 pub mod cli;
@@ -31,6 +32,7 @@ pub mod error;
 pub mod ledger;
 pub mod output;
 pub mod plan;
+pub mod policy;
 pub mod signing;
 pub mod sql;
 pub mod status;

@@ -83,6 +83,46 @@ pub enum Refusal {
         role: String,
         need: u32,
         have: u32,
+        /// Every signature that did not count, and why.
+        not_counted: Vec<String>,
+    },
+    /// Too few approval statements that match this candidate.
+    MissingApprovals {
+        id: String,
+        role: String,
+        need: u32,
+        have: u32,
+        /// Every approval that did not count, and why.
+        not_counted: Vec<String>,
+    },
+    /// The source's ledger row carries no valid receipt by a pinned key.
+    NoReceipt {
+        id: String,
+        from_env: String,
+        reason: String,
+    },
+    /// A controlled environment without a pinned trust policy.
+    NotPinned { env: String },
+    /// The pinned-policy table does not verify.
+    PolicyTampered {
+        env: String,
+        seq: i64,
+        reason: String,
+    },
+    /// The pinned policy says the environment is fed from elsewhere.
+    PinnedSource {
+        env: String,
+        pinned: Option<String>,
+        from: String,
+    },
+    /// The environment's receipt key is missing or not the committed one.
+    ReceiptKey { env: String, message: String },
+    /// A re-pin that the currently pinned people have not signed.
+    RepinUnsigned {
+        env: String,
+        /// (role, need, have) per role short.
+        short: Vec<(String, u32, u32)>,
+        not_counted: Vec<String>,
     },
 }
 
@@ -106,13 +146,26 @@ impl Refusal {
             Self::FilesModified { .. } => "files-modified",
             Self::Script { .. } => "script",
             Self::MissingSignatures { .. } => "missing-signatures",
+            Self::MissingApprovals { .. } => "missing-approvals",
+            Self::NoReceipt { .. } => "no-receipt",
+            Self::NotPinned { .. } => "not-pinned",
+            Self::PolicyTampered { .. } => "policy-tampered",
+            Self::PinnedSource { .. } => "pinned-source",
+            Self::ReceiptKey { .. } => "receipt-key",
+            Self::RepinUnsigned { .. } => "repin-unsigned",
         }
     }
 
     /// The changeset it concerns, if one.
     pub fn changeset(&self) -> Option<&str> {
         match self {
-            Self::Diverged { .. } | Self::NotPending { .. } => None,
+            Self::Diverged { .. }
+            | Self::NotPending { .. }
+            | Self::NotPinned { .. }
+            | Self::PolicyTampered { .. }
+            | Self::PinnedSource { .. }
+            | Self::ReceiptKey { .. }
+            | Self::RepinUnsigned { .. } => None,
             Self::NotInRepository { id, .. }
             | Self::NotSealed { id }
             | Self::ChangedSinceSource { id, .. }
@@ -126,7 +179,9 @@ impl Refusal {
             | Self::Unreadable { id, .. }
             | Self::FilesModified { id, .. }
             | Self::Script { id, .. }
-            | Self::MissingSignatures { id, .. } => Some(id),
+            | Self::MissingSignatures { id, .. }
+            | Self::MissingApprovals { id, .. }
+            | Self::NoReceipt { id, .. } => Some(id),
         }
     }
 
@@ -170,12 +225,33 @@ impl Refusal {
             ),
             Self::Script { .. } => return None,
             Self::MissingSignatures { id, role, .. } => {
-                if role == "customer" {
-                    format!("promoter approve {id}")
-                } else {
+                if role == crate::policy::SIGNING_ROLE {
                     format!("promoter sign {id}")
+                } else {
+                    format!("promoter approve {id}")
                 }
             }
+            Self::MissingApprovals { id, .. } => format!(
+                "the customer approves after testing: `promoter approve {id} --for ENV` (the statement binds the test environment's signed receipt)"
+            ),
+            Self::NoReceipt { from_env, .. } => format!(
+                "promote it to {from_env} again from a {from_env} with its receipt_key set; rows written by hand or by another database carry no receipt"
+            ),
+            Self::NotPinned { env } => format!(
+                "pin its trust policy first: `promoter trust pin {env}` (shows the policy from git and asks)"
+            ),
+            Self::PolicyTampered { env, .. } => format!(
+                "someone edited {env}'s pinned policy table; its DBAs must investigate before anything is promoted"
+            ),
+            Self::PinnedSource { env, .. } => format!(
+                "the pinned policy decides; change it with a signed re-pin (`promoter trust sign {env}`, then `promoter trust pin {env}`)"
+            ),
+            Self::ReceiptKey { env, .. } => format!(
+                "set {env}'s receipt_key to the secret key of the certificate committed as keys/environments/{env}.asc"
+            ),
+            Self::RepinUnsigned { env, .. } => format!(
+                "the people pinned now must sign the new policy: `promoter trust sign {env} --key …`, commit policy/{env}/, then pin again; or `--break-glass --reason …` for lost keys"
+            ),
         })
     }
 }
@@ -183,6 +259,14 @@ impl Refusal {
 fn plural(n: impl Into<i64>, word: &str) -> String {
     let n = n.into();
     format!("{n} {word}{}", if n == 1 { "" } else { "s" })
+}
+
+/// Appends "not counted" reasons as indented lines.
+fn list(f: &mut fmt::Formatter<'_>, items: &[String]) -> fmt::Result {
+    for item in items {
+        write!(f, "\n  not counted: {item}")?;
+    }
+    Ok(())
 }
 
 impl fmt::Display for Refusal {
@@ -292,12 +376,71 @@ impl fmt::Display for Refusal {
                 role,
                 need,
                 have,
+                not_counted,
+            } => {
+                write!(
+                    f,
+                    "{id}: needs {} {role} signature{} from distinct people, has {have}",
+                    need,
+                    if *need == 1 { "" } else { "s" }
+                )?;
+                list(f, not_counted)
+            }
+            Self::MissingApprovals {
+                id,
+                role,
+                need,
+                have,
+                not_counted,
+            } => {
+                write!(
+                    f,
+                    "{id}: needs {need} {role} approval{} that match{} this bundle, its test and this environment, has {have}",
+                    if *need == 1 { "" } else { "s" },
+                    if *need == 1 { "es" } else { "" }
+                )?;
+                list(f, not_counted)
+            }
+            Self::NoReceipt {
+                id,
+                from_env,
+                reason,
             } => write!(
                 f,
-                "{id}: needs {} {role} signature{} from distinct certificates, has {have}",
-                need,
-                if *need == 1 { "" } else { "s" }
+                "{id}: {from_env}'s ledger row has no valid receipt: {reason}"
             ),
+            Self::NotPinned { env } => write!(
+                f,
+                "{env} has `require` but no pinned trust policy: nothing is promoted to it until its policy is pinned in its own database"
+            ),
+            Self::PolicyTampered { env, seq, reason } => {
+                write!(
+                    f,
+                    "{env}'s pinned policy does not verify at row #{seq}: {reason}"
+                )
+            }
+            Self::PinnedSource { env, pinned, from } => write!(
+                f,
+                "{env}'s pinned policy says it is fed from {}, not from {from} (environments.yaml in git says otherwise, and does not decide)",
+                pinned.as_deref().unwrap_or("nothing (apply only)")
+            ),
+            Self::ReceiptKey { env, message } => write!(f, "{env}: receipt key: {message}"),
+            Self::RepinUnsigned {
+                env,
+                short,
+                not_counted,
+            } => {
+                let need: Vec<String> = short
+                    .iter()
+                    .map(|(role, need, have)| format!("{need} {role} (has {have})"))
+                    .collect();
+                write!(
+                    f,
+                    "{env}: the new policy differs from the pinned one and is not signed by the people pinned now: needs {}",
+                    need.join(", ")
+                )?;
+                list(f, not_counted)
+            }
         }
     }
 }
@@ -646,6 +789,7 @@ mod tests {
             role: "customer".into(),
             need: 1,
             have: 0,
+            not_counted: Vec::new(),
         };
         let bundles = [
             facts("0001-a", "a", &[]),
@@ -671,7 +815,7 @@ mod tests {
         assert!(text.contains("rev has ffff"), "{text}");
         assert_eq!(
             plan.refusals[1].to_string(),
-            "0003-c: needs 1 customer signature from distinct certificates, has 0"
+            "0003-c: needs 1 customer signature from distinct people, has 0"
         );
         assert_eq!(plan.refusals[1].hint().unwrap(), "promoter approve 0003-c");
         assert_eq!(

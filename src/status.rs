@@ -161,7 +161,7 @@ pub fn orphan(last: Option<&Entry>, locked: bool) -> Cell {
         Status::Failed => State::Failed,
         Status::Running if locked => State::Running,
         Status::Running => State::Interrupted,
-        Status::ResolvedRolledBack => State::ResolvedRolledBack,
+        Status::ResolvedRolledBack | Status::TrustPinned => State::ResolvedRolledBack,
     };
     Cell::of(state, row, Some("not in the work tree".into()))
 }
@@ -198,6 +198,7 @@ mod tests {
             note: None,
             prev_hash: GENESIS,
             entry_hash: GENESIS,
+            receipt: None,
         }
     }
 

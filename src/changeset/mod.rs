@@ -215,7 +215,42 @@ pub struct Bundle {
     pub signatures: Vec<SignatureFile>,
 }
 
+/// An approval statement found in `signatures/`, with its detached signature.
+#[derive(Debug, Clone, Copy)]
+pub struct ApprovalFiles<'a> {
+    /// `approval-<FPR>.txt`
+    pub name: &'a str,
+    pub statement: &'a [u8],
+    /// `approval-<FPR>.txt.asc`, if present.
+    pub signature: Option<&'a [u8]>,
+}
+
 impl Bundle {
+    /// The detached signatures over `SHA256SUMS`: every `*.asc` except the
+    /// signatures of approval statements (`*.txt.asc`).
+    pub fn manifest_signatures(&self) -> impl Iterator<Item = &SignatureFile> {
+        self.signatures
+            .iter()
+            .filter(|s| s.name.ends_with(".asc") && !s.name.ends_with(".txt.asc"))
+    }
+
+    /// The approval statements and their signatures.
+    pub fn approvals(&self) -> Vec<ApprovalFiles<'_>> {
+        self.signatures
+            .iter()
+            .filter(|s| s.name.ends_with(".txt"))
+            .map(|s| ApprovalFiles {
+                name: &s.name,
+                statement: &s.bytes,
+                signature: self
+                    .signatures
+                    .iter()
+                    .find(|sig| sig.name == format!("{}.asc", s.name))
+                    .map(|sig| sig.bytes.as_slice()),
+            })
+            .collect()
+    }
+
     /// The scripts, in execution order (byte-wise by file name).
     pub fn scripts(&self) -> impl Iterator<Item = &BundleFile> {
         self.files.iter().filter(|f| f.is_script())

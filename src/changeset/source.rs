@@ -104,7 +104,8 @@ fn classify(location: &str, name: &str, kind: EntryKind) -> Result<Slot, BundleE
     }
 }
 
-/// The rules for an entry of `signatures/`: regular `*.asc` files only.
+/// The rules for an entry of `signatures/`: regular `*.asc` files (detached
+/// signatures) and `approval-*.txt` files (approval statements) only.
 fn classify_signature(location: &str, name: &str, kind: EntryKind) -> Result<(), BundleError> {
     let err =
         |make: fn(String, String) -> BundleError| Err(make(location.to_owned(), name.to_owned()));
@@ -113,7 +114,10 @@ fn classify_signature(location: &str, name: &str, kind: EntryKind) -> Result<(),
         EntryKind::Dir | EntryKind::Other => {
             err(|location, name| BundleError::NotRegular { location, name })
         }
-        EntryKind::File if !name.ends_with(".asc") => {
+        EntryKind::File
+            if !(name.ends_with(".asc")
+                || (name.starts_with("approval-") && name.ends_with(".txt"))) =>
+        {
             err(|location, name| BundleError::BadSignatureName { location, name })
         }
         EntryKind::File => Ok(()),
@@ -409,6 +413,7 @@ fn open_at(root: &Path, rev: &str) -> Result<(git2::Repository, PathBuf, git2::O
         message,
     };
     let repo = git2::Repository::discover(root).map_err(|e| git(e.message().to_owned()))?;
+    refuse_substitutions(&repo).map_err(git)?;
     let workdir = repo
         .workdir()
         .ok_or_else(|| git("bare repositories are not supported".into()))?
@@ -425,6 +430,44 @@ fn open_at(root: &Path, rev: &str) -> Result<(git2::Repository, PathBuf, git2::O
         .map_err(|e| git(format!("cannot resolve revision: {}", e.message())))?
         .id();
     Ok((repo, prefix, commit))
+}
+
+/// Refuses a repository whose objects git itself would show differently:
+/// replace refs (`git replace`) and grafts make `git show` print one tree
+/// while libgit2 reads another, so a reviewer could approve what promoter
+/// never reads.
+fn refuse_substitutions(repo: &git2::Repository) -> Result<(), String> {
+    let replaced: Vec<String> = repo
+        .references_glob("refs/replace/*")
+        .map_err(|e| e.message().to_owned())?
+        .names()
+        .filter_map(Result::ok)
+        .map(str::to_owned)
+        .collect();
+    if let Some(first) = replaced.first() {
+        return Err(format!(
+            "the repository has replace refs ({first}{}): git would show other objects than promoter reads; remove them (`git replace -d`) before promoting",
+            if replaced.len() > 1 {
+                format!(" and {} more", replaced.len() - 1)
+            } else {
+                String::new()
+            }
+        ));
+    }
+    if repo.path().join("info/grafts").exists() {
+        return Err(
+            "the repository has grafts (.git/info/grafts): git would show other history than promoter reads; remove them before promoting"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+/// Resolves `rev` to a commit id once, so that everything a run reads comes
+/// from the same commit even if a branch moves meanwhile.
+pub fn resolve_rev(root: &Path, rev: &str) -> Result<String, BundleError> {
+    let (_, _, commit) = open_at(root, rev)?;
+    Ok(commit.to_string())
 }
 
 /// The commit `HEAD` points to, if the project is in a git repository.

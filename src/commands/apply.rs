@@ -24,7 +24,14 @@ pub fn run(ctx: &Context, args: &ApplyArgs) -> anyhow::Result<ExitCode> {
         .with_hint(format!("promoter promote {from} {}", env.name))
         .into());
     }
-    let keyrings = ctx.keyrings()?;
+    let git = super::trust::GitTrust::work_tree(ctx)?;
+    let git_policy = super::trust::derive(&git, &env).ok().map(|(p, _)| p);
+    let mut receipt = super::trust::receipt_signer(&git, &env)?;
+    let mut trust = engine::Trust {
+        git_keyrings: &git.keyrings,
+        git_policy,
+        receipt: receipt.as_mut(),
+    };
     let dirs = changeset::source::discover(&ctx.root)?;
     let only: Vec<ChangesetId> = if args.changesets.is_empty() {
         Vec::new()
@@ -44,10 +51,10 @@ pub fn run(ctx: &Context, args: &ApplyArgs) -> anyhow::Result<ExitCode> {
         &env,
         &config.file.ledger_schema,
         &bundles,
-        &keyrings,
+        &mut trust,
         git_commit,
         &opts,
-        &mut StderrHooks,
+        &mut StderrHooks::default(),
     ));
     match outcome {
         Ok(report) => run::render(&report, ctx.json, &format!("{} is up to date", env.name)),

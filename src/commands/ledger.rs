@@ -37,6 +37,8 @@ struct EntryView<'a> {
     note: Option<&'a str>,
     prev_hash: Sha256Digest,
     entry_hash: Sha256Digest,
+    /// The environment's armored signature over the row (its receipt), if it signs rows.
+    receipt: Option<&'a str>,
 }
 
 impl<'a> From<&'a Entry> for EntryView<'a> {
@@ -63,6 +65,7 @@ impl<'a> From<&'a Entry> for EntryView<'a> {
             note: e.note.as_deref(),
             prev_hash: e.prev_hash,
             entry_hash: e.entry_hash,
+            receipt: e.receipt.as_deref(),
         }
     }
 }
@@ -106,6 +109,7 @@ fn print_table(env: &str, entries: &[Entry]) -> std::io::Result<()> {
             "BY",
             "FROM",
             "SIGNERS",
+            "RECEIPT",
             "ENTRY",
         ]
         .map(String::from)
@@ -128,11 +132,17 @@ fn print_table(env: &str, entries: &[Entry]) -> std::io::Result<()> {
                     .iter()
                     .map(|s| {
                         let short: String = s.fingerprint.chars().take(8).collect();
-                        format!("{}:{short}", s.role)
+                        let how = if s.approval.is_some() {
+                            "(approved)"
+                        } else {
+                            ""
+                        };
+                        format!("{}:{short}{how}", s.role)
                     })
                     .collect::<Vec<_>>()
                     .join(" ")
             },
+            if e.receipt.is_some() { "signed" } else { "-" }.to_owned(),
             e.entry_hash.short(),
         ]);
     }
@@ -174,6 +184,72 @@ struct AuditView {
     commit: String,
     /// Every problem found, the first chain break first; empty when the audit passes.
     problems: Vec<AuditProblem>,
+    /// Every pin of the trust policy; a `break-glass` one is always reported.
+    trust_events: Vec<TrustEventView>,
+}
+
+/// JSON: one pin of the trust policy.
+#[derive(Serialize)]
+struct TrustEventView {
+    seq: i64,
+    kind: &'static str,
+    reason: Option<String>,
+    pinned_at: String,
+    by: String,
+    policy_hash: String,
+}
+
+/// In an environment that has a receipt certificate committed at the
+/// audited revision, every row must carry a valid receipt by it: a row
+/// inserted by hand, or re-hashed after an edit, has none.
+fn receipt_problems(
+    ctx: &Context,
+    commit: &str,
+    env: &str,
+    entries: &[Entry],
+) -> anyhow::Result<Vec<AuditProblem>> {
+    let git = super::trust::GitTrust::at(ctx, commit)?;
+    if git.receipt_fingerprints(env).is_empty() {
+        return Ok(Vec::new());
+    }
+    let role = format!("receipt:{env}");
+    let now = std::time::SystemTime::now();
+    let mut out = Vec::new();
+    for e in entries {
+        let Some(receipt) = &e.receipt else {
+            out.push(AuditProblem::NoReceipt {
+                seq: e.seq,
+                reason: "the row is not signed".into(),
+            });
+            continue;
+        };
+        let reports = crate::signing::verify_detached(
+            &git.receipt_certs,
+            &e.canonical_bytes(),
+            None,
+            &[("receipt", receipt.as_bytes())],
+            now,
+        );
+        if !reports
+            .iter()
+            .any(|r| r.is_good() && r.role.as_deref() == Some(role.as_str()))
+        {
+            let why: Vec<String> = reports
+                .iter()
+                .map(|r| match &r.verdict {
+                    crate::signing::Verdict::Bad(w) => w.clone(),
+                    crate::signing::Verdict::Good => {
+                        format!("signed by {}", r.role.as_deref().unwrap_or("?"))
+                    }
+                })
+                .collect();
+            out.push(AuditProblem::NoReceipt {
+                seq: e.seq,
+                reason: why.join("; "),
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// Audits an environment: recomputes the hash chain (catching edited,
@@ -184,10 +260,11 @@ pub fn audit(ctx: &Context, args: &AuditArgs) -> anyhow::Result<ExitCode> {
     let config = ctx.config()?;
     let env = config.environment(&args.env)?;
     let snapshot = source::load_git(&ctx.root, &args.rev)?;
+    let mut trust_events = Vec::new();
     let (entries, problems) =
         match ctx.block_on(engine::read_ledger(&env, &config.file.ledger_schema)) {
             Ok(l) => {
-                let problems = crate::ledger::audit(&l.entries, |id| {
+                let mut problems = crate::ledger::audit(&l.entries, |id| {
                     match snapshot.bundles.iter().find(|b| b.id.as_str() == id) {
                         None => InGit::Missing,
                         Some(b) => InGit::Present {
@@ -199,6 +276,27 @@ pub fn audit(ctx: &Context, args: &AuditArgs) -> anyhow::Result<ExitCode> {
                         },
                     }
                 });
+                problems.extend(receipt_problems(
+                    ctx,
+                    &snapshot.commit,
+                    &env.name,
+                    &l.entries,
+                )?);
+                if let Some((seq, reason)) = crate::policy::check_pins(&l.pins) {
+                    problems.push(AuditProblem::PolicyTampered { seq, reason });
+                }
+                trust_events = l
+                    .pins
+                    .iter()
+                    .map(|p| TrustEventView {
+                        seq: p.seq,
+                        kind: p.kind.as_str(),
+                        reason: p.reason.clone(),
+                        pinned_at: output::format_micros(p.pinned_at),
+                        by: format!("{}@{} as {}", p.os_user, p.host, p.db_role),
+                        policy_hash: p.policy_hash.to_hex(),
+                    })
+                    .collect();
                 (l.entries, problems)
             }
             Err(DbError::MalformedLedger { seq, reason, .. }) => {
@@ -214,6 +312,7 @@ pub fn audit(ctx: &Context, args: &AuditArgs) -> anyhow::Result<ExitCode> {
         rev: args.rev.clone(),
         commit: snapshot.commit.clone(),
         problems,
+        trust_events,
     };
     if ctx.json {
         output::print_json(&view)?;
@@ -222,6 +321,16 @@ pub fn audit(ctx: &Context, args: &AuditArgs) -> anyhow::Result<ExitCode> {
         } else {
             super::failed()
         });
+    }
+    for t in view.trust_events.iter().filter(|t| t.kind == "break-glass") {
+        output::eprint(&format!(
+            "notice: {}'s trust policy was re-pinned by BREAK GLASS at #{} ({} by {}): {}",
+            view.environment,
+            t.seq,
+            t.pinned_at,
+            t.by,
+            t.reason.as_deref().unwrap_or("no reason given")
+        ));
     }
     if view.ok {
         output::unless_closed(output::print(&format!(

@@ -2,6 +2,7 @@
 //! (config, keyrings, bundles), call the core, and print; they hold no rules.
 
 mod apply;
+mod approve;
 mod drift;
 mod init;
 mod keys;
@@ -13,13 +14,14 @@ mod run;
 mod seal;
 mod sign;
 mod status;
+pub mod trust;
 mod verify;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use crate::changeset::{self, source::BundleDir};
-use crate::cli::{Cli, Command, KeysCommand};
+use crate::cli::{Cli, Command, KeysCommand, ReceiptCommand, TrustCommand};
 use crate::config::{self, Config};
 pub use crate::error::{CommandError, ErrorKind};
 use crate::signing::Keyrings;
@@ -113,7 +115,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::New(args) => new::run(&ctx, &args),
         Command::Seal(args) => seal::run(&ctx, &args),
         Command::Sign(args) => sign::run_sign(&ctx, &args),
-        Command::Approve(args) => sign::run_approve(&ctx, &args),
+        Command::Approve(args) => approve::run(&ctx, &args),
         Command::Verify(args) => verify::run(&ctx, &args),
         Command::Keys(KeysCommand::Generate(args)) => keys::generate(&ctx, &args),
         Command::Keys(KeysCommand::List) => keys::list(&ctx),
@@ -124,6 +126,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit(args) => ledger::audit(&ctx, &args),
         Command::Resolve(args) => resolve::run(&ctx, &args),
         Command::Drift(args) => drift::run(&ctx, &args),
+        Command::Trust(TrustCommand::Pin(args)) => trust::pin(&ctx, &args),
+        Command::Trust(TrustCommand::Show(args)) => trust::show(&ctx, &args),
+        Command::Trust(TrustCommand::Sign(args)) => trust::sign(&ctx, &args),
+        Command::Receipt(ReceiptCommand::Export(args)) => approve::export_receipt(&ctx, &args),
     }
 }
 

@@ -41,10 +41,20 @@ pub fn config_and_keyrings_at(ctx: &Context, rev: &str) -> anyhow::Result<(Confi
 /// is touched — on any changed bundle, missing signature, divergence or
 /// schema drift.
 pub fn run(ctx: &Context, args: &PromoteArgs) -> anyhow::Result<ExitCode> {
-    let (config, keyrings) = config_and_keyrings_at(ctx, &args.rev)?;
+    // One commit for everything this run reads, whatever the branch does meanwhile.
+    let commit = source::resolve_rev(&ctx.root, &args.rev)?;
+    crate::output::eprint(&format!(
+        "reading bundles, environments.yaml and keys/ from commit {commit} ({})",
+        args.rev
+    ));
+    let git = super::trust::GitTrust::at(ctx, &commit)?;
+    let config = &git.config;
     let from = config.environment(&args.from)?;
     let to = config.environment(&args.to)?;
-    if to.config.promote_from.as_deref() != Some(from.name.as_str()) {
+    // A pinned policy may say otherwise; the engine checks that. Without
+    // one, environments.yaml must at least agree.
+    if to.config.promote_from.as_deref() != Some(from.name.as_str()) && to.config.require.is_empty()
+    {
         let msg = match &to.config.promote_from {
             Some(actual) => format!(
                 "{} is promoted from {actual}, not from {}",
@@ -57,17 +67,24 @@ pub fn run(ctx: &Context, args: &PromoteArgs) -> anyhow::Result<ExitCode> {
         };
         return Err(CommandError::usage(msg).into());
     }
-    let snapshot = source::load_git(&ctx.root, &args.rev)?;
+    let snapshot = source::load_git(&ctx.root, &commit)?;
+    let git_policy = super::trust::derive(&git, &to).ok().map(|(p, _)| p);
+    let mut receipt = super::trust::receipt_signer(&git, &to)?;
+    let mut trust = engine::Trust {
+        git_keyrings: &git.keyrings,
+        git_policy,
+        receipt: receipt.as_mut(),
+    };
     let opts = run::options(&args.run, args.upto.clone(), Vec::new());
     let outcome = ctx.block_on(engine::promote(
         &from,
         &to,
         &config.file.ledger_schema,
         &snapshot.bundles,
-        &keyrings,
+        &mut trust,
         snapshot.commit.clone(),
         &opts,
-        &mut StderrHooks,
+        &mut StderrHooks::default(),
     ));
     match outcome {
         Ok(report) => run::render(

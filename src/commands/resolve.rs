@@ -21,6 +21,13 @@ pub fn run(ctx: &Context, args: &ResolveArgs) -> anyhow::Result<ExitCode> {
     } else {
         Status::ResolvedRolledBack
     };
+    let git = super::trust::GitTrust::work_tree(ctx)?;
+    let mut receipt = super::trust::receipt_signer(&git, &env)?;
+    let mut trust = engine::Trust {
+        git_keyrings: &git.keyrings,
+        git_policy: None,
+        receipt: receipt.as_mut(),
+    };
     let entry = ctx
         .block_on(engine::resolve(
             &env,
@@ -29,7 +36,8 @@ pub fn run(ctx: &Context, args: &ResolveArgs) -> anyhow::Result<ExitCode> {
             outcome,
             &args.note,
             Duration::from_secs(args.lock_wait),
-            &mut StderrHooks,
+            &mut trust,
+            &mut StderrHooks::default(),
         ))
         .map_err(|e| run::error(e, false, ctx.json))?;
     #[derive(serde::Serialize)]

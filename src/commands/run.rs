@@ -31,9 +31,31 @@ pub fn options(run: &RunArgs, upto: Option<String>, only: Vec<ChangesetId>) -> R
 /// Progress on stderr, a line per changeset as it starts and as it ends
 /// (also when stderr is not a terminal: operators read CI logs), and the
 /// confirmation prompt.
-pub struct StderrHooks;
+#[derive(Debug, Default)]
+pub struct StderrHooks {
+    /// `--yes`: every question is answered yes.
+    pub assume_yes: bool,
+}
 
 impl Hooks for StderrHooks {
+    fn ask(&mut self, question: &str) -> anyhow::Result<bool> {
+        if self.assume_yes {
+            return Ok(true);
+        }
+        if !output::stdin_is_terminal() {
+            return Err(CommandError::refused(format!(
+                "{} — and there is no terminal to ask on",
+                question.trim_end_matches(" [y/N] ").trim_end_matches('?')
+            ))
+            .with_hint("pass --yes to confirm non-interactively")
+            .into());
+        }
+        eprint!("{question}");
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+    }
+
     fn event(&mut self, event: Event<'_>) {
         let line = match event {
             Event::Waiting(w) => w.to_owned(),

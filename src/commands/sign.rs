@@ -8,16 +8,14 @@ use serde::Serialize;
 
 use super::{CommandError, Context};
 use crate::changeset::{Bundle, SIGNATURES_DIR};
-use crate::cli::{ApproveArgs, KeySource, SignArgs};
-use crate::ledger::Entry;
+use crate::cli::{KeySource, SignArgs};
 use crate::output;
 use crate::signing::{
-    self, Keyrings, NOTATION_CHANGESET, NOTATION_LEDGER_ENTRY, NOTATION_ROLE, SigningKey, Verdict,
-    gpg_certificate, gpg_sign,
+    self, Keyrings, NOTATION_CHANGESET, NOTATION_ROLE, SigningKey, Verdict, gpg_certificate,
+    gpg_sign,
 };
 
-/// Role a customer approval must come from.
-pub const CUSTOMER_ROLE: &str = "customer";
+use crate::policy::SIGNING_ROLE;
 
 /// JSON: one signature made by `sign` or `approve`.
 #[derive(Serialize)]
@@ -43,61 +41,7 @@ enum Signer {
 
 /// Signs changesets in the role of the keyring that holds the signer's certificate.
 pub fn run_sign(ctx: &Context, args: &SignArgs) -> anyhow::Result<ExitCode> {
-    sign(ctx, &args.changesets, &args.key, None, None)
-}
-
-/// Approves changesets with a customer key, after checking (unless
-/// `--offline`) that the test environment's ledger shows the exact bundle.
-pub fn run_approve(ctx: &Context, args: &ApproveArgs) -> anyhow::Result<ExitCode> {
-    // Read the test environment's ledger only once the key is known to be a customer's.
-    let tested: Option<TestedLedger<'_>> = if args.offline {
-        None
-    } else {
-        Some(Box::new(|| tested_ledger(ctx, args.tested_in.as_deref())))
-    };
-    sign(
-        ctx,
-        &args.changesets,
-        &args.key,
-        Some(CUSTOMER_ROLE),
-        tested,
-    )
-}
-
-/// Reads the environment a customer tested in, and its ledger.
-type TestedLedger<'a> = Box<dyn FnOnce() -> anyhow::Result<(String, Vec<Entry>)> + 'a>;
-
-/// The environment the customer tested in and its ledger: `--tested-in`, or
-/// the source of the environment that requires a customer approval.
-fn tested_ledger(ctx: &Context, tested_in: Option<&str>) -> anyhow::Result<(String, Vec<Entry>)> {
-    let config = ctx.config()?;
-    let name = match tested_in {
-        Some(n) => n.to_owned(),
-        None => config
-            .pipeline()
-            .iter()
-            .find(|e| e.config.require.get(CUSTOMER_ROLE).is_some_and(|n| *n > 0))
-            .and_then(|e| e.config.promote_from.clone())
-            .ok_or_else(|| {
-                CommandError::usage("cannot tell which environment the customer tested in")
-                    .with_hint(
-                        "pass --tested-in ENV, or --offline to approve without checking a ledger",
-                    )
-            })?,
-    };
-    let env = config.environment(&name)?;
-    let entries = ctx
-        .block_on(crate::engine::read_ledger(&env, &config.file.ledger_schema))
-        .map(|l| l.entries)
-        .map_err(|e| {
-            let kind = match e {
-                crate::db::DbError::Connect { .. } => super::ErrorKind::Unreachable,
-                _ => super::ErrorKind::Refused,
-            };
-            CommandError::new(kind, format!("cannot read {name}'s ledger to check what was tested: {e}"))
-                .with_hint("approve from where the test environment is reachable, or pass --offline (the approval then binds no ledger entry)")
-        })?;
-    Ok((name, entries))
+    sign(ctx, &args.changesets, &args.key)
 }
 
 /// Reads the passphrase from PROMOTER_PASSPHRASE, or asks on a terminal.
@@ -114,13 +58,7 @@ pub fn passphrase(prompt: &str) -> Option<String> {
 /// Signs each changeset's `SHA256SUMS` with `source`. The role comes from the
 /// keyring holding the signer's certificate (never from a flag), the bundle
 /// must be intact, and every new signature is verified before it is written.
-fn sign(
-    ctx: &Context,
-    changesets: &[String],
-    source: &KeySource,
-    required_role: Option<&str>,
-    tested: Option<TestedLedger<'_>>,
-) -> anyhow::Result<ExitCode> {
+fn sign(ctx: &Context, changesets: &[String], source: &KeySource) -> anyhow::Result<ExitCode> {
     let keyrings = ctx.keyrings()?;
     let (mut signer, fingerprint, userid) = match (&source.key, &source.gpg) {
         (Some(path), _) => {
@@ -147,18 +85,13 @@ fn sign(
             .with_hint("commit its public certificate to the keyring of its role first (`gpg --armor --export KEYID > keys/developers/NAME.asc`)")
         })?
         .to_owned();
-    if let Some(required) = required_role.filter(|r| *r != role) {
-        {
-            return Err(CommandError::usage(format!(
-                "certificate {fingerprint} is in the {role} keyring; approval needs a {required} key"
-            ))
-            .with_hint(format!(
-                "a {role} signs with `promoter sign`; approvals come from certificates in the {required} keyring"
-            ))
-            .into());
-        }
+    if role != SIGNING_ROLE {
+        return Err(CommandError::usage(format!(
+            "certificate {fingerprint} is in the {role} keyring; a {role} approves with a signed statement, not a signature over SHA256SUMS"
+        ))
+        .with_hint("promoter approve CHANGESET --key … (after testing it in the environment it was promoted to)")
+        .into());
     }
-    let tested = tested.map(|read| read()).transpose()?;
     let mut views = Vec::new();
     for dir in ctx.select_dirs(changesets)? {
         let bundle = crate::changeset::source::load_dir(&dir)?;
@@ -167,30 +100,7 @@ fn sign(
         refuse_modified(&bundle)?;
         let id = bundle.id.to_string();
         let hash = signing_hash(&manifest_bytes);
-        let mut notations: Vec<(&str, &str)> =
-            vec![(NOTATION_ROLE, &role), (NOTATION_CHANGESET, &id)];
-        let binding;
-        if let Some((env, entries)) = &tested {
-            let entry = entries
-                .iter()
-                .rev()
-                .find(|e| e.changeset_id == id && e.status.is_applied())
-                .ok_or_else(|| {
-                    CommandError::refused(format!(
-                        "{id} is not applied to {env}: a customer approves what was tested there"
-                    ))
-                    .with_hint(format!("promote it to {env} and test it first"))
-                })?;
-            if entry.bundle_hash.to_hex() != hash {
-                return Err(CommandError::refused(format!(
-                    "{id}: {env} tested bundle {}, but the work tree has {hash}; refusing to approve an untested bundle",
-                    entry.bundle_hash
-                ))
-                .into());
-            }
-            binding = format!("{env}:{}", entry.entry_hash);
-            notations.push((NOTATION_LEDGER_ENTRY, &binding));
-        }
+        let notations: Vec<(&str, &str)> = vec![(NOTATION_ROLE, &role), (NOTATION_CHANGESET, &id)];
         let armored = match &mut signer {
             Signer::Key(key) => key.sign(&manifest_bytes, &notations),
             Signer::Gpg(key_id) => gpg_sign(key_id, &manifest_bytes, &notations),
@@ -225,14 +135,9 @@ fn sign(
         }
         output::print_json(&SignedView { signatures: &views })?;
     } else {
-        let verb = if required_role.is_some() {
-            "approved"
-        } else {
-            "signed"
-        };
         for v in &views {
             output::print(&format!(
-                "{verb} {}  {}  as {} {}",
+                "signed {}  {}  as {} {}",
                 v.id, v.bundle_hash, v.role, v.fingerprint
             ))?;
             output::print(&format!("  wrote {}", v.file))?;
@@ -246,7 +151,7 @@ fn signing_hash(manifest: &[u8]) -> String {
 }
 
 /// Never sign a bundle whose files differ from its manifest.
-fn refuse_modified(bundle: &Bundle) -> anyhow::Result<()> {
+pub(super) fn refuse_modified(bundle: &Bundle) -> anyhow::Result<()> {
     let problems = bundle.check_files()?;
     if problems.is_empty() {
         return Ok(());

@@ -132,7 +132,7 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> anyhow::Result<ExitCode> {
                         .collect();
                     status::cell(&rows, hash, l.locked, &l.progress, || {
                         let s = signers.get_or_insert_with(|| {
-                            check_bundle(&keyrings, bundle, None, now).signers
+                            check_bundle(&keyrings, bundle, None, None, now).signers
                         });
                         crate::signing::shortfalls(&env.config.require, s)
                     })
@@ -151,6 +151,7 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .flatten()
         .flat_map(|l| l.entries.iter())
+        .filter(|e| e.status != crate::ledger::Status::TrustPinned)
         .map(|e| e.changeset_id.as_str())
         .filter(|id| !bundles.iter().any(|b| b.id.as_str() == *id))
         .collect();

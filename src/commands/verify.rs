@@ -60,6 +60,41 @@ pub fn print_check(check: &BundleCheck, for_env: Option<&str>) -> std::io::Resul
             }
         }
     }
+    for a in &check.approvals {
+        let who = match (&a.role, &a.fingerprint) {
+            (Some(role), Some(fpr)) => format!(
+                "{role} {fpr}{}",
+                a.principal
+                    .as_deref()
+                    .map(|p| format!(" ({p})"))
+                    .unwrap_or_default()
+            ),
+            _ => String::new(),
+        };
+        let binds = format!(
+            "rests on {} entry {} (receipt key {}), opens {} until {}",
+            a.tested_in.as_deref().unwrap_or("?"),
+            a.entry.map_or("?".to_owned(), |e| e.short()),
+            a.receipt_key.as_deref().unwrap_or("?"),
+            if a.opens.is_empty() {
+                "?".to_owned()
+            } else {
+                a.opens.join(", ")
+            },
+            a.expires.as_deref().unwrap_or("?")
+        );
+        match &a.reason {
+            None => output::print(&format!(
+                "  good  signatures/{}: approval by {who}; {binds}",
+                a.file
+            ))?,
+            Some(why) => output::print(&format!(
+                "  BAD   signatures/{}: {who}{}{why}",
+                a.file,
+                if who.is_empty() { "" } else { ": " }
+            ))?,
+        }
+    }
     let Some(env) = for_env else {
         return Ok(());
     };
@@ -111,7 +146,13 @@ pub fn run(ctx: &Context, args: &VerifyArgs) -> anyhow::Result<ExitCode> {
     let mut checks = Vec::new();
     for dir in ctx.select_dirs(&args.changesets)? {
         checks.push(match crate::changeset::source::load_dir(&dir) {
-            Ok(bundle) => check_bundle(&keyrings, &bundle, require.as_ref(), now),
+            Ok(bundle) => check_bundle(
+                &keyrings,
+                &bundle,
+                require.as_ref(),
+                args.for_env.as_deref(),
+                now,
+            ),
             Err(e) => BundleCheck::unreadable(dir.id.as_str(), e.to_string()),
         });
     }

@@ -403,6 +403,7 @@ pub async fn apply(
     app: Application,
     scripts: Vec<ScriptSource>,
     stop: &AtomicBool,
+    sign: &mut ledger::RowSigner<'_>,
 ) -> Result<Outcome, DbError> {
     let schema = app.ledger_schema.as_str();
     let mut entry = app.entry;
@@ -420,7 +421,7 @@ pub async fn apply(
                     entry.status = Status::Applied;
                     entry.statements = done;
                     entry.finished_at = Some(now_micros());
-                    ledger::append(&mut tx, env, schema, &mut entry).await?;
+                    ledger::append(&mut tx, env, schema, &mut entry, sign).await?;
                     tx.commit().await.map_err(|e| {
                         DbError::query(env, format!("COMMIT: {}", super::describe(&e)))
                     })?;
@@ -440,7 +441,7 @@ pub async fn apply(
             entry.schema_before = Some(fingerprint::fingerprint(conn, env, schema).await?);
             let mut running = entry.clone();
             running.status = Status::Running;
-            append_alone(conn, env, schema, &mut running).await?;
+            append_alone(conn, env, schema, &mut running, sign).await?;
             let progress = Progress {
                 env,
                 schema,
@@ -464,7 +465,7 @@ pub async fn apply(
                 entry.status = Status::Applied;
                 entry.statements = done;
                 entry.finished_at = Some(now_micros());
-                append_alone(conn, env, schema, &mut entry).await?;
+                append_alone(conn, env, schema, &mut entry, sign).await?;
             }
             run
         }
@@ -477,7 +478,7 @@ pub async fn apply(
             entry.finished_at = Some(now_micros());
             entry.schema_after = None;
             entry.error = Some(error.to_string());
-            append_alone(conn, env, schema, &mut entry).await?;
+            append_alone(conn, env, schema, &mut entry, sign).await?;
             Ok(Outcome {
                 entry,
                 error: Some(error),
@@ -492,9 +493,10 @@ pub async fn append_alone(
     env: &str,
     schema: &str,
     entry: &mut Entry,
+    sign: &mut ledger::RowSigner<'_>,
 ) -> Result<(), DbError> {
     let mut tx = conn.begin().await.map_err(|e| DbError::query(env, e))?;
-    ledger::append(&mut tx, env, schema, entry).await?;
+    ledger::append(&mut tx, env, schema, entry, sign).await?;
     tx.commit().await.map_err(|e| DbError::query(env, e))
 }
 

@@ -10,7 +10,7 @@ use crate::changeset::Sha256Digest;
 use crate::ledger::{Entry, Progress, Status};
 
 /// Layout version this promoter writes and reads.
-pub const LAYOUT_VERSION: i32 = 1;
+pub const LAYOUT_VERSION: i32 = 2;
 
 /// The ledger's DDL. `schema` is validated as `[a-z_][a-z0-9_]*` when the
 /// configuration loads, so formatting it into SQL is safe; values never are.
@@ -58,10 +58,45 @@ $fn$;
 DROP TRIGGER IF EXISTS ledger_append_only ON {s}.ledger;
 CREATE TRIGGER ledger_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON {s}.ledger
     FOR EACH STATEMENT EXECUTE FUNCTION {s}.ledger_append_only();
-INSERT INTO {s}.ledger_version (version) VALUES ({LAYOUT_VERSION}) ON CONFLICT DO NOTHING;
+INSERT INTO {s}.ledger_version (version) VALUES (1) ON CONFLICT DO NOTHING;
 "#,
         s = schema
     ) + &progress_ddl(schema)
+}
+
+/// Layout 2: receipts on ledger rows, trust events, and the pinned trust
+/// policy next to the ledger (append-only and hash-chained like it).
+fn v2_ddl(schema: &str) -> String {
+    format!(
+        r#"
+ALTER TABLE {s}.ledger ADD COLUMN IF NOT EXISTS receipt text;
+ALTER TABLE {s}.ledger DROP CONSTRAINT IF EXISTS ledger_status_check;
+ALTER TABLE {s}.ledger ADD CONSTRAINT ledger_status_check
+    CHECK (status IN ('applied', 'failed', 'running', 'resolved-applied', 'resolved-rolled-back', 'trust-pinned'));
+CREATE TABLE IF NOT EXISTS {s}.policy (
+    seq          bigint PRIMARY KEY CHECK (seq > 0),
+    environment  text NOT NULL,
+    policy       text NOT NULL,
+    policy_hash  char(64) NOT NULL,
+    kind         text NOT NULL CHECK (kind IN ('first-use', 'signed', 'break-glass')),
+    reason       text,
+    signers      text NOT NULL,
+    certificates text NOT NULL,
+    pinned_at    timestamptz NOT NULL,
+    os_user      text NOT NULL,
+    host         text NOT NULL,
+    db_role      text NOT NULL,
+    prev_hash    char(64) NOT NULL UNIQUE,
+    entry_hash   char(64) NOT NULL UNIQUE
+);
+COMMENT ON TABLE {s}.policy IS 'promoter: the trust policy pinned for this environment; append-only and hash-chained (promoter trust show)';
+DROP TRIGGER IF EXISTS policy_append_only ON {s}.policy;
+CREATE TRIGGER policy_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON {s}.policy
+    FOR EACH STATEMENT EXECUTE FUNCTION {s}.ledger_append_only();
+INSERT INTO {s}.ledger_version (version) VALUES (2) ON CONFLICT DO NOTHING;
+"#,
+        s = schema
+    )
 }
 
 /// The progress of non-transactional changesets: a row per statement that
@@ -171,6 +206,24 @@ pub async fn ensure(conn: &mut PgConnection, env: &str, schema: &str) -> Result<
     .fetch_one(&mut *conn)
     .await
     .map_err(|e| DbError::query(env, e))?;
+    if version < 2 {
+        let mut tx = sqlx::Connection::begin(&mut *conn)
+            .await
+            .map_err(|e| DbError::query(env, e))?;
+        sqlx::raw_sql(AssertSqlSafe(v2_ddl(schema)))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| {
+                DbError::query(
+                    env,
+                    format!(
+                        "upgrading {schema}.ledger to layout 2: {}",
+                        super::describe(&e)
+                    ),
+                )
+            })?;
+        tx.commit().await.map_err(|e| DbError::query(env, e))?;
+    }
     if version > LAYOUT_VERSION {
         return Err(DbError::LedgerTooNew {
             env: env.to_owned(),
@@ -187,6 +240,23 @@ const COLUMNS: &str = "seq, changeset_id, bundle_hash, environment, status, sign
     (extract(epoch FROM started_at) * 1000000)::bigint, \
     (extract(epoch FROM finished_at) * 1000000)::bigint, \
     schema_before, schema_after, statements, error, note, prev_hash, entry_hash";
+
+/// The columns to read: layout 1 ledgers (not yet upgraded: promoter
+/// upgrades only under the lock, before writing) have no `receipt`.
+async fn columns(conn: &mut PgConnection, env: &str, schema: &str) -> Result<String, DbError> {
+    let has_receipt: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1) \
+         AND attname = 'receipt' AND NOT attisdropped)",
+    )
+    .bind(format!("{schema}.ledger"))
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(|e| DbError::query(env, e))?;
+    Ok(format!(
+        "{COLUMNS}, {}",
+        if has_receipt { "receipt" } else { "NULL::text" }
+    ))
+}
 
 /// Why a stored row cannot be read as an [`Entry`].
 #[derive(Debug)]
@@ -248,6 +318,7 @@ fn from_row(row: &PgRow) -> Result<Entry, RowError> {
         note: row.try_get(18)?,
         prev_hash: required(19, "prev_hash")?,
         entry_hash: required(20, "entry_hash")?,
+        receipt: row.try_get(21)?,
     })
 }
 
@@ -271,8 +342,9 @@ pub async fn load(conn: &mut PgConnection, env: &str, schema: &str) -> Result<Ve
     if !exists(conn, env, schema).await? {
         return Ok(Vec::new());
     }
+    let columns = columns(conn, env, schema).await?;
     let rows = sqlx::query(AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM {schema}.ledger ORDER BY seq"
+        "SELECT {columns} FROM {schema}.ledger ORDER BY seq"
     )))
     .fetch_all(&mut *conn)
     .await
@@ -289,8 +361,9 @@ pub async fn last(
     env: &str,
     schema: &str,
 ) -> Result<Option<Entry>, DbError> {
+    let columns = columns(conn, env, schema).await?;
     let row = sqlx::query(AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM {schema}.ledger ORDER BY seq DESC LIMIT 1"
+        "SELECT {columns} FROM {schema}.ledger ORDER BY seq DESC LIMIT 1"
     )))
     .fetch_optional(&mut *conn)
     .await
@@ -301,8 +374,13 @@ pub async fn last(
         .map_err(|e| row_error(env, schema, e))
 }
 
-/// Chains `entry` to the last row and inserts it, on `conn` (inside the
-/// caller's transaction when there is one).
+/// Signs a row's canonical bytes with the environment's receipt key and
+/// returns the armored signature (`None`: the environment has no receipt key).
+pub type RowSigner<'a> = Option<&'a mut dyn FnMut(&[u8]) -> Result<String, String>>;
+
+/// Chains `entry` to the last row, signs it if the environment has a
+/// receipt key, and inserts it, on `conn` (inside the caller's transaction
+/// when there is one).
 // Chaining reads the last row and inserts the next one; the advisory lock
 // makes this race-free between promoters, and the UNIQUE prev_hash would
 // refuse a fork even from a writer that bypassed the lock.
@@ -311,17 +389,27 @@ pub async fn append(
     env: &str,
     schema: &str,
     entry: &mut Entry,
+    sign: &mut RowSigner<'_>,
 ) -> Result<(), DbError> {
     let prev = last(conn, env, schema).await?;
     entry.seal(prev.as_ref());
+    entry.receipt = match sign {
+        Some(sign) => Some(sign(&entry.canonical_bytes()).map_err(|e| {
+            DbError::query(
+                env,
+                format!("signing the receipt for {}: {e}", entry.changeset_id),
+            )
+        })?),
+        None => None,
+    };
     let sql = format!(
         "INSERT INTO {schema}.ledger (seq, changeset_id, bundle_hash, environment, status, signers, \
          promoted_from, promoted_from_entry, git_commit, os_user, host, db_role, started_at, finished_at, \
-         schema_before, schema_after, statements, error, note, prev_hash, entry_hash) \
+         schema_before, schema_after, statements, error, note, prev_hash, entry_hash, receipt) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
          to_timestamp(0) + $13::bigint * interval '1 microsecond', \
          to_timestamp(0) + $14::bigint * interval '1 microsecond', \
-         $15, $16, $17, $18, $19, $20, $21)"
+         $15, $16, $17, $18, $19, $20, $21, $22)"
     );
     sqlx::query(AssertSqlSafe(sql))
         .bind(entry.seq)
@@ -345,6 +433,7 @@ pub async fn append(
         .bind(&entry.note)
         .bind(entry.prev_hash.to_hex())
         .bind(entry.entry_hash.to_hex())
+        .bind(&entry.receipt)
         .execute(&mut *conn)
         .await
         .map_err(|e| {

@@ -12,6 +12,7 @@ pub mod executor;
 pub mod fingerprint;
 pub mod ledger;
 pub mod lock;
+pub mod policy;
 
 use std::time::Duration;
 
@@ -169,6 +170,21 @@ fn strip_url(message: &str, url: &str, shown: &str) -> String {
 
 /// A connection to one environment's database.
 pub type Connection = PgConnection;
+
+/// A transaction on a [`Connection`].
+pub type Transaction<'c> = sqlx::Transaction<'c, sqlx::Postgres>;
+
+/// Begins a transaction.
+pub async fn begin<'c>(conn: &'c mut PgConnection, env: &str) -> Result<Transaction<'c>, DbError> {
+    conn.begin().await.map_err(|e| DbError::query(env, e))
+}
+
+/// Commits a transaction.
+pub async fn commit(tx: Transaction<'_>, env: &str) -> Result<(), DbError> {
+    tx.commit()
+        .await
+        .map_err(|e| DbError::query(env, format!("COMMIT: {}", describe(&e))))
+}
 
 /// The server process serving `conn` (what a cancel request names).
 pub async fn backend_pid(conn: &mut PgConnection, env: &str) -> Result<i32, DbError> {

@@ -7,6 +7,7 @@
 //! command layer renders.
 
 pub mod interrupt;
+pub mod trust;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
@@ -73,6 +74,42 @@ pub trait Hooks {
     /// Asked before applying to an environment with `confirm: true`
     /// (unless `--yes`); `Ok(false)` declines.
     fn confirm(&mut self, env: &str, steps: &[PlannedStep]) -> anyhow::Result<bool>;
+    /// Asks a yes/no question (trust changes); `Ok(false)` declines.
+    fn ask(&mut self, question: &str) -> anyhow::Result<bool>;
+}
+
+/// What a run knows about trust from git, resolved by the command.
+pub struct Trust<'a> {
+    /// The role keyrings in git: for an uncontrolled environment they count;
+    /// for a pinned one they only update the pinned certificates
+    /// (revocations).
+    pub git_keyrings: &'a Keyrings,
+    /// The policy git would pin for the target now, for the warning when it
+    /// differs from the pinned one.
+    pub git_policy: Option<crate::policy::Policy>,
+    /// Signs the target's ledger rows (its receipt key), when it has one.
+    pub receipt: Option<&'a mut crate::signing::Signer>,
+}
+
+impl Trust<'_> {
+    /// The receipt key as the ledger writer wants it.
+    fn row_signer(&mut self) -> Option<impl FnMut(&[u8]) -> Result<String, String> + '_> {
+        self.receipt.as_deref_mut().map(|signer| {
+            move |bytes: &[u8]| {
+                signer
+                    .sign(bytes, &[])
+                    .map(|v| String::from_utf8_lossy(&v).into_owned())
+                    .map_err(|e| e.to_string())
+            }
+        })
+    }
+}
+
+/// Microseconds since the Unix epoch.
+fn now_micros() -> i64 {
+    SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
 }
 
 /// One changeset of a plan, with what its checks found.
@@ -265,6 +302,8 @@ pub struct Ledger {
     pub entries: Vec<Entry>,
     /// How far each `running` non-transactional changeset got.
     pub progress: crate::ledger::Progress,
+    /// The pinned trust policies, in order (empty if never pinned).
+    pub pins: Vec<crate::policy::PinRecord>,
     /// Whether a promoter holds the environment's lock right now (so a
     /// `running` row may really be running).
     pub locked: bool,
@@ -275,11 +314,13 @@ pub async fn read_ledger(env: &Environment, schema: &str) -> Result<Ledger, DbEr
     let mut conn = connect(env).await?;
     let entries = ledger::load(&mut conn, &env.name, schema).await;
     let progress = ledger::load_progress(&mut conn, &env.name, schema).await;
+    let pins = db::policy::load(&mut conn, &env.name, schema).await;
     let locked = lock::is_held(&mut conn, lock::key(schema)).await;
     db::close(conn).await;
     Ok(Ledger {
         entries: entries?,
         progress: progress?,
+        pins: pins?,
         locked,
     })
 }
@@ -359,6 +400,8 @@ impl Target {
 struct Checked<'a> {
     bundle: &'a Bundle,
     check: BundleCheck,
+    /// The approvals that opened it (recorded with the signers).
+    approvals: Vec<Signer>,
 }
 
 impl Checked<'_> {
@@ -375,13 +418,18 @@ impl Checked<'_> {
                     fingerprint: s.fingerprint.clone()?,
                     role: s.role.clone()?,
                     signed_at: s.created.clone().unwrap_or_default(),
+                    principal: s.principal.clone(),
+                    approval: None,
                 })
             })
+            .chain(self.approvals.iter().cloned())
             .collect();
         signers.sort_by(|a, b| {
             (&a.role, &a.fingerprint, &a.signed_at).cmp(&(&b.role, &b.fingerprint, &b.signed_at))
         });
-        signers.dedup_by(|a, b| a.role == b.role && a.fingerprint == b.fingerprint);
+        signers.dedup_by(|a, b| {
+            a.role == b.role && a.fingerprint == b.fingerprint && a.approval == b.approval
+        });
         serde_json::to_string(&signers).unwrap_or_else(|_| "[]".into())
     }
 }
@@ -402,11 +450,16 @@ pub fn sketch(bundles: &[Bundle]) -> Vec<BundleFacts> {
 
 /// Checks the bundles of `steps` in full (files, scripts, signatures against
 /// `require`).
+/// Per-step trust checks beyond `SHA256SUMS` signatures (receipts,
+/// approvals): what refuses the step, and the approvals that open it.
+type StepTrust<'t> = dyn FnMut(&Step, &Bundle) -> (Vec<Refusal>, Vec<Signer>) + 't;
+
 fn check_steps<'a>(
     keyrings: &Keyrings,
     bundles: &'a [Bundle],
     steps: &[Step],
     require: &BTreeMap<String, u32>,
+    step_trust: &mut StepTrust<'_>,
 ) -> (Vec<PlannedStep>, Vec<Checked<'a>>) {
     let now = SystemTime::now();
     let mut planned = Vec::new();
@@ -415,15 +468,26 @@ fn check_steps<'a>(
         let Some(bundle) = bundles.iter().find(|b| b.id.as_str() == step.changeset_id) else {
             continue;
         };
-        let check = check_bundle(keyrings, bundle, Some(require), now);
+        let check = check_bundle(keyrings, bundle, Some(require), None, now);
+        let mut problems = check.refusals();
+        let (more, approvals) = step_trust(step, bundle);
+        problems.extend(more);
+        let mut signers = check.signers.clone();
+        for a in &approvals {
+            *signers.entry(a.role.clone()).or_default() += 1;
+        }
         planned.push(PlannedStep {
             changeset_id: step.changeset_id.clone(),
             bundle_hash: step.bundle_hash,
             source_entry: step.source_entry,
-            signers: check.signers.clone(),
-            problems: check.refusals(),
+            signers,
+            problems,
         });
-        checked.push(Checked { bundle, check });
+        checked.push(Checked {
+            bundle,
+            check,
+            approvals,
+        });
     }
     (planned, checked)
 }
@@ -448,13 +512,44 @@ struct Work<'a> {
     git_commit: Option<String>,
 }
 
+/// The pinned policy of the target, or a refusal and git's view as a
+/// fallback (so that `--dry-run` can still show the plan).
+async fn effective(
+    target: &mut Target,
+    env: &Environment,
+    trust: &Trust<'_>,
+    hooks: &mut dyn Hooks,
+    refusals: &mut Vec<Refusal>,
+) -> Result<trust::Effective, RunError> {
+    match trust::effective(
+        target,
+        env,
+        trust.git_keyrings,
+        trust.git_policy.as_ref(),
+        hooks,
+    )
+    .await?
+    {
+        Ok(e) => Ok(e),
+        Err(r) => {
+            refusals.push(r);
+            Ok(trust::Effective {
+                pinned: None,
+                keyrings: trust.git_keyrings.clone(),
+                signature_require: env.config.require.clone(),
+            })
+        }
+    }
+}
+
 /// Applies pending changesets from `bundles` (the work tree) to an
 /// environment without `promote_from`.
+#[allow(clippy::too_many_arguments)]
 pub async fn apply(
     env: &Environment,
     schema: &str,
     bundles: &[Bundle],
-    keyrings: &Keyrings,
+    trust: &mut Trust<'_>,
     git_commit: Option<String>,
     opts: &RunOptions,
     hooks: &mut dyn Hooks,
@@ -465,6 +560,32 @@ pub async fn apply(
         let progress = target.progress().await?;
         let mut refusals =
             plan::refuse_dirty(&env.name, &crate::ledger::dirty(&entries, &progress));
+        let eff = effective(&mut target, env, trust, hooks, &mut refusals).await?;
+        if let Some((_, pinned)) = &eff.pinned {
+            if let Some(from) = &pinned.promote_from {
+                refusals.push(Refusal::PinnedSource {
+                    env: env.name.clone(),
+                    pinned: Some(from.clone()),
+                    from: "the work tree (apply)".into(),
+                });
+            }
+            // Roles that approve need a tested source; `apply` has none.
+            let approving: Vec<&String> = pinned
+                .require
+                .iter()
+                .filter(|(r, n)| r.as_str() != crate::policy::SIGNING_ROLE && **n > 0)
+                .map(|(r, _)| r)
+                .collect();
+            if let Some(role) = approving.first() {
+                refusals.push(Refusal::PinnedSource {
+                    env: env.name.clone(),
+                    pinned: None,
+                    from: format!(
+                        "the work tree: {role} approvals rest on a test environment's receipts"
+                    ),
+                });
+            }
+        }
         let plan = plan::plan_apply(
             &env.name,
             &crate::ledger::applied(&entries),
@@ -477,18 +598,21 @@ pub async fn apply(
             schema,
             steps: plan.steps,
             refusals,
-            keyrings,
+            keyrings: &eff.keyrings,
             bundles,
-            require: &env.config.require,
+            require: &eff.signature_require,
             confirm: env.config.confirm,
             promoted_from: None,
             git_commit,
         };
+        let mut no_more = |_: &Step, _: &Bundle| (Vec::new(), Vec::new());
         run(
             &mut target,
             work,
             opts,
             hooks,
+            trust,
+            &mut no_more,
             Report::new(&env.name, None, opts.dry_run),
         )
         .await
@@ -499,14 +623,15 @@ pub async fn apply(
 }
 
 /// Promotes what `from`'s ledger shows applied and `to` lacks, with bundles
-/// from git (`bundles`, read at `git_commit`).
+/// from git (`bundles`, read at `git_commit`). With a pinned policy, the
+/// policy decides: its source, its people, its receipt keys.
 #[allow(clippy::too_many_arguments)]
 pub async fn promote(
     from: &Environment,
     to: &Environment,
     schema: &str,
     bundles: &[Bundle],
-    keyrings: &Keyrings,
+    trust: &mut Trust<'_>,
     git_commit: String,
     opts: &RunOptions,
     hooks: &mut dyn Hooks,
@@ -526,6 +651,16 @@ pub async fn promote(
         let entries = target.entries().await?;
         let progress = target.progress().await?;
         let mut refusals = plan::refuse_dirty(&to.name, &crate::ledger::dirty(&entries, &progress));
+        let eff = effective(&mut target, to, trust, hooks, &mut refusals).await?;
+        if let Some((_, pinned)) = &eff.pinned
+            && pinned.promote_from.as_deref() != Some(from.name.as_str())
+        {
+            refusals.push(Refusal::PinnedSource {
+                env: to.name.clone(),
+                pinned: pinned.promote_from.clone(),
+                from: from.name.clone(),
+            });
+        }
         let plan = plan::plan_promotion(
             &from.name,
             &to.name,
@@ -545,13 +680,68 @@ pub async fn promote(
                 refusals.extend(plan::check_drift(&from.name, &to.name, first, before, now));
             }
         }
+        let now = SystemTime::now();
+        let pinned = eff.pinned.as_ref().map(|(_, p)| p);
+        let keyrings = &eff.keyrings;
+        let from_name = from.name.clone();
+        let to_name = to.name.clone();
+        let mut step_trust = |step: &Step, bundle: &Bundle| -> (Vec<Refusal>, Vec<Signer>) {
+            let Some(pinned) = pinned else {
+                return (Vec::new(), Vec::new());
+            };
+            let mut problems = Vec::new();
+            let entry = step.source_entry.unwrap_or(crate::ledger::GENESIS);
+            let needs_receipt = pinned
+                .receipt_keys
+                .iter()
+                .any(|r| r.environment == from_name);
+            let receipt_key = if needs_receipt {
+                match trust::check_receipt(&source, entry, &from_name, pinned, keyrings, now) {
+                    Ok(fpr) => Some(fpr),
+                    Err(reason) => {
+                        problems.push(Refusal::NoReceipt {
+                            id: step.changeset_id.clone(),
+                            from_env: from_name.clone(),
+                            reason,
+                        });
+                        None
+                    }
+                }
+            } else {
+                None
+            };
+            let approving = pinned
+                .require
+                .iter()
+                .any(|(r, n)| r.as_str() != crate::policy::SIGNING_ROLE && *n > 0);
+            if !approving {
+                return (problems, Vec::new());
+            }
+            let key = receipt_key.unwrap_or_default();
+            let candidate = crate::approval::Candidate {
+                changeset: &step.changeset_id,
+                bundle: step.bundle_hash,
+                tested_in: &from_name,
+                entry,
+                receipt_key: &key,
+                target: &to_name,
+            };
+            let (counted, not_counted) = trust::count_approvals(bundle, &candidate, keyrings, now);
+            problems.extend(trust::approval_refusals(
+                &step.changeset_id,
+                pinned,
+                &counted,
+                &not_counted,
+            ));
+            (problems, trust::approval_signers(&counted))
+        };
         let work = Work {
             schema,
             steps: plan.steps,
             refusals,
             keyrings,
             bundles,
-            require: &to.config.require,
+            require: &eff.signature_require,
             confirm: to.config.confirm,
             promoted_from: Some(from.name.clone()),
             git_commit: Some(git_commit),
@@ -561,6 +751,8 @@ pub async fn promote(
             work,
             opts,
             hooks,
+            trust,
+            &mut step_trust,
             Report::new(&to.name, Some(&from.name), opts.dry_run),
         )
         .await?;
@@ -599,9 +791,17 @@ async fn run(
     work: Work<'_>,
     opts: &RunOptions,
     hooks: &mut dyn Hooks,
+    trust: &mut Trust<'_>,
+    step_trust: &mut StepTrust<'_>,
     mut report: Report,
 ) -> Result<Report, RunError> {
-    let (planned, checked) = check_steps(work.keyrings, work.bundles, &work.steps, work.require);
+    let (planned, checked) = check_steps(
+        work.keyrings,
+        work.bundles,
+        &work.steps,
+        work.require,
+        step_trust,
+    );
     let mut refusals = work.refusals;
     refusals.extend(planned.iter().flat_map(|p| p.problems.iter().cloned()));
     if !refusals.is_empty() {
@@ -621,7 +821,16 @@ async fn run(
         });
     }
     let info = (work.promoted_from, work.git_commit);
-    execute(target, work.schema, checked, &info, hooks, &mut report).await?;
+    execute(
+        target,
+        work.schema,
+        checked,
+        &info,
+        hooks,
+        trust,
+        &mut report,
+    )
+    .await?;
     if report.failed.is_some() {
         return Err(if report.interrupted {
             RunError::Interrupted(Box::new(report))
@@ -644,8 +853,13 @@ async fn execute(
     checked: Vec<Checked<'_>>,
     (promoted_from, git_commit): &(Option<String>, Option<String>),
     hooks: &mut dyn Hooks,
+    trust: &mut Trust<'_>,
     report: &mut Report,
 ) -> Result<(), RunError> {
+    let mut signer = trust.row_signer();
+    let mut sign: db::ledger::RowSigner<'_> = signer
+        .as_mut()
+        .map(|f| f as &mut dyn FnMut(&[u8]) -> Result<String, String>);
     ledger::ensure(&mut target.conn, &target.env, schema).await?;
     let (os_user, host) = who();
     let db_role = ledger::current_role(&mut target.conn, &target.env).await?;
@@ -691,6 +905,7 @@ async fn execute(
             note: None,
             prev_hash: crate::ledger::GENESIS,
             entry_hash: crate::ledger::GENESIS,
+            receipt: None,
         };
         let app = Application {
             ledger_schema: schema.to_owned(),
@@ -711,7 +926,7 @@ async fn execute(
                 env,
                 ..
             } = &mut *target;
-            let applying = executor::apply(conn, env, app, scripts, interrupt::flag());
+            let applying = executor::apply(conn, env, app, scripts, interrupt::flag(), &mut sign);
             tokio::pin!(applying);
             let mut cancelled = false;
             loop {
@@ -775,6 +990,7 @@ async fn execute(
 /// `resolved-applied` or `resolved-rolled-back` row for the unfinished
 /// changeset that `changeset` names, with the operator's note. The
 /// environment is clean again afterwards.
+#[allow(clippy::too_many_arguments)]
 pub async fn resolve(
     env: &Environment,
     schema: &str,
@@ -782,10 +998,12 @@ pub async fn resolve(
     outcome: Status,
     note: &str,
     lock_wait: Duration,
+    trust: &mut Trust<'_>,
     hooks: &mut dyn Hooks,
 ) -> Result<Entry, RunError> {
     let mut target = Target::open(env, schema, lock_wait, hooks).await?;
     let result = async {
+        ledger::ensure(&mut target.conn, &env.name, schema).await?;
         let entries = target.entries().await?;
         let progress = target.progress().await?;
         let dirty = crate::ledger::dirty(&entries, &progress);
@@ -814,7 +1032,11 @@ pub async fn resolve(
             .map_or(0, |d| d.as_micros() as i64);
         entry.started_at = now;
         entry.finished_at = Some(now);
-        executor::append_alone(&mut target.conn, &env.name, schema, &mut entry).await?;
+        let mut signer = trust.row_signer();
+        let mut sign: db::ledger::RowSigner<'_> = signer
+            .as_mut()
+            .map(|f| f as &mut dyn FnMut(&[u8]) -> Result<String, String>);
+        executor::append_alone(&mut target.conn, &env.name, schema, &mut entry, &mut sign).await?;
         Ok(entry)
     }
     .await;

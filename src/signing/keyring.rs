@@ -18,28 +18,43 @@ use super::SigningError;
 pub struct RoleCert {
     pub role: String,
     pub file: PathBuf,
+    /// The person: normalized e-mail of the primary user id, or the fingerprint.
+    pub principal: String,
     pub(super) cert: Cert,
 }
 
-/// A certificate found in two role keyrings: a separation-of-duties violation.
+/// A person in two role keyrings — one certificate in both, or one
+/// certificate in each with the same e-mail: a separation-of-duties violation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoleConflict {
     pub fingerprint: String,
+    /// Set when two different certificates share this principal.
+    pub principal: Option<String>,
     pub first: (String, PathBuf),
     pub second: (String, PathBuf),
 }
 
 impl fmt::Display for RoleConflict {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "certificate {} is in two role keyrings, {} ({}) and {} ({}): one person cannot sign in two roles (separation of duties)",
-            self.fingerprint,
-            self.first.0,
-            self.first.1.display(),
-            self.second.0,
-            self.second.1.display()
-        )
+        match &self.principal {
+            None => write!(
+                f,
+                "certificate {} is in two role keyrings, {} ({}) and {} ({}): one person cannot sign in two roles (separation of duties)",
+                self.fingerprint,
+                self.first.0,
+                self.first.1.display(),
+                self.second.0,
+                self.second.1.display()
+            ),
+            Some(who) => write!(
+                f,
+                "{who} has certificates in two role keyrings, {} ({}) and {} ({}): one person cannot sign in two roles (separation of duties)",
+                self.first.0,
+                self.first.1.display(),
+                self.second.0,
+                self.second.1.display()
+            ),
+        }
     }
 }
 
@@ -156,15 +171,30 @@ impl Keyrings {
                 } else {
                     self.conflicts.push(RoleConflict {
                         fingerprint: fpr.to_hex(),
+                        principal: None,
                         first: (existing.role.clone(), existing.file.clone()),
                         second: (role.to_owned(), path.to_owned()),
                     });
                 }
                 continue;
             }
+            let principal = super::principal_of(&cert);
+            if let Some(other) = self
+                .certs
+                .iter()
+                .find(|c| c.principal == principal && c.role != role)
+            {
+                self.conflicts.push(RoleConflict {
+                    fingerprint: fpr.to_hex(),
+                    principal: Some(principal.clone()),
+                    first: (other.role.clone(), other.file.clone()),
+                    second: (role.to_owned(), path.to_owned()),
+                });
+            }
             self.certs.push(RoleCert {
                 role: role.to_owned(),
                 file: path.to_owned(),
+                principal,
                 cert,
             });
         }
@@ -177,7 +207,7 @@ impl Keyrings {
     /// Fails on the first certificate that is in two roles.
     pub fn check_separation(&self) -> Result<(), SigningError> {
         match self.conflicts.first() {
-            Some(c) => Err(SigningError::Conflict(c.clone())),
+            Some(c) => Err(SigningError::Conflict(Box::new(c.clone()))),
             None => Ok(()),
         }
     }
@@ -204,6 +234,37 @@ impl Keyrings {
                     .eq_ignore_ascii_case(fingerprint)
             })
             .map(|c| c.role.as_str())
+    }
+
+    /// The certificates of `role`: (fingerprint, principal, primary user id).
+    pub fn members(&self, role: &str) -> Vec<(String, String, String)> {
+        self.certs
+            .iter()
+            .filter(|c| c.role == role)
+            .map(|c| {
+                let userid = c
+                    .cert
+                    .userids()
+                    .next()
+                    .map(|u| String::from_utf8_lossy(u.userid().value()).into_owned())
+                    .unwrap_or_default();
+                (c.cert.fingerprint().to_hex(), c.principal.clone(), userid)
+            })
+            .collect()
+    }
+
+    /// The armored public certificate with primary fingerprint `fingerprint`.
+    pub fn armored(&self, fingerprint: &str) -> Option<Vec<u8>> {
+        use openpgp::serialize::SerializeInto;
+        self.certs
+            .iter()
+            .find(|c| {
+                c.cert
+                    .fingerprint()
+                    .to_hex()
+                    .eq_ignore_ascii_case(fingerprint)
+            })
+            .and_then(|c| c.cert.armored().to_vec().ok())
     }
 
     /// The role directories, for messages.

@@ -31,8 +31,6 @@ pub use keyring::{CertSummary, Keyrings, RoleConflict};
 pub const NOTATION_ROLE: &str = "role@promoter";
 /// Notation that binds a promoter signature to the changeset id.
 pub const NOTATION_CHANGESET: &str = "changeset@promoter";
-/// Notation that binds a customer approval to QAT's ledger entry.
-pub const NOTATION_LEDGER_ENTRY: &str = "qat-ledger-entry@promoter";
 
 /// Errors of the signing module.
 #[derive(Debug, thiserror::Error)]
@@ -52,7 +50,7 @@ pub enum SigningError {
     )]
     SecretInKeyring { path: std::path::PathBuf },
     #[error("{0}")]
-    Conflict(RoleConflict),
+    Conflict(Box<RoleConflict>),
     #[error("{path}: {message}")]
     SecretKey { path: String, message: String },
     #[error(
@@ -88,6 +86,9 @@ pub struct SignatureReport {
     /// Primary fingerprint of the certificate that made it, if known.
     pub fingerprint: Option<String>,
     pub userid: Option<String>,
+    /// The person behind the certificate: the normalized e-mail of its
+    /// primary user id, or its fingerprint when it has none.
+    pub principal: Option<String>,
     /// Role of the keyring that holds the certificate.
     pub role: Option<String>,
     pub created: Option<SystemTime>,
@@ -109,6 +110,19 @@ pub fn verify_signatures(
     files: &[(&str, &[u8])],
     now: SystemTime,
 ) -> Vec<SignatureReport> {
+    verify_detached(keyrings, manifest, Some(changeset_id), files, now)
+}
+
+/// Verifies detached signatures over any `data` (a policy, an approval
+/// statement, a ledger row): the same rules as for `SHA256SUMS`, and a
+/// `changeset@promoter` notation, if present, must name `changeset_id`.
+pub fn verify_detached(
+    keyrings: &Keyrings,
+    manifest: &[u8],
+    changeset_id: Option<&str>,
+    files: &[(&str, &[u8])],
+    now: SystemTime,
+) -> Vec<SignatureReport> {
     let mut out = Vec::new();
     for &(name, bytes) in files {
         let unreadable = |reason: String| SignatureReport {
@@ -116,6 +130,7 @@ pub fn verify_signatures(
             issuer: None,
             fingerprint: None,
             userid: None,
+            principal: None,
             role: None,
             created: None,
             verdict: Verdict::Bad(reason),
@@ -160,7 +175,7 @@ pub fn verify_signatures(
 fn verify_one(
     keyrings: &Keyrings,
     manifest: &[u8],
-    changeset_id: &str,
+    changeset_id: Option<&str>,
     file: &str,
     sig: &openpgp::packet::Signature,
     now: SystemTime,
@@ -172,6 +187,7 @@ fn verify_one(
         issuer: issuers.first().map(|h| h.to_hex()),
         fingerprint: None,
         userid: None,
+        principal: None,
         role: None,
         created: sig.signature_creation_time(),
         verdict: Verdict::Good,
@@ -201,6 +217,7 @@ fn verify_one(
     report.fingerprint = Some(entry.cert.fingerprint().to_hex());
     report.role = Some(entry.role.clone());
     report.userid = primary_userid(&entry.cert, &policy);
+    report.principal = Some(entry.principal.clone());
 
     match sig.typ() {
         SignatureType::Binary => {}
@@ -233,10 +250,15 @@ fn verify_one(
             "the issuing key is not a valid signing key at signature time".into(),
         );
     };
+    if let Err(why) = floor(key_then.key(), sig) {
+        return bad(report, why);
+    }
     if let Err(e) = sig.verify_message(key_then.key(), manifest) {
-        let mut why = format!("BAD signature: does not match this SHA256SUMS ({e})");
-        if let Some(other) = notation(NOTATION_CHANGESET).filter(|c| c != changeset_id) {
-            why = format!("BAD signature: made for changeset {other}, not {changeset_id}");
+        let mut why = format!("BAD signature: does not match these bytes ({e})");
+        if let (Some(other), Some(id)) = (notation(NOTATION_CHANGESET), changeset_id)
+            && other != id
+        {
+            why = format!("BAD signature: made for changeset {other}, not {id}");
         }
         return bad(report, why);
     }
@@ -282,11 +304,10 @@ fn verify_one(
             }
         }
     }
-    if let Some(other) = notation(NOTATION_CHANGESET).filter(|c| c != changeset_id) {
-        return bad(
-            report,
-            format!("made for changeset {other}, not {changeset_id}"),
-        );
+    if let (Some(other), Some(id)) = (notation(NOTATION_CHANGESET), changeset_id)
+        && other != id
+    {
+        return bad(report, format!("made for changeset {other}, not {id}"));
     }
     if let Some(claimed) = notation(NOTATION_ROLE).filter(|r| r != &entry.role) {
         let role = entry.role.clone();
@@ -309,14 +330,63 @@ fn primary_userid(cert: &Cert, policy: &dyn Policy) -> Option<String> {
         .map(|v| String::from_utf8_lossy(&v).into_owned())
 }
 
-/// How many distinct certificates (primary fingerprints) made a good
-/// signature, per role. Copies of a signature and signatures by several
-/// subkeys of one certificate count once.
+/// promoter's floor on top of Sequoia's StandardPolicy, which still accepts
+/// them: no DSA keys, no RSA keys below 2048 bits, no SHA-1 digests. It does
+/// not depend on time, so it holds at signing time and now alike.
+fn floor(
+    key: &openpgp::packet::Key<
+        openpgp::packet::key::PublicParts,
+        openpgp::packet::key::UnspecifiedRole,
+    >,
+    sig: &openpgp::packet::Signature,
+) -> Result<(), String> {
+    use openpgp::types::{HashAlgorithm, PublicKeyAlgorithm};
+    match key.pk_algo() {
+        #[allow(deprecated)]
+        PublicKeyAlgorithm::DSA => {
+            return Err("weak algorithm: DSA keys count for nothing".into());
+        }
+        #[allow(deprecated)]
+        PublicKeyAlgorithm::RSAEncryptSign | PublicKeyAlgorithm::RSASign => {
+            let bits = key.mpis().bits().unwrap_or(0);
+            if bits < 2048 {
+                return Err(format!(
+                    "weak algorithm: RSA-{bits} (at least 2048 bits are needed)"
+                ));
+            }
+        }
+        _ => {}
+    }
+    if sig.hash_algo() == HashAlgorithm::SHA1 {
+        return Err("weak algorithm: SHA-1 digest".into());
+    }
+    Ok(())
+}
+
+/// The principal of a certificate: the normalized e-mail of its primary
+/// user id (valid under the standard policy), or its own fingerprint when it
+/// has none. Thresholds count principals, so two certificates of one person
+/// count once.
+pub(crate) fn principal_of(cert: &Cert) -> String {
+    let policy = StandardPolicy::new();
+    let email = cert
+        .with_policy(&policy, None)
+        .ok()
+        .and_then(|vc| vc.primary_userid().ok().map(|u| u.userid().clone()))
+        .or_else(|| cert.userids().next().map(|u| u.userid().clone()))
+        .and_then(|u| u.email_normalized().ok().flatten());
+    email.unwrap_or_else(|| cert.fingerprint().to_hex())
+}
+
+/// How many distinct principals (people) made a good signature, per role.
+/// Copies of a signature, signatures by several subkeys of one certificate,
+/// and signatures by two certificates of one person count once.
 pub fn signers_by_role(reports: &[SignatureReport]) -> BTreeMap<String, usize> {
     let mut sets: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
     for r in reports.iter().filter(|r| r.is_good()) {
-        if let (Some(role), Some(fpr)) = (&r.role, &r.fingerprint) {
-            sets.entry(role).or_default().insert(fpr);
+        if let (Some(role), Some(who)) = (&r.role, r.principal.as_ref().or(r.fingerprint.as_ref()))
+        {
+            sets.entry(role).or_default().insert(who);
         }
     }
     sets.into_iter()
@@ -336,9 +406,14 @@ impl std::fmt::Display for Shortfall {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "needs {} {} signature{} from distinct certificates, has {}",
+            "needs {} {} {}{} from distinct people, has {}",
             self.need,
             self.role,
+            if self.role == crate::policy::SIGNING_ROLE {
+                "signature"
+            } else {
+                "approval"
+            },
             if self.need == 1 { "" } else { "s" },
             self.have
         )
@@ -463,6 +538,63 @@ fn armor_signature(sig: openpgp::packet::Signature) -> Result<Vec<u8>, SigningEr
     w.finalize().map_err(pgp_err)
 }
 
+/// Whoever signs: a secret key file, or a key held by gpg (agent, smartcard).
+pub enum Signer {
+    Key(Box<SigningKey>),
+    Gpg { key_id: String, fingerprint: String },
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signer")
+            .field("fingerprint", &self.fingerprint())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Signer {
+    /// `gpg:KEYID` signs through gpg; anything else is an armored secret key
+    /// file (`passphrase` is asked only if it is encrypted).
+    pub fn open(
+        spec: &str,
+        passphrase: impl FnOnce() -> Option<String>,
+    ) -> Result<Self, SigningError> {
+        match spec.strip_prefix("gpg:") {
+            Some(key_id) => {
+                let (fingerprint, _) = gpg_certificate(key_id)?;
+                Ok(Self::Gpg {
+                    key_id: key_id.to_owned(),
+                    fingerprint,
+                })
+            }
+            None => Ok(Self::Key(Box::new(SigningKey::load(
+                std::path::Path::new(spec),
+                passphrase,
+            )?))),
+        }
+    }
+
+    /// Primary fingerprint of the signer's certificate.
+    pub fn fingerprint(&self) -> String {
+        match self {
+            Self::Key(k) => k.fingerprint(),
+            Self::Gpg { fingerprint, .. } => fingerprint.clone(),
+        }
+    }
+
+    /// A detached, armored, binary-mode signature over `data`.
+    pub fn sign(
+        &mut self,
+        data: &[u8],
+        notations: &[(&str, &str)],
+    ) -> Result<Vec<u8>, SigningError> {
+        match self {
+            Self::Key(k) => k.sign(data, notations),
+            Self::Gpg { key_id, .. } => gpg_sign(key_id, data, notations),
+        }
+    }
+}
+
 /// A freshly generated key.
 #[derive(Debug)]
 pub struct GeneratedKey {
@@ -516,6 +648,8 @@ mod tests {
             issuer: None,
             fingerprint: Some(fpr.into()),
             userid: None,
+            // Two certificates of one person share the principal.
+            principal: Some(fpr.trim_end_matches('2').to_lowercase()),
             role: Some(role.into()),
             created: None,
             verdict: if good {
@@ -533,6 +667,7 @@ mod tests {
             report("developer", "A", true), // the same signature copied, or a second subkey
             report("developer", "B", false),
             report("customer", "C", true),
+            report("customer", "C2", true), // a second certificate of the same person
         ];
         let signers = signers_by_role(&reports);
         let require = BTreeMap::from([("developer".to_owned(), 2), ("customer".to_owned(), 1)]);

@@ -12,6 +12,8 @@ pub struct TestContext {
     pub gnupg: PathBuf,
     /// (environment, database name, URL) of this test's own databases.
     pub databases: Vec<(String, String, String)>,
+    /// QAT's receipt key (secret key file), exported as QAT_RECEIPT_KEY.
+    pub receipt_key: Option<PathBuf>,
 }
 
 /// The test cluster's admin URL: `PROMOTER_TEST_DATABASE_URL` (set by `make
@@ -139,6 +141,7 @@ impl TestContext {
             dir,
             gnupg,
             databases: Vec::new(),
+            receipt_key: None,
         };
         ctx.promoter(&["init"]).ok();
         ctx
@@ -156,7 +159,35 @@ impl TestContext {
             ctx.databases
                 .push((env.to_owned(), name.clone(), database_url(&name)));
         }
+        // QAT signs its ledger rows: a receipt key, its certificate committed
+        // where PRD's trust pin reads it.
+        let out_dir = ctx.dir.path().join("receipt-keys");
+        let out = ctx
+            .promoter(&[
+                "--json",
+                "keys",
+                "generate",
+                "--name",
+                "QAT receipts <qat@example.com>",
+                "--out",
+                out_dir.to_str().unwrap(),
+            ])
+            .ok();
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        std::fs::create_dir_all(ctx.path("keys/environments")).unwrap();
+        std::fs::copy(
+            v["public"].as_str().unwrap(),
+            ctx.path("keys/environments/qat.asc"),
+        )
+        .unwrap();
+        ctx.receipt_key = Some(PathBuf::from(v["secret"].as_str().unwrap()));
         ctx
+    }
+
+    /// `promoter trust pin ENV --yes` (the policy comes from git at HEAD).
+    #[track_caller]
+    pub fn pin(&self, env: &str) -> String {
+        self.promoter(&["trust", "pin", env, "--yes"]).ok()
     }
 
     /// The URL of this test's database for `env`.
@@ -194,6 +225,9 @@ impl TestContext {
             .current_dir(self.root());
         for (env, _, url) in &self.databases {
             cmd.env(format!("{}_DATABASE_URL", env.to_uppercase()), url);
+        }
+        if let Some(key) = &self.receipt_key {
+            cmd.env("QAT_RECEIPT_KEY", key);
         }
         cmd
     }
@@ -362,6 +396,37 @@ impl TestContext {
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
         Held(child)
+    }
+
+    /// Writes an approval statement for changeset `id` (bundle hash from its
+    /// SHA256SUMS) resting on a made-up test entry, and signs it with plain
+    /// gpg as `gpg_key`: what a customer without promoter would do.
+    pub fn gpg_approval(&self, id: &str, gpg_key: &str, opens: &[&str], expires: i64) -> String {
+        let sums = std::fs::read(self.path(&format!("changesets/{id}/SHA256SUMS"))).unwrap();
+        let statement = promoter::approval::Statement {
+            changeset: id.to_owned(),
+            bundle: promoter::changeset::Sha256Digest::of(&sums),
+            tested_in: "qat".into(),
+            entry: promoter::changeset::Sha256Digest::of(b"a qat ledger entry"),
+            receipt_key: "A".repeat(40),
+            opens: opens.iter().map(|o| (*o).to_owned()).collect(),
+            expires,
+            comment: "tested by hand".into(),
+        };
+        let file = format!("changesets/{id}/signatures/approval-{gpg_key}.txt");
+        self.write(&file, &statement.canonical());
+        let _ = std::fs::remove_file(self.path(&format!("{file}.asc")));
+        self.gpg(&[
+            "--local-user",
+            gpg_key,
+            "--armor",
+            "--detach-sign",
+            "--output",
+            &format!("{file}.asc"),
+            &file,
+        ])
+        .ok();
+        file
     }
 
     /// Runs `git` in the project.

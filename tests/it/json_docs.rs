@@ -152,11 +152,22 @@ fn every_json_document_matches_docs_json_md() {
         true,
     );
     t.commit_all("two changesets");
+    run(
+        "promoter trust pin",
+        &["trust", "pin", "qat", "--yes"],
+        true,
+    );
+    run(
+        "promoter trust pin",
+        &["trust", "pin", "prd", "--yes"],
+        true,
+    );
+    run("promoter trust show", &["trust", "show", "prd"], true);
     run("promoter promote", &["promote", "dev", "qat"], true);
     run("error", &["promote", "qat", "prd", "--dry-run"], false);
     run(
         "promoter approve",
-        &["approve", "1", "--key", customer.to_str().unwrap()],
+        &["approve", "1", "--yes", "--key", customer.to_str().unwrap()],
         true,
     );
     t.commit_all("approved");

@@ -75,36 +75,76 @@ fn new_user_session_with_gpg_and_a_customer_approval() {
 
     let prd = t.promoter(&["verify", "--for", "prd"]).fails();
     assert!(prd.contains("missing customer approval"), "{prd}");
-    assert!(prd.contains("needs 1 customer signature"), "{prd}");
+    assert!(prd.contains("needs 1 customer approval"), "{prd}");
 
-    // The customer approves with a promoter-made key.
-    let (customer, secret) = t.promoter_key("Customer <buyer@example.com>", "keys/customers");
-    let approved = t
-        .promoter(&[
-            "approve",
-            &id,
-            "--offline",
-            "--key",
-            secret.to_str().unwrap(),
-        ])
-        .ok();
-    assert!(
-        approved.contains("approved 0001-add-customers"),
-        "{approved}"
-    );
-    t.promoter(&["verify", "--for", "prd"]).ok();
-
-    // GnuPG verifies promoter's signature (the notations are non-critical).
-    let cert = t.read(&format!("keys/customers/{customer}.asc"));
-    std::fs::write(t.dir.path().join("customer.asc"), cert).unwrap();
+    // A customer's signature over SHA256SUMS no longer opens PRD: customers
+    // sign approval statements.
+    let customer = t.gpg_key("Customer <buyer@example.com>", &[]);
+    t.trust_gpg_key(&customer, "keys/customers");
     t.gpg(&[
-        "--import",
-        t.dir.path().join("customer.asc").to_str().unwrap(),
+        "--local-user",
+        &customer,
+        "--armor",
+        "--detach-sign",
+        "--output",
+        &format!("changesets/0001-add-customers/signatures/customer-{customer}.asc"),
+        "changesets/0001-add-customers/SHA256SUMS",
     ])
     .ok();
+    let prd = t.promoter(&["verify", "--for", "prd"]).fails();
+    assert!(prd.contains("needs 1 customer approval"), "{prd}");
+
+    // An approval statement signed with plain gpg counts (offline, verify
+    // checks the fields it can; promote also checks QAT's receipt).
+    let in_a_week = 1_800_000_000;
+    t.gpg_approval(&id, &customer, &["prd"], in_a_week);
+    let prd = t.promoter(&["verify", "--for", "prd"]);
+    assert_eq!(
+        prd.code,
+        1,
+        "the customer's SHA256SUMS signature is still there: {}",
+        prd.all()
+    );
+    std::fs::remove_file(t.path(&format!(
+        "changesets/0001-add-customers/signatures/customer-{customer}.asc"
+    )))
+    .unwrap();
+    let prd = t.promoter(&["verify", "--for", "prd"]).ok();
+    assert!(
+        prd.contains(&format!("good  signatures/approval-{customer}.txt: approval by customer {customer} (buyer@example.com)"))
+            && prd.contains("opens prd until 2027-01-15T08:00:00Z"),
+        "{prd}"
+    );
+    // For another environment, or expired, it does not count.
+    t.gpg_approval(&id, &customer, &["prd2"], in_a_week);
+    let other = t.promoter(&["verify", "--for", "prd"]).fails();
+    assert!(other.contains("opens prd2 only"), "{other}");
+    t.gpg_approval(&id, &customer, &["prd"], 1_000_000_000);
+    let expired = t.promoter(&["verify", "--for", "prd"]).fails();
+    assert!(
+        expired.contains("expired at 2001-09-09T01:46:40Z"),
+        "{expired}"
+    );
+    t.gpg_approval(&id, &customer, &["prd"], in_a_week);
+
+    // GnuPG verifies promoter's own signatures (the notations are non-critical).
+    let (_, dev3_secret) = t.promoter_key("Dev Three <dev3@example.com>", "keys/developers");
+    t.promoter(&["sign", &id, "--key", dev3_secret.to_str().unwrap()])
+        .ok();
+    let dev3 = names(&bundle.join("signatures"))
+        .into_iter()
+        .find(|n| n.starts_with("developer-") && !n.contains(&dev))
+        .unwrap();
+    let cert = t.read(&format!(
+        "keys/developers/{}",
+        dev3.trim_start_matches("developer-")
+    ));
+    std::fs::write(t.dir.path().join("dev3.asc"), cert).unwrap();
+    t.gpg(&["--import", t.dir.path().join("dev3.asc").to_str().unwrap()])
+        .ok();
     let gpg = t.gpg(&[
         "--verify",
-        &format!("changesets/0001-add-customers/signatures/customer-{customer}.asc"),
+        &format!("changesets/0001-add-customers/signatures/{dev3}"),
         "changesets/0001-add-customers/SHA256SUMS",
     ]);
     assert_eq!(gpg.code, 0, "{}", gpg.all());
@@ -113,7 +153,7 @@ fn new_user_session_with_gpg_and_a_customer_approval() {
     let json = t.promoter(&["--json", "verify", "--for", "prd"]).ok();
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v["format_version"], 1);
-    assert_eq!(v["changesets"][0]["signers"]["developer"], 2);
+    assert_eq!(v["changesets"][0]["signers"]["developer"], 3);
     assert_eq!(v["changesets"][0]["signers"]["customer"], 1);
 }
 
@@ -130,7 +170,7 @@ fn approve_refuses_a_developer_key() {
         .fails();
     assert!(
         err.contains(&format!(
-            "certificate {dev} is in the developer keyring; approval needs a customer key"
+            "certificate {dev} is in the developer keyring; approvals come from the people who test and accept"
         )),
         "{err}"
     );
@@ -462,29 +502,35 @@ fn copies_and_subkeys_count_once_and_roles_come_from_keyrings() {
     let out = t.promoter(&["verify", "--for", "qat"]).fails();
     assert_eq!(out.matches("  good  ").count(), 3, "{out}");
     assert!(
-        out.contains("needs 2 developer signatures from distinct certificates, has 1"),
+        out.contains("needs 2 developer signatures from distinct people, has 1"),
         "{out}"
     );
 
-    // A customer's signature in a file named like a developer's is still a customer's.
-    let (cust, secret) = t.promoter_key("C <c@x>", "keys/customers");
-    t.promoter(&[
-        "approve",
-        &id,
-        "--offline",
-        "--key",
-        secret.to_str().unwrap(),
+    // A customer's signature in a file named like a developer's is still a
+    // customer's, and a customer's signature over SHA256SUMS counts for nothing.
+    let cust = t.gpg_key("C <c@example.com>", &[]);
+    t.trust_gpg_key(&cust, "keys/customers");
+    t.gpg(&[
+        "--local-user",
+        &cust,
+        "--armor",
+        "--detach-sign",
+        "--output",
+        &format!("changesets/{id}/signatures/developer-{cust}.asc"),
+        &format!("changesets/{id}/SHA256SUMS"),
     ])
     .ok();
-    std::fs::rename(
-        t.path(&format!("changesets/{id}/signatures/customer-{cust}.asc")),
-        t.path(&format!("changesets/{id}/signatures/developer-{cust}.asc")),
-    )
-    .unwrap();
     let json = t.promoter(&["--json", "verify", "--for", "qat"]).fails();
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v["changesets"][0]["signers"]["developer"], 1);
-    assert_eq!(v["changesets"][0]["signers"]["customer"], 1);
+    assert!(v["changesets"][0]["signers"]["customer"].is_null(), "{v}");
+    let sig = v["changesets"][0]["signatures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["file"] == format!("developer-{cust}.asc"))
+        .unwrap();
+    assert_eq!(sig["role"], "customer");
 }
 
 #[test]

@@ -35,6 +35,8 @@ impl Pipeline {
         t.promoter(&["sign", "1", "2", "--key", dev_key.to_str().unwrap()])
             .ok();
         t.commit_all("two changesets");
+        t.pin("qat");
+        t.pin("prd");
         Self {
             t,
             dev_key,
@@ -48,6 +50,7 @@ impl Pipeline {
                 "approve",
                 "1",
                 "2",
+                "--yes",
                 "--key",
                 self.customer_key.to_str().unwrap(),
             ])
@@ -57,11 +60,19 @@ impl Pipeline {
 
     /// Schema and ledger of an environment, to prove a refusal changed nothing.
     fn snapshot(&self, env: &str) -> String {
-        self.t.sql(
+        let tables = self.t.sql(
             env,
             "SELECT coalesce(string_agg(table_schema || '.' || table_name, ',' ORDER BY 1), '') \
-             FROM information_schema.tables WHERE table_schema NOT IN ('pg_catalog', 'information_schema')",
-        )
+             FROM information_schema.tables WHERE table_schema NOT IN ('pg_catalog', 'information_schema', 'promoter')",
+        );
+        // Pinning the trust policy writes a ledger event; changesets write the rest.
+        let rows = self.t.sql(
+            env,
+            "SELECT CASE WHEN to_regclass('promoter.ledger') IS NULL THEN 0 \
+             ELSE (SELECT count(*) FROM promoter.ledger WHERE status <> 'trust-pinned') END",
+        );
+        assert_eq!(rows, "0\n", "{env} has ledger rows of changesets");
+        tables
     }
 }
 
@@ -77,21 +88,47 @@ fn full_pipeline_dev_to_qat_to_prd_with_ledger_and_audit() {
 
     // The customer approves what QAT ran; the approval binds QAT's ledger entry.
     p.approve();
-    let sig = std::fs::read_dir(t.path("changesets/0001-customers/signatures"))
+    let statement = std::fs::read_dir(t.path("changesets/0001-customers/signatures"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .find(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("customer-")
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            name.starts_with("approval-") && name.ends_with(".txt")
         })
         .unwrap();
-    let listing = t.gpg(&["--list-packets", sig.to_str().unwrap()]).ok();
+    let text = std::fs::read_to_string(&statement).unwrap();
+    let qat_rows: serde_json::Value =
+        serde_json::from_str(&t.promoter(&["--json", "ledger", "qat"]).ok()).unwrap();
+    let qat_entry = qat_rows["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["changeset_id"] == "0001-customers")
+        .unwrap()["entry_hash"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert!(
-        listing.contains("qat-ledger-entry@promoter") && listing.contains("qat:"),
-        "{listing}"
+        text.starts_with("promoter approval v1\nchangeset: 0001-customers\n")
+            && text.contains(&format!("entry: {qat_entry}\n"))
+            && text.contains("opens: prd\n"),
+        "{text}"
     );
+    // The statement's signature verifies with plain gpg too.
+    let customer_cert = t
+        .path("keys/customers")
+        .read_dir()
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "asc"))
+        .unwrap();
+    t.gpg(&["--import", customer_cert.to_str().unwrap()]).ok();
+    let gpg = t.gpg(&[
+        "--verify",
+        &format!("{}.asc", statement.display()),
+        statement.to_str().unwrap(),
+    ]);
+    assert_eq!(gpg.code, 0, "{}", gpg.all());
 
     let out = t.promoter(&["promote", "qat", "prd", "--yes"]).ok();
     assert!(out.contains("applied 0002-seed to prd"), "{out}");
@@ -105,7 +142,11 @@ fn full_pipeline_dev_to_qat_to_prd_with_ledger_and_audit() {
 
     let ledger: serde_json::Value =
         serde_json::from_str(&t.promoter(&["--json", "ledger", "prd"]).ok()).unwrap();
-    let rows = ledger["rows"].as_array().unwrap();
+    let all = ledger["rows"].as_array().unwrap();
+    // The trust pin is the first event in PRD's ledger, then the two changesets.
+    assert_eq!(all[0]["status"], "trust-pinned");
+    assert_eq!(all[0]["note"], "first-use");
+    let rows: Vec<&serde_json::Value> = all.iter().skip(1).collect();
     assert_eq!(rows.len(), 2);
     assert_eq!(rows[1]["changeset_id"], "0002-seed");
     assert_eq!(rows[1]["status"], "applied");
@@ -126,7 +167,22 @@ fn full_pipeline_dev_to_qat_to_prd_with_ledger_and_audit() {
     assert_eq!(roles, ["customer", "developer"]);
     let qat: serde_json::Value =
         serde_json::from_str(&t.promoter(&["--json", "ledger", "qat"]).ok()).unwrap();
-    let qat = &qat["rows"];
+    let qat: Vec<&serde_json::Value> = qat["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["status"] != "trust-pinned")
+        .collect();
+    // Every QAT row carries QAT's receipt; PRD has no receipt key.
+    assert!(
+        qat[0]["receipt"]
+            .as_str()
+            .unwrap()
+            .contains("BEGIN PGP SIGNATURE"),
+        "{}",
+        qat[0]
+    );
+    assert!(rows[0]["receipt"].is_null());
     assert_eq!(rows[0]["promoted_from_entry"], qat[0]["entry_hash"]);
     assert_eq!(rows[0]["schema_before"], qat[0]["schema_before"]);
     assert_eq!(rows[1]["schema_after"], qat[1]["schema_after"]);
@@ -141,7 +197,7 @@ fn full_pipeline_dev_to_qat_to_prd_with_ledger_and_audit() {
     }
     let audit = t.promoter(&["audit", "prd"]).ok();
     assert!(
-        audit.contains("2 ledger rows, hash chain intact; 2 applied bundles identical to git"),
+        audit.contains("3 ledger rows, hash chain intact; 2 applied bundles identical to git"),
         "{audit}"
     );
     assert!(
@@ -169,7 +225,7 @@ fn refusals_leave_the_target_untouched() {
     assert!(err.contains("nothing was applied to prd"), "{err}");
     assert!(
         err.contains(
-            "0001-customers: needs 1 customer signature from distinct certificates, has 0"
+            "0001-customers: needs 1 customer approval that matches this bundle, its test and this environment, has 0"
         ),
         "{err}"
     );
@@ -192,14 +248,6 @@ fn refusals_leave_the_target_untouched() {
     t.promoter(&["seal", "--force", "2"]).ok();
     t.promoter(&["sign", "2", "--key", p.dev_key.to_str().unwrap()])
         .ok();
-    t.promoter(&[
-        "approve",
-        "2",
-        "--offline",
-        "--key",
-        p.customer_key.to_str().unwrap(),
-    ])
-    .ok();
     t.commit_all("changed after QAT");
     let err = t.promoter(&["promote", "qat", "prd", "--yes"]).fails();
     assert!(
@@ -216,7 +264,13 @@ fn refusals_leave_the_target_untouched() {
     );
     t.promoter(&["seal", "--force", "2"]).ok();
     let err = t
-        .promoter(&["approve", "2", "--key", p.customer_key.to_str().unwrap()])
+        .promoter(&[
+            "approve",
+            "2",
+            "--yes",
+            "--key",
+            p.customer_key.to_str().unwrap(),
+        ])
         .fails();
     assert!(
         err.contains("0002-seed: qat tested bundle")
@@ -274,6 +328,17 @@ fn a_diverged_target_is_refused_listing_both_histories() {
         &format!("CREATE DATABASE {}_other", t.databases[1].1),
     )
     .ok();
+    let pinned = t
+        .cmd()
+        .env("QAT_DATABASE_URL", &other)
+        .args(["trust", "pin", "qat", "--yes"])
+        .output()
+        .unwrap();
+    assert!(
+        pinned.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pinned.stderr)
+    );
     let run = t
         .cmd()
         .env("QAT_DATABASE_URL", &other)
@@ -552,7 +617,13 @@ fn two_concurrent_promotions_apply_each_changeset_exactly_once() {
         1,
         "{outs:?}"
     );
-    assert_eq!(t.sql("qat", "SELECT count(*) FROM promoter.ledger"), "3\n");
+    assert_eq!(
+        t.sql(
+            "qat",
+            "SELECT count(*) FROM promoter.ledger WHERE status <> 'trust-pinned'"
+        ),
+        "3\n"
+    );
     t.promoter(&["audit", "qat"]).ok();
 }
 
@@ -660,6 +731,7 @@ fn apply_and_promote_print_json_when_asked() {
     assert_eq!(again["applied"], serde_json::json!([]));
     assert_eq!(again["planned"], serde_json::json!([]));
     t.commit_all("a");
+    t.pin("qat");
     // Refused: one JSON object on stdout with the error kind, and exit code 3.
     let refused = t.promoter(&["--json", "promote", "dev", "qat"]);
     assert_eq!(refused.code, 3, "{}", refused.all());
@@ -718,7 +790,7 @@ fn the_demo_runs_to_the_end_twice() {
             "run {run}:\n{stdout}"
         );
         assert!(
-            stdout.contains("audit prd: 4 ledger rows, hash chain intact"),
+            stdout.contains("audit prd: 5 ledger rows, hash chain intact"),
             "run {run}:\n{stdout}"
         );
         assert!(
