@@ -178,6 +178,10 @@ pub fn check_receipt(
                 r.role.as_deref().unwrap_or("?"),
                 r.fingerprint.as_deref().unwrap_or("?")
             ),
+            signing::Verdict::Bad(why) if why.starts_with("unknown signer") => format!(
+                "signed by key {}, which is not a receipt key pinned for {from_env}",
+                r.issuer.as_deref().unwrap_or("?")
+            ),
             signing::Verdict::Bad(why) => why.clone(),
         })
         .collect();

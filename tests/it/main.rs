@@ -9,3 +9,4 @@ mod offline;
 mod operator;
 mod pipeline;
 mod snapshots;
+mod trust;
