@@ -503,3 +503,63 @@ pub fn good_signers(reports: &[SignatureReport]) -> Vec<Signed> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::PinnedKey;
+
+    fn policy(customers: u32) -> Policy {
+        Policy {
+            environment: "prd".into(),
+            promote_from: Some("qat".into()),
+            require: BTreeMap::from([("developer".into(), 1), ("customer".into(), customers)]),
+            keys: vec![PinnedKey {
+                role: "customer".into(),
+                principal: "carl@example.com".into(),
+                fingerprint: "C".repeat(40),
+            }],
+            receipt_keys: Vec::new(),
+        }
+    }
+
+    fn counted(principal: &str) -> CountedApproval {
+        CountedApproval {
+            signer: Signed {
+                role: "customer".into(),
+                principal: principal.into(),
+                fingerprint: "C".repeat(40),
+            },
+            statement: Sha256Digest::of(principal.as_bytes()),
+            signed_at: None,
+        }
+    }
+
+    #[test]
+    fn approvals_count_people_per_approving_role_and_name_what_did_not_count() {
+        let not = vec!["signatures/approval-X.txt: expired at 2026-01-01T00:00:00Z".to_owned()];
+        assert!(
+            approval_refusals("0001-a", &policy(1), &[counted("carl@example.com")], &not)
+                .is_empty()
+        );
+        let short = approval_refusals(
+            "0001-a",
+            &policy(2),
+            &[counted("carl@example.com"), counted("carl@example.com")],
+            &not,
+        );
+        assert_eq!(short.len(), 1);
+        let text = short[0].to_string();
+        assert!(text.contains("needs 2 customer approvals"), "{text}");
+        assert!(text.contains("has 1"), "{text}");
+        assert!(
+            text.contains("not counted: signatures/approval-X.txt: expired"),
+            "{text}"
+        );
+        // The signing role is never satisfied by approvals, nor asked of them.
+        assert!(approval_refusals("0001-a", &policy(0), &[], &[]).is_empty());
+        let signers = approval_signers(&[counted("carl@example.com"), counted("carl@example.com")]);
+        assert_eq!(signers.len(), 1, "one person, one ledger signer");
+        assert!(signers[0].approval.is_some());
+    }
+}

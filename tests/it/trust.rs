@@ -751,3 +751,29 @@ fn a_customer_without_qat_credentials_approves_from_an_exported_receipt() {
         refused.stderr
     );
 }
+
+#[test]
+fn qat_can_sign_its_receipts_through_gpg() {
+    let t = TestContext::with_databases();
+    let qat = t.gpg_key("QAT via gpg <qat-gpg@example.com>", &[]);
+    let cert = t.gpg(&["--armor", "--export", &qat]).ok();
+    t.write("keys/environments/qat.asc", &cert);
+    t.changeset("a", "CREATE TABLE a (id int);\n");
+    t.promoter(&["seal"]).ok();
+    let (_, key) = t.promoter_key("Dev <dev@example.com>", "keys/developers");
+    t.promoter(&["apply", "dev"]).ok();
+    t.promoter(&["sign", "1", "--key", key.to_str().unwrap()])
+        .ok();
+    t.commit_all("a");
+    let via_gpg = format!("gpg:{qat}");
+    let run = t.promoter_env(
+        &["trust", "pin", "qat", "--yes"],
+        &[("QAT_RECEIPT_KEY", &via_gpg)],
+    );
+    assert_eq!(run.code, 0, "{}", run.all());
+    let run = t.promoter_env(&["promote", "dev", "qat"], &[("QAT_RECEIPT_KEY", &via_gpg)]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    let out = t.promoter(&["receipt", "export", "qat", "1"]).ok();
+    assert!(out.contains("BEGIN PGP SIGNATURE"), "{out}");
+    t.promoter(&["audit", "qat"]).ok();
+}
