@@ -34,6 +34,10 @@ pub enum Status {
     TrustPinned,
 }
 
+/// How the error text of a ledger row starts when a changeset's SQL touched
+/// the ledger: such a row keeps the environment refusing runs until resolved.
+pub const LEDGER_TAMPERED: &str = "LEDGER TAMPERED";
+
 /// The `changeset_id` of ledger rows that record trust events.
 pub const TRUST_EVENT: &str = "trust-policy";
 
@@ -257,6 +261,9 @@ pub enum Unfinished {
     Interrupted,
     /// A non-transactional changeset failed after some statements committed.
     Partial,
+    /// A changeset's SQL touched the ledger after it could no longer be
+    /// rolled back: nothing runs until an operator has looked.
+    Tampered,
 }
 
 /// Statements a non-transactional changeset recorded as committed, by the
@@ -289,6 +296,18 @@ pub fn dirty<'a>(entries: &'a [Entry], progress: &Progress) -> Vec<Dirty<'a>> {
                 row,
                 committed: progress.get(&row.seq).copied().unwrap_or(0),
             }),
+            Status::Failed
+                if row
+                    .error
+                    .as_deref()
+                    .is_some_and(|e| e.starts_with(LEDGER_TAMPERED)) =>
+            {
+                Some(Dirty {
+                    how: Unfinished::Tampered,
+                    row,
+                    committed: row.statements,
+                })
+            }
             Status::Failed if row.statements > 0 => Some(Dirty {
                 how: Unfinished::Partial,
                 row,

@@ -117,6 +117,8 @@ pub enum Refusal {
     },
     /// The environment's receipt key is missing or not the committed one.
     ReceiptKey { env: String, message: String },
+    /// The ledger's append-only protections are not in place.
+    LedgerUnprotected { env: String, why: String },
     /// A re-pin that the currently pinned people have not signed.
     RepinUnsigned {
         env: String,
@@ -153,6 +155,7 @@ impl Refusal {
             Self::PinnedSource { .. } => "pinned-source",
             Self::ReceiptKey { .. } => "receipt-key",
             Self::RepinUnsigned { .. } => "repin-unsigned",
+            Self::LedgerUnprotected { .. } => "ledger-unprotected",
         }
     }
 
@@ -165,7 +168,8 @@ impl Refusal {
             | Self::PolicyTampered { .. }
             | Self::PinnedSource { .. }
             | Self::ReceiptKey { .. }
-            | Self::RepinUnsigned { .. } => None,
+            | Self::RepinUnsigned { .. }
+            | Self::LedgerUnprotected { .. } => None,
             Self::NotInRepository { id, .. }
             | Self::NotSealed { id }
             | Self::ChangedSinceSource { id, .. }
@@ -248,6 +252,9 @@ impl Refusal {
             ),
             Self::ReceiptKey { env, .. } => format!(
                 "set {env}'s receipt_key to the secret key of the certificate committed as keys/environments/{env}.asc"
+            ),
+            Self::LedgerUnprotected { env, .. } => format!(
+                "someone with DBA rights changed {env}'s ledger protections; find out who and why (`promoter audit {env}`), restore them, then run again"
             ),
             Self::RepinUnsigned { env, .. } => format!(
                 "the people pinned now must sign the new policy: `promoter trust sign {env} --key …`, commit policy/{env}/, then pin again; or `--break-glass --reason …` for lost keys"
@@ -347,6 +354,8 @@ impl fmt::Display for Refusal {
                 match how {
                     Unfinished::Interrupted => "was interrupted (its row still says running)",
                     Unfinished::Partial => "is partially applied",
+                    Unfinished::Tampered =>
+                        "touched the ledger (a statement that had already committed)",
                 },
                 plural(*statements, "statement")
             ),
@@ -425,6 +434,9 @@ impl fmt::Display for Refusal {
                 pinned.as_deref().unwrap_or("nothing (apply only)")
             ),
             Self::ReceiptKey { env, message } => write!(f, "{env}: receipt key: {message}"),
+            Self::LedgerUnprotected { env, why } => {
+                write!(f, "{env}'s ledger is not protected: {why}")
+            }
             Self::RepinUnsigned {
                 env,
                 short,

@@ -66,6 +66,12 @@ pub enum ExecError {
         "{file}: changed while it was being applied (its sha256 no longer matches SHA256SUMS); rolled back"
     )]
     Modified { file: String },
+    /// The changeset's own SQL changed the ledger schema or its rows.
+    #[error(
+        "{}: {why}; refused: a changeset's SQL must not touch the ledger",
+        crate::ledger::LEDGER_TAMPERED
+    )]
+    LedgerTouched { why: String },
     /// Stopped by Ctrl-C or SIGTERM: the running statement was cancelled, or
     /// the next one was not started.
     #[error("interrupted (Ctrl-C or SIGTERM){}", at.as_ref().map(|a| format!(" at {a}")).unwrap_or_default())]
@@ -231,6 +237,7 @@ pub async fn run_scripts(
                         Ok(()) => {
                             *done += 1;
                             if let Some(p) = progress {
+                                check_untouched(conn, p).await?;
                                 ledger::record_progress(conn, p.env, p.schema, p.seq, *done)
                                     .await?;
                             }
@@ -264,20 +271,51 @@ pub async fn run_scripts(
 }
 
 /// Where a non-transactional run records each committed statement.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Progress<'a> {
     pub env: &'a str,
     pub schema: &'a str,
     /// The `running` row's `seq`.
     pub seq: i64,
+    /// The ledger schema's catalog digest before the first statement.
+    pub catalog: Sha256Digest,
+    /// The ledger head after the `running` row: (rows, last seq, last entry hash).
+    pub head: (i64, i64, Option<String>),
 }
 
-/// What a fresh `psql -f` session would have: default settings and role.
+/// After each statement of a non-transactional changeset: the ledger
+/// schema and head must be as before it (the statement has committed by
+/// then; a violation stops the run and marks the environment tampered).
+async fn check_untouched(conn: &mut PgConnection, p: &Progress<'_>) -> Result<(), ExecError> {
+    if super::guard::catalog(conn, p.env, p.schema).await? != p.catalog {
+        return Err(ExecError::LedgerTouched {
+            why: format!("a statement changed the ledger schema {}", p.schema),
+        });
+    }
+    if super::guard::head(conn, p.env, p.schema).await? != p.head {
+        return Err(ExecError::LedgerTouched {
+            why: format!(
+                "a statement added, changed or deleted rows of {}.ledger",
+                p.schema
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// What a fresh `psql -f` session would have: default settings and role,
+/// no temporary tables, cursors, LISTEN registrations, prepared statements
+/// or sequence state. `DISCARD ALL` would do all of it but cannot run in a
+/// transaction; these can. (promoter's own statements are never prepared
+/// by name, so `DEALLOCATE ALL` here, or in a script, cannot break them.)
 pub async fn reset_session(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-    sqlx::raw_sql("RESET SESSION AUTHORIZATION; RESET ROLE; RESET ALL;")
-        .execute(conn)
-        .await
-        .map(|_| ())
+    sqlx::raw_sql(
+        "RESET SESSION AUTHORIZATION; RESET ROLE; RESET ALL; CLOSE ALL; UNLISTEN *; \
+         DEALLOCATE ALL; DISCARD SEQUENCES; DISCARD TEMP;",
+    )
+    .execute(conn)
+    .await
+    .map(|_| ())
 }
 
 async fn copy_in<R: std::io::BufRead>(
@@ -374,6 +412,9 @@ pub fn position_in_script(stmt: &Statement, pos: usize) -> (usize, usize) {
 #[derive(Debug, Clone)]
 pub struct Application {
     pub ledger_schema: String,
+    /// The ledger schema's catalog digest as the run found it (taken once,
+    /// under the lock): every changeset must leave it so.
+    pub ledger_catalog: Sha256Digest,
     /// A ledger row with everything but status, times, counts and hashes filled in.
     pub entry: Entry,
     pub mode: TransactionMode,
@@ -412,9 +453,11 @@ pub async fn apply(
     let result = match app.mode {
         TransactionMode::PerChangeset => {
             let mut tx = conn.begin().await.map_err(|e| DbError::query(env, e))?;
+            let catalog = app.ledger_catalog;
+            let counted = super::guard::touched(&mut tx, env, schema).await?;
             entry.schema_before = Some(fingerprint::fingerprint(&mut tx, env, schema).await?);
             let run = run_scripts(&mut tx, scripts, true, &mut done, stop, None).await;
-            match run {
+            let run = match run {
                 Ok(()) => {
                     entry.schema_after =
                         Some(fingerprint::fingerprint(&mut tx, env, schema).await?);
@@ -422,6 +465,27 @@ pub async fn apply(
                     entry.statements = done;
                     entry.finished_at = Some(now_micros());
                     ledger::append(&mut tx, env, schema, &mut entry, sign).await?;
+                    // Before COMMIT, in the same transaction: the bundle left
+                    // the ledger exactly as it found it, plus promoter's row.
+                    match super::guard::check_transaction(
+                        &mut tx,
+                        env,
+                        schema,
+                        catalog,
+                        counted,
+                        entry.seq,
+                        entry.entry_hash,
+                    )
+                    .await?
+                    {
+                        Ok(()) => Ok(()),
+                        Err(why) => Err(ExecError::LedgerTouched { why }),
+                    }
+                }
+                Err(e) => Err(e),
+            };
+            match run {
+                Ok(()) => {
                     tx.commit().await.map_err(|e| {
                         DbError::query(env, format!("COMMIT: {}", super::describe(&e)))
                     })?;
@@ -446,6 +510,8 @@ pub async fn apply(
                 env,
                 schema,
                 seq: running.seq,
+                catalog: app.ledger_catalog,
+                head: super::guard::head(conn, env, schema).await?,
             };
             let run = run_scripts(conn, scripts, false, &mut done, stop, Some(&progress)).await;
             if run.is_err() {

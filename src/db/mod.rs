@@ -10,6 +10,7 @@
 pub mod conninfo;
 pub mod executor;
 pub mod fingerprint;
+pub mod guard;
 pub mod ledger;
 pub mod lock;
 pub mod policy;
@@ -130,7 +131,10 @@ pub async fn connect(env: &str, url: &str, settings: &Settings) -> Result<PgConn
             url: shown.clone(),
             message: strip_url(&message, url, &shown),
         })?
-        .application_name(&format!("promoter {env}"));
+        .application_name(&format!("promoter {env}"))
+        // No named prepared statements: a script's DEALLOCATE ALL or
+        // DISCARD ALL must not break promoter's own queries.
+        .statement_cache_capacity(0);
     let mut params: Vec<(&str, &str)> = Vec::new();
     if let Some(t) = &settings.statement_timeout {
         params.push(("statement_timeout", t));

@@ -560,6 +560,12 @@ pub async fn apply(
         let progress = target.progress().await?;
         let mut refusals =
             plan::refuse_dirty(&env.name, &crate::ledger::dirty(&entries, &progress));
+        if let Err(why) = db::guard::protected(&mut target.conn, &env.name, schema).await? {
+            refusals.push(Refusal::LedgerUnprotected {
+                env: env.name.clone(),
+                why,
+            });
+        }
         let eff = effective(&mut target, env, trust, hooks, &mut refusals).await?;
         if let Some((_, pinned)) = &eff.pinned {
             if let Some(from) = &pinned.promote_from {
@@ -651,6 +657,12 @@ pub async fn promote(
         let entries = target.entries().await?;
         let progress = target.progress().await?;
         let mut refusals = plan::refuse_dirty(&to.name, &crate::ledger::dirty(&entries, &progress));
+        if let Err(why) = db::guard::protected(&mut target.conn, &to.name, schema).await? {
+            refusals.push(Refusal::LedgerUnprotected {
+                env: to.name.clone(),
+                why,
+            });
+        }
         let eff = effective(&mut target, to, trust, hooks, &mut refusals).await?;
         if let Some((_, pinned)) = &eff.pinned
             && pinned.promote_from.as_deref() != Some(from.name.as_str())
@@ -861,6 +873,7 @@ async fn execute(
         .as_mut()
         .map(|f| f as &mut dyn FnMut(&[u8]) -> Result<String, String>);
     ledger::ensure(&mut target.conn, &target.env, schema).await?;
+    let ledger_catalog = db::guard::catalog(&mut target.conn, &target.env, schema).await?;
     let (os_user, host) = who();
     let db_role = ledger::current_role(&mut target.conn, &target.env).await?;
     interrupt::install();
@@ -909,6 +922,7 @@ async fn execute(
         };
         let app = Application {
             ledger_schema: schema.to_owned(),
+            ledger_catalog,
             entry,
             mode: meta.transaction,
         };

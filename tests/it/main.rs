@@ -5,6 +5,7 @@ mod common;
 mod corpus;
 mod executor;
 mod json_docs;
+mod ledger_guard;
 mod offline;
 mod operator;
 mod pipeline;

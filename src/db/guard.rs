@@ -1,0 +1,253 @@
+//! What keeps a bundle's own SQL (and a DBA between runs) from rewriting
+//! the audit trail: a digest of every catalog object of the ledger schema,
+//! taken before a changeset and compared before its COMMIT; the rows the
+//! transaction inserted, updated and deleted in the ledger tables (from
+//! PostgreSQL's per-transaction statistics, so the check costs the same on a
+//! ledger of ten rows or a million); and, before every run, that the
+//! append-only triggers are there and enabled.
+
+use sqlx::AssertSqlSafe;
+use sqlx::postgres::PgConnection;
+
+use super::DbError;
+use crate::changeset::Sha256Digest;
+
+/// Every object of the ledger schema that a bundle could use to hide or
+/// rewrite rows: the schema, its relations (with their storage: TRUNCATE
+/// and VACUUM FULL give a new relfilenode), columns, constraints, triggers
+/// and whether each is enabled, the code of trigger functions wherever they
+/// live, functions in the schema, owners, grants, row-level security,
+/// policies and rules. Names are the schema's own, so the text does not
+/// depend on `search_path`.
+const CATALOG: &str = r#"
+WITH ns AS (SELECT oid, nspname FROM pg_catalog.pg_namespace WHERE nspname = $1),
+rels AS (SELECT c.* FROM pg_catalog.pg_class c JOIN ns ON c.relnamespace = ns.oid)
+SELECT coalesce(string_agg(line, E'\n' ORDER BY line), '') FROM (
+    SELECT 'schema ' || pg_catalog.pg_get_userbyid(n.nspowner) || ' ' || coalesce(n.nspacl::text, '') AS line
+      FROM pg_catalog.pg_namespace n JOIN ns ON ns.oid = n.oid
+    UNION ALL
+    SELECT 'rel ' || r.relname || ' ' || r.relkind::text || ' ' || pg_catalog.pg_get_userbyid(r.relowner) || ' '
+           || coalesce(r.relacl::text, '') || ' rls=' || r.relrowsecurity::text || '/' || r.relforcerowsecurity::text
+           || ' node=' || r.relfilenode::text || ' ' || r.relpersistence::text
+      FROM rels r
+    UNION ALL
+    SELECT 'col ' || r.relname || '.' || a.attname || ' ' || pg_catalog.format_type(a.atttypid, a.atttypmod)
+           || ' notnull=' || a.attnotnull::text || ' ' || coalesce(pg_catalog.pg_get_expr(d.adbin, d.adrelid), '')
+           || ' ' || coalesce(a.attacl::text, '')
+      FROM pg_catalog.pg_attribute a JOIN rels r ON r.oid = a.attrelid
+      LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+     WHERE a.attnum > 0 AND NOT a.attisdropped
+    UNION ALL
+    SELECT 'con ' || r.relname || '.' || c.conname || ' ' || pg_catalog.pg_get_constraintdef(c.oid) || ' ' || c.convalidated::text
+      FROM pg_catalog.pg_constraint c JOIN rels r ON r.oid = c.conrelid
+    UNION ALL
+    SELECT 'trg ' || r.relname || '.' || t.tgname || ' enabled=' || t.tgenabled::text || ' '
+           || pg_catalog.pg_get_triggerdef(t.oid) || ' code=' || pg_catalog.md5(p.prosrc)
+      FROM pg_catalog.pg_trigger t JOIN rels r ON r.oid = t.tgrelid JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
+    UNION ALL
+    SELECT 'fn ' || p.proname || '(' || pg_catalog.pg_get_function_identity_arguments(p.oid) || ') '
+           || pg_catalog.pg_get_userbyid(p.proowner) || ' ' || coalesce(p.proacl::text, '') || ' definer=' || p.prosecdef::text
+           || ' code=' || pg_catalog.md5(p.prosrc)
+      FROM pg_catalog.pg_proc p JOIN ns ON p.pronamespace = ns.oid
+    UNION ALL
+    SELECT 'policy ' || r.relname || '.' || pol.polname || ' ' || pol.polcmd::text || ' '
+           || coalesce(pg_catalog.pg_get_expr(pol.polqual, pol.polrelid), '')
+      FROM pg_catalog.pg_policy pol JOIN rels r ON r.oid = pol.polrelid
+    UNION ALL
+    SELECT 'rule ' || r.relname || '.' || rw.rulename
+      FROM pg_catalog.pg_rewrite rw JOIN rels r ON r.oid = rw.ev_class
+) lines
+"#;
+
+/// The digest of the ledger schema's catalog (see [`CATALOG`]).
+pub async fn catalog(
+    conn: &mut PgConnection,
+    env: &str,
+    schema: &str,
+) -> Result<Sha256Digest, DbError> {
+    let text: String = sqlx::query_scalar(AssertSqlSafe(CATALOG))
+        .bind(schema)
+        .fetch_one(conn)
+        .await
+        .map_err(|e| {
+            DbError::query(
+                env,
+                format!(
+                    "reading the ledger schema's catalog: {}",
+                    super::describe(&e)
+                ),
+            )
+        })?;
+    Ok(Sha256Digest::of(text.as_bytes()))
+}
+
+/// Rows inserted, updated and deleted in each ledger table (ledger,
+/// ledger_progress, policy), as this backend counts them. PostgreSQL 15
+/// flushes these counters only between transactions and not every time, so
+/// they can include earlier transactions: take them at the start of a
+/// transaction and compare the difference at its end.
+pub type Touched = [(i64, i64, i64); 3];
+
+/// The counters now (see [`Touched`]).
+pub async fn touched(conn: &mut PgConnection, env: &str, schema: &str) -> Result<Touched, DbError> {
+    let mut out = [(0, 0, 0); 3];
+    for (i, table) in ["ledger", "ledger_progress", "policy"].iter().enumerate() {
+        let row: Option<(i64, i64, i64)> = sqlx::query_as(
+            "SELECT n_tup_ins, n_tup_upd, n_tup_del FROM pg_catalog.pg_stat_xact_all_tables \
+             WHERE relid = pg_catalog.to_regclass($1)",
+        )
+        .bind(format!("{schema}.{table}"))
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(|e| DbError::query(env, e))?;
+        out[i] = row.unwrap_or((0, 0, 0));
+    }
+    Ok(out)
+}
+
+/// Checks, inside a changeset's transaction and after promoter appended its
+/// ledger row `seq`, that the ledger schema is as it was (`before`) and that
+/// the only row written to the ledger tables is that one. `Err` says what
+/// the bundle did.
+pub async fn check_transaction(
+    conn: &mut PgConnection,
+    env: &str,
+    schema: &str,
+    before: Sha256Digest,
+    counted: Touched,
+    seq: i64,
+    entry_hash: Sha256Digest,
+) -> Result<Result<(), String>, DbError> {
+    if catalog(conn, env, schema).await? != before {
+        return Ok(Err(format!(
+            "it changed the ledger schema {schema} (a table, column, constraint, trigger or its state, function, owner, grant, policy or rule)"
+        )));
+    }
+    let now = touched(conn, env, schema).await?;
+    let delta = |i: usize| {
+        (
+            now[i].0 - counted[i].0,
+            now[i].1 - counted[i].1,
+            now[i].2 - counted[i].2,
+        )
+    };
+    let (ledger, progress, policy) = (delta(0), delta(1), delta(2));
+    if ledger != (1, 0, 0) || progress != (0, 0, 0) || policy != (0, 0, 0) {
+        return Ok(Err(format!(
+            "it wrote to the ledger tables: {schema}.ledger {} inserted (promoter wrote 1), {} updated, {} deleted; \
+             {schema}.ledger_progress {}/{}/{}; {schema}.policy {}/{}/{}",
+            ledger.0,
+            ledger.1,
+            ledger.2,
+            progress.0,
+            progress.1,
+            progress.2,
+            policy.0,
+            policy.1,
+            policy.2
+        )));
+    }
+    let ours: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT count(*) FROM {schema}.ledger WHERE seq = $1 AND entry_hash = $2"
+    )))
+    .bind(seq)
+    .bind(entry_hash.to_hex())
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(|e| DbError::query(env, e))?;
+    if ours != 1 {
+        return Ok(Err(format!(
+            "promoter's ledger row #{seq} is not in the ledger after its INSERT"
+        )));
+    }
+    Ok(Ok(()))
+}
+
+/// The head of the ledger as a non-transactional run expects it: (rows, last seq, last entry hash).
+pub async fn head(
+    conn: &mut PgConnection,
+    env: &str,
+    schema: &str,
+) -> Result<(i64, i64, Option<String>), DbError> {
+    sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT (SELECT count(*) FROM {schema}.ledger), coalesce((SELECT max(seq) FROM {schema}.ledger), 0), \
+         (SELECT entry_hash::text FROM {schema}.ledger ORDER BY seq DESC LIMIT 1)"
+    )))
+    .fetch_one(conn)
+    .await
+    .map_err(|e| DbError::query(env, e))
+}
+
+/// Whether the ledger's protections are in place before a run: the
+/// append-only triggers exist and are enabled, and nothing was added that
+/// could hide rows (rules, row-level security, other triggers).
+pub async fn protected(
+    conn: &mut PgConnection,
+    env: &str,
+    schema: &str,
+) -> Result<Result<(), String>, DbError> {
+    let rows: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT c.relname::text, t.tgname::text, t.tgenabled::text FROM pg_catalog.pg_trigger t \
+         JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = $1 AND NOT t.tgisinternal ORDER BY 1, 2",
+    )
+    .bind(schema)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(|e| DbError::query(env, e))?;
+    if rows.is_empty() {
+        return Ok(Ok(())); // no ledger yet
+    }
+    let expected = [
+        ("ledger", "ledger_append_only"),
+        ("ledger_progress", "ledger_progress_append_only"),
+        ("policy", "policy_append_only"),
+    ];
+    for (table, trigger, enabled) in &rows {
+        if !expected.contains(&(table.as_str(), trigger.as_str())) {
+            return Ok(Err(format!(
+                "{schema}.{table} has a trigger promoter did not create: {trigger}"
+            )));
+        }
+        if enabled != "O" {
+            return Ok(Err(format!(
+                "the append-only trigger {trigger} on {schema}.{table} is {}",
+                if enabled == "D" {
+                    "disabled"
+                } else {
+                    "not enabled for ordinary sessions"
+                }
+            )));
+        }
+    }
+    for (table, trigger) in expected {
+        let table_exists = rows.iter().any(|(t, _, _)| t == table);
+        let present = rows.iter().any(|(t, g, _)| t == table && g == trigger);
+        if table_exists && !present {
+            return Ok(Err(format!(
+                "the append-only trigger {trigger} on {schema}.{table} is missing"
+            )));
+        }
+    }
+    let (rules, rls): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM pg_catalog.pg_rewrite rw JOIN pg_catalog.pg_class c ON c.oid = rw.ev_class \
+                  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1), \
+                (SELECT count(*) FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                  WHERE n.nspname = $1 AND (c.relrowsecurity OR c.relforcerowsecurity))",
+    )
+    .bind(schema)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(|e| DbError::query(env, e))?;
+    if rules > 0 {
+        return Ok(Err(format!(
+            "{schema} has rewrite rules, which can hide or redirect ledger rows"
+        )));
+    }
+    if rls > 0 {
+        return Ok(Err(format!(
+            "{schema} has row-level security enabled, which can hide ledger rows"
+        )));
+    }
+    Ok(Ok(()))
+}

@@ -1,0 +1,170 @@
+//! A bundle's own SQL cannot touch the ledger, and scripts cannot break
+//! promoter's session: each attack is refused naming the changeset, and the
+//! ledger still audits clean.
+
+use crate::common::TestContext;
+
+fn ledger_rows(t: &TestContext) -> String {
+    t.sql(
+        "dev",
+        "SELECT string_agg(changeset_id || ':' || status, ',' ORDER BY seq) FROM promoter.ledger",
+    )
+}
+
+#[test]
+fn a_changeset_that_disables_the_trigger_and_deletes_ledger_rows_is_rolled_back() {
+    let t = TestContext::with_databases();
+    t.changeset("first", "CREATE TABLE first (id int);\n");
+    t.changeset(
+        "eraser",
+        "ALTER TABLE promoter.ledger DISABLE TRIGGER ALL;\nDELETE FROM promoter.ledger;\nALTER TABLE promoter.ledger ENABLE TRIGGER ALL;\nCREATE TABLE erased (id int);\n",
+    );
+    t.promoter(&["seal"]).ok();
+    t.promoter(&["apply", "dev", "--to", "1"]).ok();
+    let run = t.promoter(&["apply", "dev"]);
+    assert_eq!(run.code, 4, "{}", run.all());
+    assert!(
+        run.stderr.contains("failed at 0002-eraser")
+            && run.stderr.contains("LEDGER TAMPERED: it wrote to the ledger tables: promoter.ledger 1 inserted (promoter wrote 1), 0 updated, 1 deleted"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(ledger_rows(&t), "0001-first:applied,0002-eraser:failed\n");
+    assert_eq!(t.sql("dev", "SELECT to_regclass('erased') IS NULL"), "t\n");
+    t.commit_all("changesets");
+    let audit = t.promoter(&["audit", "dev"]);
+    assert_eq!(audit.code, 0, "{}", audit.all());
+}
+
+#[test]
+fn a_trigger_that_swallows_ledger_rows_is_refused() {
+    let t = TestContext::with_databases();
+    t.changeset(
+        "swallow",
+        "CREATE FUNCTION public.swallow() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;\n\
+         CREATE TRIGGER swallow BEFORE INSERT ON promoter.ledger FOR EACH ROW EXECUTE FUNCTION public.swallow();\n",
+    );
+    t.changeset("after", "CREATE TABLE after_it (id int);\n");
+    t.promoter(&["seal"]).ok();
+    let run = t.promoter(&["apply", "dev"]);
+    assert_eq!(run.code, 4, "{}", run.all());
+    assert!(
+        run.stderr
+            .contains("LEDGER TAMPERED: it changed the ledger schema promoter"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        t.sql(
+            "dev",
+            "SELECT count(*) FROM pg_trigger WHERE tgname = 'swallow'"
+        ),
+        "0\n"
+    );
+    assert_eq!(ledger_rows(&t), "0001-swallow:failed\n");
+}
+
+#[test]
+fn a_function_added_to_the_ledger_schema_is_refused() {
+    let t = TestContext::with_databases();
+    t.changeset("first", "SELECT 1;\n");
+    t.changeset(
+        "helper",
+        "CREATE FUNCTION promoter.helper() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$;\n",
+    );
+    t.promoter(&["seal"]).ok();
+    t.promoter(&["apply", "dev", "--to", "1"]).ok();
+    let run = t.promoter(&["apply", "dev"]);
+    assert_eq!(run.code, 4, "{}", run.all());
+    assert!(
+        run.stderr.contains("it changed the ledger schema promoter"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        t.sql("dev", "SELECT to_regprocedure('promoter.helper()') IS NULL"),
+        "t\n"
+    );
+}
+
+#[test]
+fn a_ledger_trigger_disabled_by_a_dba_between_runs_is_reported_before_the_next_apply() {
+    let t = TestContext::with_databases();
+    t.changeset("first", "SELECT 1;\n");
+    t.changeset("second", "CREATE TABLE second (id int);\n");
+    t.promoter(&["seal"]).ok();
+    t.promoter(&["apply", "dev", "--to", "1"]).ok();
+    t.sql(
+        "dev",
+        "ALTER TABLE promoter.ledger DISABLE TRIGGER ledger_append_only",
+    );
+    let run = t.promoter(&["apply", "dev"]);
+    assert_eq!(run.code, 3, "{}", run.all());
+    assert!(
+        run.stderr.contains("dev's ledger is not protected: the append-only trigger ledger_append_only on promoter.ledger is disabled"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(t.sql("dev", "SELECT to_regclass('second') IS NULL"), "t\n");
+    t.sql(
+        "dev",
+        "ALTER TABLE promoter.ledger ENABLE TRIGGER ledger_append_only",
+    );
+    t.promoter(&["apply", "dev"]).ok();
+}
+
+#[test]
+fn a_non_transactional_statement_that_touches_the_ledger_marks_the_environment_tampered() {
+    let t = TestContext::with_databases();
+    t.changeset("first", "SELECT 1;\n");
+    t.changeset_without_transaction(
+        "sneaky",
+        "CREATE TABLE sneaky (id int);\nALTER TABLE promoter.ledger DISABLE TRIGGER ALL;\nCREATE TABLE never (id int);\n",
+    );
+    t.promoter(&["seal"]).ok();
+    t.promoter(&["apply", "dev", "--to", "1"]).ok();
+    let run = t.promoter(&["apply", "dev"]);
+    assert_eq!(run.code, 4, "{}", run.all());
+    assert!(
+        run.stderr
+            .contains("LEDGER TAMPERED: a statement changed the ledger schema"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(t.sql("dev", "SELECT to_regclass('never') IS NULL"), "t\n");
+    // Nothing runs until an operator has looked.
+    let refused = t.promoter(&["apply", "dev"]);
+    assert_eq!(refused.code, 3, "{}", refused.all());
+    assert!(
+        refused.stderr.contains("0002-sneaky touched the ledger")
+            || refused.stderr.contains("not protected"),
+        "{}",
+        refused.stderr
+    );
+}
+
+#[test]
+fn scripts_cannot_break_promoters_own_session() {
+    let t = TestContext::with_databases();
+    t.changeset(
+        "hostile",
+        "PREPARE p AS SELECT 1;\nDEALLOCATE ALL;\nSET search_path = nowhere;\nLISTEN ch;\nNOTIFY ch, 'x';\nCREATE TEMP TABLE leak (id int);\n",
+    );
+    t.changeset("isolated", "CREATE TABLE isolated AS SELECT count(*) AS n FROM pg_class WHERE relname = 'leak' AND relpersistence = 't';\n");
+    t.changeset_without_transaction("discard", "DISCARD ALL;\nLISTEN other;\nSELECT 1;\n");
+    t.promoter(&["seal"]).ok();
+    let out = t.promoter(&["apply", "dev"]).ok();
+    assert!(
+        out.contains("applied 0001-hostile")
+            && out.contains("applied 0002-isolated")
+            && out.contains("applied 0003-discard"),
+        "{out}"
+    );
+    assert_eq!(
+        t.sql("dev", "SELECT n FROM isolated"),
+        "0\n",
+        "temp tables do not leak into the next changeset"
+    );
+    t.commit_all("changesets");
+    t.promoter(&["audit", "dev"]).ok();
+}
