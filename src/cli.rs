@@ -316,6 +316,9 @@ pub struct AuditArgs {
     /// Git revision holding the bundles to check applied rows against.
     #[arg(long, default_value = "HEAD")]
     pub rev: String,
+    /// A ledger head an auditor recorded earlier (a JSON file with `seq` and `entry_hash`, as in promoter's checkpoints): it must still be there.
+    #[arg(long, value_name = "FILE")]
+    pub checkpoint: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]

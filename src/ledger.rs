@@ -358,6 +358,15 @@ pub enum AuditProblem {
     NoReceipt { seq: i64, reason: String },
     /// The pinned-policy table does not verify.
     PolicyTampered { seq: i64, reason: String },
+    /// The ledger lost the head promoter (or an auditor) saw before.
+    CheckpointMissing { seq: i64, reason: String },
+    /// A downstream environment's row was promoted from an entry this
+    /// ledger no longer has.
+    ReferenceMissing {
+        seq: i64,
+        environment: String,
+        entry: Sha256Digest,
+    },
 }
 
 impl std::fmt::Display for AuditProblem {
@@ -372,6 +381,16 @@ impl std::fmt::Display for AuditProblem {
             Self::PolicyTampered { seq, reason } => {
                 write!(f, "pinned policy row #{seq}: {reason}")
             }
+            Self::CheckpointMissing { reason, .. } => write!(f, "checkpoint: {reason}"),
+            Self::ReferenceMissing {
+                seq,
+                environment,
+                entry,
+            } => write!(
+                f,
+                "{environment}'s ledger row #{seq} was promoted from entry {} of this ledger, which is not in it: rows were deleted",
+                entry.short()
+            ),
             Self::NotInGit { seq, changeset_id } => {
                 write!(
                     f,

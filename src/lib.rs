@@ -23,6 +23,7 @@
 pub mod approval;
 pub mod changeset;
 pub mod check;
+pub mod checkpoint;
 pub mod cli;
 pub mod commands;
 pub mod config;

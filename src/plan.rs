@@ -117,6 +117,8 @@ pub enum Refusal {
     },
     /// The environment's receipt key is missing or not the committed one.
     ReceiptKey { env: String, message: String },
+    /// The ledger lost rows promoter saw (checkpoint outside the database).
+    CheckpointMissing { env: String, why: String },
     /// The ledger's append-only protections are not in place.
     LedgerUnprotected { env: String, why: String },
     /// A re-pin that the currently pinned people have not signed.
@@ -156,6 +158,7 @@ impl Refusal {
             Self::ReceiptKey { .. } => "receipt-key",
             Self::RepinUnsigned { .. } => "repin-unsigned",
             Self::LedgerUnprotected { .. } => "ledger-unprotected",
+            Self::CheckpointMissing { .. } => "checkpoint-missing",
         }
     }
 
@@ -169,7 +172,8 @@ impl Refusal {
             | Self::PinnedSource { .. }
             | Self::ReceiptKey { .. }
             | Self::RepinUnsigned { .. }
-            | Self::LedgerUnprotected { .. } => None,
+            | Self::LedgerUnprotected { .. }
+            | Self::CheckpointMissing { .. } => None,
             Self::NotInRepository { id, .. }
             | Self::NotSealed { id }
             | Self::ChangedSinceSource { id, .. }
@@ -252,6 +256,9 @@ impl Refusal {
             ),
             Self::ReceiptKey { env, .. } => format!(
                 "set {env}'s receipt_key to the secret key of the certificate committed as keys/environments/{env}.asc"
+            ),
+            Self::CheckpointMissing { env, .. } => format!(
+                "{env}'s ledger lost rows promoter saw (the changesets they record may run again): restore it from a backup and `promoter audit {env}` before anything is applied"
             ),
             Self::LedgerUnprotected { env, .. } => format!(
                 "someone with DBA rights changed {env}'s ledger protections; find out who and why (`promoter audit {env}`), restore them, then run again"
@@ -434,6 +441,13 @@ impl fmt::Display for Refusal {
                 pinned.as_deref().unwrap_or("nothing (apply only)")
             ),
             Self::ReceiptKey { env, message } => write!(f, "{env}: receipt key: {message}"),
+            Self::CheckpointMissing { env, why } => {
+                write!(
+                    f,
+                    "{env}: {why} (checkpoint in {})",
+                    crate::checkpoint::state_dir().display()
+                )
+            }
             Self::LedgerUnprotected { env, why } => {
                 write!(f, "{env}'s ledger is not protected: {why}")
             }

@@ -199,6 +199,78 @@ struct TrustEventView {
     policy_hash: String,
 }
 
+/// What the ledger must still hold: the head promoter saw last (its
+/// checkpoint), the head an auditor gives with `--checkpoint`, and every
+/// entry that downstream environments' rows were promoted from.
+fn checkpoint_problems(
+    ctx: &Context,
+    args: &AuditArgs,
+    config: &crate::config::Config,
+    env: &crate::config::Environment,
+    ledger: &engine::Ledger,
+) -> anyhow::Result<Vec<AuditProblem>> {
+    let mut out = Vec::new();
+    let mut check = |cp: &crate::checkpoint::Checkpoint, from: &str| {
+        if let Err(why) = crate::checkpoint::check(&ledger.entries, cp) {
+            out.push(AuditProblem::CheckpointMissing {
+                seq: cp.seq,
+                reason: format!("{why} ({from})"),
+            });
+        }
+    };
+    match crate::checkpoint::load(&crate::checkpoint::state_dir(), &ledger.identity) {
+        Ok(Some(cp)) => check(&cp, "promoter's checkpoint"),
+        Ok(None) => {}
+        Err(e) => output::eprint(&format!("warning: {e}")),
+    }
+    if let Some(path) = &args.checkpoint {
+        #[derive(serde::Deserialize)]
+        struct Given {
+            seq: i64,
+            entry_hash: crate::changeset::Sha256Digest,
+        }
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let given: Given = serde_json::from_str(&text).map_err(|e| {
+            CommandError::usage(format!(
+                "{}: not a checkpoint (seq, entry_hash): {e}",
+                path.display()
+            ))
+        })?;
+        let cp = crate::checkpoint::Checkpoint {
+            environment: env.name.clone(),
+            database: ledger.identity.clone(),
+            seq: given.seq,
+            entry_hash: given.entry_hash,
+            seen_at: "the time the auditor recorded it".into(),
+        };
+        check(&cp, &path.display().to_string());
+    }
+    for downstream in config.pipeline() {
+        if downstream.config.promote_from.as_deref() != Some(env.name.as_str()) {
+            continue;
+        }
+        match ctx.block_on(engine::read_ledger(&downstream, &config.file.ledger_schema)) {
+            Ok(d) => {
+                for (seq, entry) in
+                    crate::checkpoint::missing_references(&env.name, &ledger.entries, &d.entries)
+                {
+                    out.push(AuditProblem::ReferenceMissing {
+                        seq,
+                        environment: downstream.name.clone(),
+                        entry,
+                    });
+                }
+            }
+            Err(e) => output::eprint(&format!(
+                "note: {} (promoted from {}) is not reachable; its references were not checked: {e}",
+                downstream.name, env.name
+            )),
+        }
+    }
+    Ok(out)
+}
+
 /// In an environment that has a receipt certificate committed at the
 /// audited revision, every row must carry a valid receipt by it: a row
 /// inserted by hand, or re-hashed after an edit, has none.
@@ -261,6 +333,7 @@ pub fn audit(ctx: &Context, args: &AuditArgs) -> anyhow::Result<ExitCode> {
     let env = config.environment(&args.env)?;
     let snapshot = source::load_git(&ctx.root, &args.rev)?;
     let mut trust_events = Vec::new();
+    let mut identity = None;
     let (entries, problems) =
         match ctx.block_on(engine::read_ledger(&env, &config.file.ledger_schema)) {
             Ok(l) => {
@@ -285,6 +358,8 @@ pub fn audit(ctx: &Context, args: &AuditArgs) -> anyhow::Result<ExitCode> {
                 if let Some((seq, reason)) = crate::policy::check_pins(&l.pins) {
                     problems.push(AuditProblem::PolicyTampered { seq, reason });
                 }
+                problems.extend(checkpoint_problems(ctx, args, &config, &env, &l)?);
+                identity = Some(l.identity.clone());
                 trust_events = l
                     .pins
                     .iter()
@@ -331,6 +406,23 @@ pub fn audit(ctx: &Context, args: &AuditArgs) -> anyhow::Result<ExitCode> {
             t.by,
             t.reason.as_deref().unwrap_or("no reason given")
         ));
+    }
+    if view.ok
+        && let (Some(identity), Some(head)) = (&identity, entries.last())
+    {
+        let cp = crate::checkpoint::Checkpoint {
+            environment: env.name.clone(),
+            database: identity.clone(),
+            seq: head.seq,
+            entry_hash: head.entry_hash,
+            seen_at: output::format_time(std::time::SystemTime::now()),
+        };
+        if let Err(e) = crate::checkpoint::save(&crate::checkpoint::state_dir(), &cp) {
+            output::eprint(&format!(
+                "warning: could not save {}'s checkpoint: {e}",
+                env.name
+            ));
+        }
     }
     if view.ok {
         output::unless_closed(output::print(&format!(

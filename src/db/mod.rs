@@ -198,6 +198,21 @@ pub async fn backend_pid(conn: &mut PgConnection, env: &str) -> Result<i32, DbEr
         .map_err(|e| DbError::query(env, e))
 }
 
+/// What identifies the database behind a connection wherever its URL
+/// points: the cluster's system identifier and the database name (the
+/// environment's name stands in when the role may not read the identifier).
+pub async fn identity(conn: &mut PgConnection, env: &str) -> String {
+    let id: Result<String, _> = sqlx::query_scalar(
+        "SELECT system_identifier::text || '/' || current_database() FROM pg_catalog.pg_control_system()",
+    )
+    .fetch_one(&mut *conn)
+    .await;
+    match id {
+        Ok(id) => id,
+        Err(_) => format!("env-{env}"),
+    }
+}
+
 /// Closes a connection politely, ignoring errors (it may already be gone).
 pub async fn close(conn: PgConnection) {
     let _ = conn.close().await;

@@ -105,6 +105,14 @@ impl Trust<'_> {
     }
 }
 
+/// Whether a run's outcome means it wrote ledger rows.
+fn wrote<T>(result: &Result<T, RunError>) -> bool {
+    matches!(
+        result,
+        Ok(_) | Err(RunError::Failed(_)) | Err(RunError::Interrupted(_))
+    )
+}
+
 /// Microseconds since the Unix epoch.
 fn now_micros() -> i64 {
     SystemTime::now()
@@ -307,6 +315,8 @@ pub struct Ledger {
     /// Whether a promoter holds the environment's lock right now (so a
     /// `running` row may really be running).
     pub locked: bool,
+    /// The database's identity, for its checkpoint.
+    pub identity: String,
 }
 
 /// Reads an environment's ledger without locking (empty if it has none yet).
@@ -316,12 +326,14 @@ pub async fn read_ledger(env: &Environment, schema: &str) -> Result<Ledger, DbEr
     let progress = ledger::load_progress(&mut conn, &env.name, schema).await;
     let pins = db::policy::load(&mut conn, &env.name, schema).await;
     let locked = lock::is_held(&mut conn, lock::key(schema)).await;
+    let identity = db::identity(&mut conn, &env.name).await;
     db::close(conn).await;
     Ok(Ledger {
         entries: entries?,
         progress: progress?,
         pins: pins?,
         locked,
+        identity,
     })
 }
 
@@ -334,6 +346,8 @@ struct Target {
     /// The work connection's backend, for cancel requests.
     pid: i32,
     lock: Lock,
+    /// The database's identity, for its checkpoint.
+    identity: String,
 }
 
 impl Target {
@@ -365,17 +379,62 @@ impl Target {
                 return Err(e);
             }
         };
+        let identity = db::identity(&mut conn, &env.name).await;
         Ok(Self {
             env: env.name.clone(),
             schema: schema.to_owned(),
             conn,
             pid,
             lock,
+            identity,
         })
     }
 
     async fn entries(&mut self) -> Result<Vec<Entry>, DbError> {
         ledger::load(&mut self.conn, &self.env, &self.schema).await
+    }
+
+    /// Refuses a ledger that lost the head promoter last saw.
+    fn check_checkpoint(&self, entries: &[Entry]) -> Option<Refusal> {
+        let cp = match crate::checkpoint::load(&crate::checkpoint::state_dir(), &self.identity) {
+            Ok(cp) => cp?,
+            Err(why) => {
+                return Some(Refusal::CheckpointMissing {
+                    env: self.env.clone(),
+                    why,
+                });
+            }
+        };
+        crate::checkpoint::check(entries, &cp)
+            .err()
+            .map(|why| Refusal::CheckpointMissing {
+                env: self.env.clone(),
+                why,
+            })
+    }
+
+    /// Records the ledger's head as seen now (best effort: a run that
+    /// applied something must not fail for want of a state directory).
+    async fn save_checkpoint(&mut self, hooks: &mut dyn Hooks) {
+        let Ok(entries) = self.entries().await else {
+            return;
+        };
+        let Some(head) = entries.last() else {
+            return;
+        };
+        let cp = crate::checkpoint::Checkpoint {
+            environment: self.env.clone(),
+            database: self.identity.clone(),
+            seq: head.seq,
+            entry_hash: head.entry_hash,
+            seen_at: crate::output::format_time(SystemTime::now()),
+        };
+        if let Err(e) = crate::checkpoint::save(&crate::checkpoint::state_dir(), &cp) {
+            hooks.event(Event::Warning(&format!(
+                "could not save {}'s ledger checkpoint: {e}",
+                self.env
+            )));
+        }
     }
 
     async fn progress(&mut self) -> Result<crate::ledger::Progress, DbError> {
@@ -566,6 +625,7 @@ pub async fn apply(
                 why,
             });
         }
+        refusals.extend(target.check_checkpoint(&entries));
         let eff = effective(&mut target, env, trust, hooks, &mut refusals).await?;
         if let Some((_, pinned)) = &eff.pinned {
             if let Some(from) = &pinned.promote_from {
@@ -624,6 +684,11 @@ pub async fn apply(
         .await
     }
     .await;
+    // A head worth remembering: what this run wrote. Never after a refusal,
+    // which would bless the very ledger it refused.
+    if wrote(&result) {
+        target.save_checkpoint(hooks).await;
+    }
     target.close().await;
     result
 }
@@ -642,14 +707,19 @@ pub async fn promote(
     opts: &RunOptions,
     hooks: &mut dyn Hooks,
 ) -> Result<Report, RunError> {
-    let source = read_ledger(from, schema)
-        .await
-        .map_err(|error| RunError::SourceUnreadable {
-            env: to.name.clone(),
-            from: from.name.clone(),
-            error,
-        })?
-        .entries;
+    let source_ledger =
+        read_ledger(from, schema)
+            .await
+            .map_err(|error| RunError::SourceUnreadable {
+                env: to.name.clone(),
+                from: from.name.clone(),
+                error,
+            })?;
+    let source_checkpoint =
+        crate::checkpoint::load(&crate::checkpoint::state_dir(), &source_ledger.identity)
+            .ok()
+            .flatten();
+    let source = source_ledger.entries;
     // Drift matters once the source is itself a controlled environment (QAT → PRD).
     let check_drift = from.config.promote_from.is_some() && !opts.allow_drift;
     let mut target = Target::open(to, schema, opts.lock_wait, hooks).await?;
@@ -660,6 +730,15 @@ pub async fn promote(
         if let Err(why) = db::guard::protected(&mut target.conn, &to.name, schema).await? {
             refusals.push(Refusal::LedgerUnprotected {
                 env: to.name.clone(),
+                why,
+            });
+        }
+        refusals.extend(target.check_checkpoint(&entries));
+        if let Some(cp) = source_checkpoint.as_ref()
+            && let Err(why) = crate::checkpoint::check(&source, cp)
+        {
+            refusals.push(Refusal::CheckpointMissing {
+                env: from.name.clone(),
                 why,
             });
         }
@@ -791,6 +870,11 @@ pub async fn promote(
         Ok(report)
     }
     .await;
+    // A head worth remembering: what this run wrote. Never after a refusal,
+    // which would bless the very ledger it refused.
+    if wrote(&result) {
+        target.save_checkpoint(hooks).await;
+    }
     target.close().await;
     result
 }
@@ -1054,6 +1138,11 @@ pub async fn resolve(
         Ok(entry)
     }
     .await;
+    // A head worth remembering: what this run wrote. Never after a refusal,
+    // which would bless the very ledger it refused.
+    if wrote(&result) {
+        target.save_checkpoint(hooks).await;
+    }
     target.close().await;
     result
 }

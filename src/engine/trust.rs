@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::SystemTime;
 
-use super::{Event, Hooks, RunError, Target, who};
+use super::{Event, Hooks, RunError, Target, who, wrote};
 use crate::approval::{self, Candidate, Statement};
 use crate::changeset::{Bundle, Sha256Digest};
 use crate::config::Environment;
@@ -470,6 +470,11 @@ pub async fn pin(
         })
     }
     .await;
+    // A head worth remembering: what this run wrote. Never after a refusal,
+    // which would bless the very ledger it refused.
+    if wrote(&result) {
+        target.save_checkpoint(hooks).await;
+    }
     target.close().await;
     result
 }

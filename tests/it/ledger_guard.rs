@@ -168,3 +168,76 @@ fn scripts_cannot_break_promoters_own_session() {
     t.commit_all("changesets");
     t.promoter(&["audit", "dev"]).ok();
 }
+
+/// A data-only changeset applied, then a DBA's edit: deleting the newest
+/// rows, truncating, dropping the schema. The checkpoint promoter keeps
+/// outside the database catches each; nothing is applied twice.
+#[test]
+fn checkpoints_catch_deleted_rows_truncation_and_a_dropped_ledger() {
+    let t = TestContext::with_databases();
+    t.changeset("table", "CREATE TABLE money (amount int);\n");
+    t.changeset("deposit", "INSERT INTO money VALUES (100);\n");
+    t.promoter(&["seal"]).ok();
+    t.promoter(&["apply", "dev"]).ok();
+    t.commit_all("two");
+    t.promoter(&["audit", "dev"]).ok();
+    // Delete the newest row behind the trigger's back.
+    t.sql(
+        "dev",
+        "SET session_replication_role = replica; DELETE FROM promoter.ledger WHERE seq = 2",
+    );
+    let replay = t.promoter(&["apply", "dev"]);
+    assert_eq!(replay.code, 3, "{}", replay.all());
+    assert!(
+        replay
+            .stderr
+            .contains("the ledger ends at row #1, but promoter saw row #2"),
+        "{}",
+        replay.stderr
+    );
+    assert_eq!(
+        t.sql("dev", "SELECT sum(amount) FROM money"),
+        "100\n",
+        "not deposited twice"
+    );
+    let audit = t.promoter(&["audit", "dev"]);
+    assert_eq!(audit.code, 1, "{}", audit.all());
+    assert!(
+        audit.stderr.contains("newer rows were deleted"),
+        "{}",
+        audit.stderr
+    );
+    // Truncated, then dropped.
+    t.sql(
+        "dev",
+        "SET session_replication_role = replica; TRUNCATE promoter.ledger CASCADE",
+    );
+    let audit = t.promoter(&["audit", "dev"]);
+    assert_eq!(audit.code, 1, "{}", audit.all());
+    assert!(
+        audit.stderr.contains("truncated or dropped"),
+        "{}",
+        audit.stderr
+    );
+    t.sql("dev", "DROP SCHEMA promoter CASCADE");
+    let audit = t.promoter(&["audit", "dev"]);
+    assert_eq!(audit.code, 1, "{}", audit.all());
+    assert!(
+        audit.stderr.contains("truncated or dropped"),
+        "{}",
+        audit.stderr
+    );
+    let replay = t.promoter(&["apply", "dev"]);
+    assert_eq!(replay.code, 3, "{}", replay.all());
+    assert_eq!(t.sql("dev", "SELECT sum(amount) FROM money"), "100\n");
+    // An auditor's own record of the head works the same.
+    let given = t.dir.path().join("head.json");
+    std::fs::write(
+        &given,
+        format!("{{\"seq\": 1, \"entry_hash\": \"{}\"}}", "ab".repeat(32)),
+    )
+    .unwrap();
+    let audit = t.promoter(&["audit", "dev", "--checkpoint", given.to_str().unwrap()]);
+    assert_eq!(audit.code, 1);
+    assert!(audit.stderr.contains("head.json"), "{}", audit.stderr);
+}
