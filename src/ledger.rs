@@ -38,6 +38,11 @@ pub enum Status {
 /// the ledger: such a row keeps the environment refusing runs until resolved.
 pub const LEDGER_TAMPERED: &str = "LEDGER TAMPERED";
 
+/// How the error text starts when the server left promoter's transaction
+/// in the middle of a changeset: like [`LEDGER_TAMPERED`], it keeps the
+/// environment refusing runs until resolved.
+pub const TRANSACTION_BROKEN: &str = "TRANSACTION BROKEN";
+
 /// The `changeset_id` of ledger rows that record trust events.
 pub const TRUST_EVENT: &str = "trust-policy";
 
@@ -297,10 +302,9 @@ pub fn dirty<'a>(entries: &'a [Entry], progress: &Progress) -> Vec<Dirty<'a>> {
                 committed: progress.get(&row.seq).copied().unwrap_or(0),
             }),
             Status::Failed
-                if row
-                    .error
-                    .as_deref()
-                    .is_some_and(|e| e.starts_with(LEDGER_TAMPERED)) =>
+                if row.error.as_deref().is_some_and(|e| {
+                    e.starts_with(LEDGER_TAMPERED) || e.starts_with(TRANSACTION_BROKEN)
+                }) =>
             {
                 Some(Dirty {
                     how: Unfinished::Tampered,

@@ -66,6 +66,14 @@ pub enum ExecError {
         "{file}: changed while it was being applied (its sha256 no longer matches SHA256SUMS); rolled back"
     )]
     Modified { file: String },
+    /// The server left promoter's transaction before the changeset ended:
+    /// something in it committed or rolled back (a statement the splitter
+    /// and the server read differently). What ran after it is committed.
+    #[error(
+        "{}: the server left promoter's transaction in the middle of the changeset (statements after that point ran and committed on their own); the environment needs an operator",
+        crate::ledger::TRANSACTION_BROKEN
+    )]
+    TransactionBroken,
     /// The changeset's own SQL changed the ledger schema or its rows.
     #[error(
         "{}: {why}; refused: a changeset's SQL must not touch the ledger",
@@ -454,11 +462,26 @@ pub async fn apply(
         TransactionMode::PerChangeset => {
             let mut tx = conn.begin().await.map_err(|e| DbError::query(env, e))?;
             let catalog = app.ledger_catalog;
+            // Our transaction's id: if it differs before COMMIT, the script
+            // ended the transaction behind the splitter's back.
+            let xid: String = sqlx::query_scalar("SELECT pg_catalog.pg_current_xact_id()::text")
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(|e| DbError::query(env, e))?;
             let counted = super::guard::touched(&mut tx, env, schema).await?;
             entry.schema_before = Some(fingerprint::fingerprint(&mut tx, env, schema).await?);
             let run = run_scripts(&mut tx, scripts, true, &mut done, stop, None).await;
             let run = match run {
                 Ok(()) => {
+                    let still: String =
+                        sqlx::query_scalar("SELECT pg_catalog.pg_current_xact_id()::text")
+                            .fetch_one(&mut *tx)
+                            .await
+                            .map_err(|e| DbError::query(env, e))?;
+                    if still != xid {
+                        let _ = tx.rollback().await;
+                        return finish_broken(conn, env, schema, entry, done, sign).await;
+                    }
                     entry.schema_after =
                         Some(fingerprint::fingerprint(&mut tx, env, schema).await?);
                     entry.status = Status::Applied;
@@ -482,7 +505,20 @@ pub async fn apply(
                         Err(why) => Err(ExecError::LedgerTouched { why }),
                     }
                 }
-                Err(e) => Err(e),
+                Err(e) => {
+                    // After an error our transaction is aborted, and asking
+                    // for its id fails; if the question succeeds with another
+                    // id, the transaction had already ended behind us.
+                    let still: Result<String, _> =
+                        sqlx::query_scalar("SELECT pg_catalog.pg_current_xact_id()::text")
+                            .fetch_one(&mut *tx)
+                            .await;
+                    if still.is_ok_and(|x| x != xid) {
+                        let _ = tx.rollback().await;
+                        return finish_broken(conn, env, schema, entry, done, sign).await;
+                    }
+                    Err(e)
+                }
             };
             match run {
                 Ok(()) => {
@@ -551,6 +587,31 @@ pub async fn apply(
             })
         }
     }
+}
+
+/// Records a changeset whose transaction the server left mid-way: the
+/// statements after that point committed on their own, so the row counts
+/// them as committed and marks the environment.
+async fn finish_broken(
+    conn: &mut PgConnection,
+    env: &str,
+    schema: &str,
+    mut entry: Entry,
+    done: i64,
+    sign: &mut ledger::RowSigner<'_>,
+) -> Result<Outcome, DbError> {
+    let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
+    let error = ExecError::TransactionBroken;
+    entry.status = Status::Failed;
+    entry.statements = done.max(1);
+    entry.finished_at = Some(now_micros());
+    entry.schema_after = None;
+    entry.error = Some(error.to_string());
+    append_alone(conn, env, schema, &mut entry, sign).await?;
+    Ok(Outcome {
+        entry,
+        error: Some(error),
+    })
 }
 
 /// Appends a row in its own transaction.

@@ -26,6 +26,8 @@ pub enum ProblemKind {
     NotInTransaction(String),
     TransactionControl(String),
     CopyToStdout,
+    /// Changes how the server reads string literals (see [`string_syntax`]).
+    StringSyntax,
     Lex(String),
 }
 
@@ -46,6 +48,10 @@ impl fmt::Display for ScriptProblem {
             ProblemKind::TransactionControl(what) => write!(
                 f,
                 "{file}:{line}: {what} would end promoter's transaction early (each changeset runs in one transaction with its ledger row)"
+            ),
+            ProblemKind::StringSyntax => write!(
+                f,
+                "{file}:{line}: turns standard_conforming_strings off (or sets it in a way promoter cannot follow): the server would then read backslashes in strings differently from how promoter splits statements"
             ),
             ProblemKind::CopyToStdout => write!(
                 f,
@@ -70,6 +76,7 @@ impl ScriptProblem {
                 "remove it; use `transaction: none` if the scripts must manage their own transactions".into()
             }
             ProblemKind::CopyToStdout => "remove it; a changeset changes the database, it does not export data".into(),
+            ProblemKind::StringSyntax => "write strings with E'…' where backslash escapes are meant, and leave standard_conforming_strings on".into(),
             ProblemKind::Lex(_) => "fix the script".into(),
         }
     }
@@ -109,6 +116,33 @@ pub fn non_transactional(stmt: &Statement) -> Option<String> {
         _ => return None,
     };
     Some(what.to_owned())
+}
+
+/// Whether `stmt` touches `standard_conforming_strings` in any way other
+/// than turning it on with a plain `SET` (which every pg_dump file does).
+/// With it off the server reads `'a\'` differently from promoter's splitter
+/// (and from psql's, which follows the server), so a script could hide a
+/// `COMMIT` inside what the splitter takes for a string. The check is on the
+/// whole text, string literals and function bodies included: any mention is
+/// refused unless it is exactly that `SET`.
+pub fn string_syntax(stmt: &Statement) -> bool {
+    let lower = stmt.text.to_ascii_lowercase();
+    if !lower.contains("standard_conforming_strings") {
+        return false;
+    }
+    let words: Vec<&str> = lower
+        .trim_end_matches(|c: char| c == ';' || c.is_whitespace())
+        .split(|c: char| c.is_whitespace() || c == '=')
+        .filter(|w| !w.is_empty())
+        .collect();
+    let plain_on = matches!(
+        words.as_slice(),
+        ["set", "standard_conforming_strings", "to", v] | ["set", "standard_conforming_strings", v]
+        | ["set", "session" | "local", "standard_conforming_strings", "to", v]
+        | ["set", "session" | "local", "standard_conforming_strings", v]
+            if matches!(*v, "on" | "'on'" | "true" | "'true'")
+    );
+    !plain_on
 }
 
 /// If `stmt` begins or ends a transaction, what it is.
@@ -193,6 +227,9 @@ pub fn check_script(
             Item::Statement(s) => {
                 if s.is_copy_to_stdout() {
                     problems.push(problem(s.line, ProblemKind::CopyToStdout));
+                }
+                if string_syntax(&s) {
+                    problems.push(problem(s.line, ProblemKind::StringSyntax));
                 }
                 if mode == TransactionMode::PerChangeset {
                     if let Some(what) = non_transactional(&s) {

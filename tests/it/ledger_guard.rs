@@ -241,3 +241,64 @@ fn checkpoints_catch_deleted_rows_truncation_and_a_dropped_ledger() {
     assert_eq!(audit.code, 1);
     assert!(audit.stderr.contains("head.json"), "{}", audit.stderr);
 }
+
+/// Regression: with standard_conforming_strings off, the server and the
+/// splitter disagreed about where a string ended, and a COMMIT hidden in
+/// what the splitter took for a string committed half a changeset.
+#[test]
+fn a_commit_smuggled_past_the_splitter_is_refused_or_caught() {
+    let t = TestContext::with_databases();
+    let smuggle =
+        "SELECT 'x\\' || '; COMMIT; CREATE TABLE smuggled (); SELECT 1 --';\nSELECT 1 / 0;\n";
+    // Turning it off plainly is refused at seal, naming the line.
+    t.changeset(
+        "plain",
+        &format!("SET standard_conforming_strings = off;\n{smuggle}"),
+    );
+    let sealed = t.promoter(&["seal"]);
+    assert_ne!(sealed.code, 0);
+    assert!(
+        sealed
+            .stderr
+            .contains("001-plain.sql:1: turns standard_conforming_strings off"),
+        "{}",
+        sealed.stderr
+    );
+    // Turning it off where no check can read it is caught at run time: the
+    // server left promoter's transaction.
+    std::fs::remove_dir_all(t.path("changesets/0001-plain")).unwrap();
+    t.changeset(
+        "hidden",
+        &format!(
+            "DO $$ BEGIN EXECUTE 'SET standard_conforming' || '_strings = off'; END $$;\n{smuggle}"
+        ),
+    );
+    t.promoter(&["seal"]).ok();
+    let run = t.promoter(&["apply", "dev"]);
+    assert_eq!(run.code, 4, "{}", run.all());
+    assert!(
+        run.stderr
+            .contains("TRANSACTION BROKEN: the server left promoter's transaction"),
+        "{}",
+        run.stderr
+    );
+    let refused = t.promoter(&["apply", "dev"]);
+    assert_eq!(
+        refused.code,
+        3,
+        "the environment waits for an operator: {}",
+        refused.all()
+    );
+    // What ran after the hidden COMMIT did commit; the ledger says so.
+    assert_eq!(
+        t.sql("dev", "SELECT to_regclass('smuggled') IS NOT NULL"),
+        "t\n"
+    );
+    assert!(
+        t.sql(
+            "dev",
+            "SELECT error FROM promoter.ledger WHERE status = 'failed'"
+        )
+        .starts_with("TRANSACTION BROKEN"),
+    );
+}
