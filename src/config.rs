@@ -175,6 +175,18 @@ impl Config {
     /// Loads `environments.yaml` from the project root.
     pub fn load(root: &Path) -> Result<Self, ConfigError> {
         let path = root.join(CONFIG_FILE);
+        if let Ok(meta) = std::fs::metadata(&path)
+            && let Err(message) = crate::limits::check(
+                &path.display().to_string(),
+                meta.len(),
+                crate::limits::ENVIRONMENTS_YAML,
+            )
+        {
+            return Err(ConfigError::Parse {
+                path: path.clone(),
+                message,
+            });
+        }
         let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Io {
             path: path.clone(),
             source,
@@ -193,6 +205,16 @@ impl Config {
 
     /// Parses and validates the text of `environments.yaml`.
     pub fn parse(root: &Path, path: &Path, text: &str) -> Result<Self, ConfigError> {
+        crate::limits::check(
+            &path.display().to_string(),
+            text.len() as u64,
+            crate::limits::ENVIRONMENTS_YAML,
+        )
+        .and_then(|()| crate::limits::yaml_depth(text))
+        .map_err(|message| ConfigError::Parse {
+            path: path.to_owned(),
+            message,
+        })?;
         let file: ConfigFile = serde_yaml_ng::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
             message: describe_yaml_error(&e),

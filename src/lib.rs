@@ -18,6 +18,7 @@
 //! - [`status`]: the cells of the status matrix. Pure.
 //! - [`sql`]: a PostgreSQL-aware lexer that splits scripts the way psql does.
 //! - [`db`]: the only module that names sqlx: connect, lock, ledger, executor, fingerprint.
+//! - [`limits`]: size caps for files read whole, and YAML nesting.
 //! - [`output`]: stdout/stderr conventions, times, JSON.
 
 pub mod approval;
@@ -31,6 +32,7 @@ pub mod db;
 pub mod engine;
 pub mod error;
 pub mod ledger;
+pub mod limits;
 pub mod output;
 pub mod plan;
 pub mod policy;

@@ -63,6 +63,8 @@ pub struct ChangesetMeta {
 /// Everything that can be wrong with a bundle's files before any signature is looked at.
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {
+    #[error("{0}")]
+    TooLarge(String),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -357,7 +359,13 @@ fn read_up_to(reader: &mut dyn std::io::Read, buf: &mut [u8]) -> std::io::Result
 
 /// Parses `changeset.yaml`; the error names line and column.
 pub fn parse_meta(bytes: &[u8]) -> Result<ChangesetMeta, String> {
+    crate::limits::check(
+        "changeset.yaml",
+        bytes.len() as u64,
+        crate::limits::CHANGESET_YAML,
+    )?;
     let text = std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8: {e}"))?;
+    crate::limits::yaml_depth(text)?;
     serde_yaml_ng::from_str(text).map_err(|e| crate::config::describe_yaml_error(&e))
 }
 

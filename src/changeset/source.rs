@@ -161,7 +161,12 @@ pub fn load_dir(dir: &BundleDir) -> Result<Bundle, BundleError> {
             Slot::Signatures => {
                 signatures = read_signature_dir(&path, &format!("{location}/{SIGNATURES_DIR}"))?;
             }
-            Slot::Manifest => manifest = Some(std::fs::read(&path).map_err(io_err(&path))?),
+            Slot::Manifest => {
+                let size = std::fs::metadata(&path).map_err(io_err(&path))?.len();
+                crate::limits::check(&format!("{location}/{name}"), size, crate::limits::MANIFEST)
+                    .map_err(BundleError::TooLarge)?;
+                manifest = Some(std::fs::read(&path).map_err(io_err(&path))?);
+            }
             Slot::File => files.push(BundleFile {
                 name,
                 source: FileSource::Disk(path),
@@ -189,6 +194,14 @@ fn read_signature_dir(path: &Path, location: &str) -> Result<Vec<SignatureFile>,
             &name,
             disk_kind(entry.file_type().map_err(io_err(&entry.path()))?),
         )?;
+        let size = entry.metadata().map_err(io_err(&entry.path()))?.len();
+        let limit = if name.ends_with(".txt") {
+            crate::limits::APPROVAL
+        } else {
+            crate::limits::SIGNATURE
+        };
+        crate::limits::check(&format!("{location}/{name}"), size, limit)
+            .map_err(BundleError::TooLarge)?;
         let bytes = std::fs::read(entry.path()).map_err(io_err(&entry.path()))?;
         out.push(SignatureFile { name, bytes });
     }
@@ -277,7 +290,15 @@ fn load_git_bundle(
     location: String,
     tree: &git2::Tree<'_>,
 ) -> Result<Bundle, BundleError> {
-    let blob = |oid: git2::Oid, name: &str| -> Result<Vec<u8>, BundleError> {
+    let blob = |oid: git2::Oid, name: &str, limit: u64| -> Result<Vec<u8>, BundleError> {
+        let shown = format!("{location}/{name}");
+        let size = repo
+            .odb()
+            .and_then(|odb| odb.read_header(oid))
+            .map(|(size, _)| size as u64);
+        if let Ok(size) = size {
+            crate::limits::check(&shown, size, limit).map_err(BundleError::TooLarge)?;
+        }
         repo.find_blob(oid)
             .map(|b| b.content().to_vec())
             .map_err(|e| BundleError::Git {
@@ -300,14 +321,19 @@ fn load_git_bundle(
                 for sig in sig_tree.iter() {
                     let sig_name = String::from_utf8_lossy(sig.name_bytes()).into_owned();
                     classify_signature(&sig_location, &sig_name, git_kind(sig.filemode()))?;
-                    let bytes = blob(sig.id(), &sig_name)?;
+                    let limit = if sig_name.ends_with(".txt") {
+                        crate::limits::APPROVAL
+                    } else {
+                        crate::limits::SIGNATURE
+                    };
+                    let bytes = blob(sig.id(), &format!("{SIGNATURES_DIR}/{sig_name}"), limit)?;
                     signatures.push(SignatureFile {
                         name: sig_name,
                         bytes,
                     });
                 }
             }
-            Slot::Manifest => manifest = Some(blob(entry.id(), &name)?),
+            Slot::Manifest => manifest = Some(blob(entry.id(), &name, crate::limits::MANIFEST)?),
             Slot::File => files.push(BundleFile {
                 name,
                 source: FileSource::Git(GitBlob {
@@ -334,6 +360,7 @@ pub fn read_file_at(root: &Path, rev: &str, rel: &Path) -> Result<Option<Vec<u8>
     with_tree(root, rev, |repo, tree, prefix| {
         match tree.get_path(&prefix.join(rel)) {
             Ok(entry) => {
+                small_enough(repo, entry.id(), &rel.display().to_string())?;
                 let blob = repo
                     .find_blob(entry.id())
                     .map_err(|e| format!("{}: {}", rel.display(), e.message()))?;
@@ -381,11 +408,24 @@ pub fn read_dir_at(
             if e.filemode() != MODE_BLOB && e.filemode() != MODE_BLOB_EXECUTABLE {
                 return Err(format!("{}/{name}: not a regular file", rel.display()));
             }
+            small_enough(repo, e.id(), &format!("{}/{name}", rel.display()))?;
             let blob = repo.find_blob(e.id()).map_err(|e| e.message().to_owned())?;
             out.push((name, blob.content().to_vec()));
         }
         Ok(out)
     })
+}
+
+/// Refuses to read a blob larger than [`crate::limits::SMALL_FILE`] whole
+/// (environments.yaml, certificates, policy files), asking git for its size
+/// first.
+fn small_enough(repo: &git2::Repository, oid: git2::Oid, shown: &str) -> Result<(), String> {
+    let size = repo
+        .odb()
+        .and_then(|odb| odb.read_header(oid))
+        .map_err(|e| format!("{shown}: {}", e.message()))?
+        .0 as u64;
+    crate::limits::check(shown, size, crate::limits::SMALL_FILE)
 }
 
 fn with_tree<T>(

@@ -232,6 +232,11 @@ pub fn run(ctx: &Context, args: &ApproveArgs) -> anyhow::Result<ExitCode> {
     // The rows that were tested: from an exported receipt, or the live ledger.
     let (rows, from_file): (Vec<Entry>, bool) = match &args.receipt {
         Some(path) => {
+            let size = std::fs::metadata(path)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+                .len();
+            crate::limits::check(&path.display().to_string(), size, crate::limits::RECEIPT)
+                .map_err(CommandError::usage)?;
             let text = std::fs::read_to_string(path)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
             let file: ReceiptFile = serde_json::from_str(&text).map_err(|e| {

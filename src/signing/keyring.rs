@@ -140,6 +140,15 @@ impl Keyrings {
                     message: "keyring files must be named *.asc or *.pgp".into(),
                 });
             }
+            crate::limits::check(
+                &path.display().to_string(),
+                bytes.len() as u64,
+                crate::limits::CERTIFICATE,
+            )
+            .map_err(|message| SigningError::BadCertificate {
+                path: path.clone(),
+                message,
+            })?;
             keyrings.load_file(&role, &path, &bytes)?;
         }
         Ok(keyrings)

@@ -924,3 +924,43 @@ fn a_keyring_committed_as_a_symlink_is_named() {
         run.stderr
     );
 }
+
+/// Regression: a 6 GB signature file was read whole, and a changeset.yaml
+/// of nested `[` took minutes to parse.
+#[test]
+fn oversized_files_and_deeply_nested_yaml_are_refused_at_once() {
+    let (t, id, _) = signed_project();
+    let huge = t.path(&format!("changesets/{id}/signatures/huge.asc"));
+    std::fs::File::create(&huge)
+        .unwrap()
+        .set_len(6_000_000_000)
+        .unwrap();
+    let start = std::time::Instant::now();
+    let out = t.promoter(&["verify"]).fails();
+    assert!(start.elapsed() < std::time::Duration::from_secs(10));
+    assert!(
+        out.contains(&format!("changesets/{id}/signatures/huge.asc: 6000000000 bytes, more than the 65536 bytes allowed")),
+        "{out}"
+    );
+    std::fs::remove_file(&huge).unwrap();
+    t.write(
+        &format!("changesets/{id}/changeset.yaml"),
+        &format!("id: {id}\ndescription: {}\n", "[".repeat(400_000)),
+    );
+    let start = std::time::Instant::now();
+    let out = t.promoter(&["seal", "--force"]).fails();
+    assert!(start.elapsed() < std::time::Duration::from_secs(10));
+    assert!(out.contains("changeset.yaml: 400"), "{out}");
+    t.write(
+        &format!("changesets/{id}/changeset.yaml"),
+        &format!("id: {id}\ndescription: {}x\n", "[".repeat(40)),
+    );
+    let out = t.promoter(&["seal", "--force"]).fails();
+    assert!(out.contains("nests deeper than 32 levels"), "{out}");
+    t.write("environments.yaml", &format!("{}\n", "{".repeat(50)));
+    let out = t.promoter(&["status"]).fails();
+    assert!(
+        out.contains("environments.yaml: nests deeper than 32 levels"),
+        "{out}"
+    );
+}

@@ -1,0 +1,96 @@
+//! Size limits for the small files promoter reads whole, and a nesting
+//! limit for YAML: a 6 GB "signature" or a changeset.yaml of 400,000 `[`
+//! must be refused at once, naming the file, not read into memory or parsed
+//! for minutes. Scripts and other bundle files have no limit: they stream.
+
+/// A detached signature (a few hundred bytes; certificates with many
+/// subkeys make it no larger).
+pub const SIGNATURE: u64 = 64 * 1024;
+/// An approval statement.
+pub const APPROVAL: u64 = 16 * 1024;
+/// `SHA256SUMS`: about 100 bytes a file, so room for tens of thousands of files.
+pub const MANIFEST: u64 = 8 * 1024 * 1024;
+/// `changeset.yaml`.
+pub const CHANGESET_YAML: u64 = 64 * 1024;
+/// `environments.yaml`.
+pub const ENVIRONMENTS_YAML: u64 = 1024 * 1024;
+/// One keyring file (a certificate with its signatures).
+pub const CERTIFICATE: u64 = 1024 * 1024;
+/// An exported receipt.
+pub const RECEIPT: u64 = 1024 * 1024;
+/// Any other small file read whole from git (policy signatures, policy text).
+pub const SMALL_FILE: u64 = 1024 * 1024;
+/// How deep YAML flow collections (`[`, `{`) may nest.
+pub const YAML_DEPTH: usize = 32;
+
+/// `Err` naming the file when `size` exceeds `limit`.
+pub fn check(what: &str, size: u64, limit: u64) -> Result<(), String> {
+    if size > limit {
+        Err(format!(
+            "{what}: {size} bytes, more than the {limit} bytes allowed for it (see docs/formats.md)"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// `Err` when YAML flow collections nest deeper than [`YAML_DEPTH`], counted
+/// outside quotes and comments: the parser would recurse that deep.
+pub fn yaml_depth(text: &str) -> Result<(), String> {
+    let (mut depth, mut max) = (0usize, 0usize);
+    let mut quote: Option<char> = None;
+    let mut comment = false;
+    for c in text.chars() {
+        if comment {
+            comment = c != '\n';
+            continue;
+        }
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '\'' | '"') => quote = Some(c),
+            (None, '#') => comment = true,
+            (None, '[' | '{') => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            (None, ']' | '}') => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        if max > YAML_DEPTH {
+            return Err(format!("nests deeper than {YAML_DEPTH} levels of [ and {{"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_name_the_file_and_the_numbers() {
+        assert!(check("x.asc", 10, SIGNATURE).is_ok());
+        let e = check("signatures/x.asc", 6_000_000_000, SIGNATURE).unwrap_err();
+        assert!(
+            e.contains("signatures/x.asc: 6000000000 bytes, more than the 65536"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn yaml_nesting_is_bounded_outside_quotes_and_comments() {
+        assert!(yaml_depth("require: { developer: 1 }\nlist: [[1], [2]]\n").is_ok());
+        assert!(yaml_depth(&"[".repeat(400_000)).is_err());
+        assert!(
+            yaml_depth(&format!(
+                "a: '{}'\n# {}\n",
+                "[".repeat(100),
+                "{".repeat(100)
+            ))
+            .is_ok()
+        );
+        assert!(yaml_depth(&format!("{}{}", "[".repeat(32), "]".repeat(32))).is_ok());
+        assert!(yaml_depth(&"[".repeat(33)).is_err());
+    }
+}
