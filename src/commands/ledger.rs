@@ -39,6 +39,8 @@ struct EntryView<'a> {
     entry_hash: Sha256Digest,
     /// The environment's armored signature over the row (its receipt), if it signs rows.
     receipt: Option<&'a str>,
+    /// What is wrong with the row (chain broken, receipt missing or bad), if anything.
+    problem: Option<String>,
 }
 
 impl<'a> From<&'a Entry> for EntryView<'a> {
@@ -66,6 +68,7 @@ impl<'a> From<&'a Entry> for EntryView<'a> {
             prev_hash: e.prev_hash,
             entry_hash: e.entry_hash,
             receipt: e.receipt.as_deref(),
+            problem: None,
         }
     }
 }
@@ -84,18 +87,70 @@ pub fn show(ctx: &Context, args: &LedgerArgs) -> anyhow::Result<ExitCode> {
     let entries = ctx
         .block_on(engine::read_ledger(&env, &config.file.ledger_schema))?
         .entries;
+    let marks = row_marks(ctx, &env.name, &entries);
     if ctx.json {
         output::print_json(&LedgerView {
             environment: &env.name,
-            rows: entries.iter().map(EntryView::from).collect(),
+            rows: entries
+                .iter()
+                .zip(&marks)
+                .map(|(e, m)| EntryView {
+                    problem: m.clone(),
+                    ..EntryView::from(e)
+                })
+                .collect(),
         })?;
         return Ok(ExitCode::SUCCESS);
     }
-    output::unless_closed(print_table(&env.name, &entries))?;
+    output::unless_closed(print_table(&env.name, &entries, &marks))?;
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_table(env: &str, entries: &[Entry]) -> std::io::Result<()> {
+/// What is wrong with each row, if anything: where the hash chain breaks,
+/// and, when the work tree holds the environment's receipt certificate, a
+/// row without a valid receipt.
+fn row_marks(ctx: &Context, env: &str, entries: &[Entry]) -> Vec<Option<String>> {
+    let mut marks = vec![None; entries.len()];
+    if let Some(brk) = crate::ledger::check_chain(entries)
+        && let Some(i) = entries.iter().position(|e| e.seq == brk.seq)
+    {
+        marks[i] = Some(format!("chain broken: {}", brk.reason));
+    }
+    let Ok(git) = super::trust::GitTrust::work_tree(ctx) else {
+        return marks;
+    };
+    if git.receipt_fingerprints(env).is_empty() {
+        return marks;
+    }
+    let role = format!("receipt:{env}");
+    let now = std::time::SystemTime::now();
+    for (i, e) in entries.iter().enumerate() {
+        if marks[i].is_some() {
+            continue;
+        }
+        let good = e.receipt.as_ref().is_some_and(|r| {
+            crate::signing::verify_detached(
+                &git.receipt_certs,
+                &e.canonical_bytes(),
+                None,
+                &[("receipt", r.as_bytes())],
+                now,
+            )
+            .iter()
+            .any(|rep| rep.is_good() && rep.role.as_deref() == Some(role.as_str()))
+        });
+        if !good {
+            marks[i] = Some(if e.receipt.is_some() {
+                "receipt does not verify".to_owned()
+            } else {
+                "not signed by the environment's receipt key".to_owned()
+            });
+        }
+    }
+    marks
+}
+
+fn print_table(env: &str, entries: &[Entry], marks: &[Option<String>]) -> std::io::Result<()> {
     if entries.is_empty() {
         return output::print(&format!("{env}: the ledger is empty"));
     }
@@ -148,6 +203,11 @@ fn print_table(env: &str, entries: &[Entry]) -> std::io::Result<()> {
     }
     for line in output::table(&rows) {
         output::print(&line)?;
+    }
+    for (e, mark) in entries.iter().zip(marks) {
+        if let Some(m) = mark {
+            output::print(&format!("#{} PROBLEM: {m}", e.seq))?;
+        }
     }
     for e in entries
         .iter()

@@ -274,6 +274,14 @@ fn a_row_inserted_into_qats_ledger_with_a_recomputed_hash_opens_nothing() {
         )),
         "{audit}"
     );
+    let listed = t.promoter(&["ledger", "qat"]).ok();
+    assert!(
+        listed.contains(&format!(
+            "#{} PROBLEM: not signed by the environment's receipt key",
+            row.seq
+        )),
+        "{listed}"
+    );
     let approve = s.approve(&[&id], &[]).fails();
     assert!(approve.contains("has no receipt"), "{approve}");
     s.refused(
