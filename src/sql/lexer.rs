@@ -107,6 +107,11 @@ pub struct Splitter<R> {
     identifier_count: usize,
     /// Set after a `COPY … FROM STDIN` statement: the next lines are data.
     in_copy: bool,
+    /// The rest of the line that held a `COPY … FROM STDIN` statement, and
+    /// that line's number: psql runs it as SQL once the data has ended.
+    replay: Option<(Vec<u8>, usize)>,
+    /// The real line count while a replayed line is being read.
+    resume_line_no: Option<usize>,
     /// The delimiter of the dollar quote being read (`$$`, `$tag$`).
     dollar: Vec<u8>,
 }
@@ -137,6 +142,8 @@ impl<R: BufRead> Splitter<R> {
             identifiers: [0; 4],
             identifier_count: 0,
             in_copy: false,
+            replay: None,
+            resume_line_no: None,
             dollar: Vec::new(),
         }
     }
@@ -152,6 +159,21 @@ impl<R: BufRead> Splitter<R> {
     }
 
     fn read_line(&mut self) -> Result<bool, LexError> {
+        if let Some(n) = self.resume_line_no.take() {
+            self.line_no = n;
+        }
+        if !self.in_copy
+            && let Some((bytes, at)) = self.replay.take()
+        {
+            self.resume_line_no = Some(self.line_no);
+            self.line = bytes;
+            self.pos = 0;
+            self.line_no = at;
+            return Ok(true);
+        }
+        if self.eof {
+            return Ok(false);
+        }
         self.line.clear();
         self.pos = 0;
         let n = self
@@ -177,12 +199,13 @@ impl<R: BufRead> Splitter<R> {
             return Ok(None);
         }
         let mut chunk = Vec::new();
-        // The rest of the line that held the COPY statement is part of the data.
+        // The rest of the line that held the COPY statement is not data:
+        // psql runs it as SQL after the data (keep it for then).
         if self.pos < self.line.len() {
             let rest = self.line[self.pos..].to_vec();
             self.pos = self.line.len();
             if rest.iter().any(|b| !b.is_ascii_whitespace()) {
-                chunk.extend_from_slice(&rest);
+                self.replay = Some((rest, self.line_no));
             }
         }
         while chunk.len() < limit {
@@ -194,6 +217,14 @@ impl<R: BufRead> Splitter<R> {
             let body = self.line.strip_suffix(b"\n").unwrap_or(&self.line);
             let body = body.strip_suffix(b"\r").unwrap_or(body);
             if body == b"\\." {
+                if !self.line.ends_with(b"\n") {
+                    // psql 15 sends a final `\.` without newline as data, and
+                    // the server refuses it ("end-of-copy marker corrupt").
+                    chunk.extend_from_slice(&self.line);
+                    self.pos = self.line.len();
+                    self.in_copy = false;
+                    break;
+                }
                 self.pos = self.line.len();
                 self.in_copy = false;
                 break;
@@ -299,7 +330,7 @@ impl<R: BufRead> Splitter<R> {
             self.skip_copy()?;
         }
         loop {
-            if self.pos >= self.line.len() && (self.eof || !self.read_line()?) {
+            if self.pos >= self.line.len() && !self.read_line()? {
                 // End of input: whatever is left is the last statement (psql sends it).
                 if self.stmt.iter().any(|b| !b.is_ascii_whitespace()) {
                     return self.emit();
@@ -680,6 +711,34 @@ mod tests {
     fn copy_data_skipped_by_the_caller_is_not_parsed_as_sql() {
         let items = split_all(b"COPY t FROM STDIN;\n'unbalanced; quote\n\\.\nSELECT 2;\n").unwrap();
         assert_eq!(items.len(), 2);
+    }
+
+    #[test]
+    fn the_rest_of_a_copy_line_runs_after_the_data_as_in_psql() {
+        let script = b"COPY t FROM stdin; CREATE TABLE x(i int);\n1\n2\n\\.\nSELECT 1;\n";
+        let mut s = Splitter::new(&script[..]);
+        let Some(Item::Statement(copy)) = s.next_item().unwrap() else {
+            panic!("no COPY")
+        };
+        assert_eq!(copy.text, "COPY t FROM stdin;");
+        assert_eq!(s.next_copy_chunk(1 << 20).unwrap().unwrap(), b"1\n2\n");
+        assert_eq!(s.next_copy_chunk(1 << 20).unwrap(), None);
+        let Some(Item::Statement(rest)) = s.next_item().unwrap() else {
+            panic!("the rest of the COPY line was lost")
+        };
+        assert_eq!((rest.text.trim(), rest.line), ("CREATE TABLE x(i int);", 1));
+        let Some(Item::Statement(last)) = s.next_item().unwrap() else {
+            panic!("no SELECT")
+        };
+        assert_eq!((last.text.as_str(), last.line), ("SELECT 1;", 5));
+    }
+
+    #[test]
+    fn a_final_terminator_without_newline_is_sent_as_data_as_psql_does() {
+        let mut s = Splitter::new(&b"COPY t FROM STDIN;\n1\n\\."[..]);
+        s.next_item().unwrap();
+        assert_eq!(s.next_copy_chunk(1 << 20).unwrap().unwrap(), b"1\n\\.");
+        assert_eq!(s.next_copy_chunk(1 << 20).unwrap(), None);
     }
 
     #[test]

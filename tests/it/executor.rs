@@ -443,3 +443,31 @@ fn database_errors_show_sqlstate_not_postgres_source_lines() {
     );
     assert!(!err.contains(" at line "), "{err}");
 }
+
+/// Regression: the rest of a `COPY … FROM stdin;` line was sent as COPY
+/// data; psql runs it as SQL after the data. And a final `\.` without a
+/// newline loaded, where psql 15 gets the server's "end-of-copy marker
+/// corrupt".
+#[test]
+fn copy_edge_cases_behave_as_in_psql_15() {
+    let t = TestContext::with_databases();
+    t.changeset(
+        "same-line",
+        "CREATE TABLE t (i int);\nCOPY t FROM stdin; CREATE TABLE x(i int);\n1\n2\n\\.\n",
+    );
+    t.changeset(
+        "no-newline",
+        "CREATE TABLE t2 (i int);\nCOPY t2 FROM stdin;\n1\n\\.",
+    );
+    t.promoter(&["seal"]).ok();
+    let run = t.promoter(&["apply", "dev"]);
+    assert_eq!(run.code, 4, "{}", run.all());
+    assert_eq!(t.sql("dev", "SELECT count(*) FROM t"), "2\n");
+    assert_eq!(t.sql("dev", "SELECT to_regclass('x') IS NOT NULL"), "t\n");
+    assert!(
+        run.stderr.contains("0002-no-newline") && run.stderr.contains("end-of-copy marker corrupt"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(t.sql("dev", "SELECT to_regclass('t2') IS NULL"), "t\n");
+}
