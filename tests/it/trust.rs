@@ -785,3 +785,31 @@ fn qat_can_sign_its_receipts_through_gpg() {
     assert!(out.contains("BEGIN PGP SIGNATURE"), "{out}");
     t.promoter(&["audit", "qat"]).ok();
 }
+
+#[test]
+fn audit_finds_upstream_entries_that_downstream_rows_were_promoted_from() {
+    let s = Setup::new();
+    let t = &s.t;
+    s.approve(&["1"], &[]).ok();
+    t.commit_all("approved");
+    t.promoter(&["promote", "qat", "prd", "--yes"]).ok();
+    // A DBA removes QAT's newest row; an auditor on another machine has no checkpoint.
+    t.sql(
+        "qat",
+        "SET session_replication_role = replica; DELETE FROM promoter.ledger WHERE seq = (SELECT max(seq) FROM promoter.ledger)",
+    );
+    let fresh = t.dir.path().join("auditor-state");
+    let audit = t.promoter_env(
+        &["audit", "qat"],
+        &[("PROMOTER_STATE_DIR", fresh.to_str().unwrap())],
+    );
+    assert_eq!(audit.code, 1, "{}", audit.all());
+    assert!(
+        audit
+            .stderr
+            .contains("prd's ledger row #2 was promoted from entry")
+            && audit.stderr.contains("rows were deleted"),
+        "{}",
+        audit.stderr
+    );
+}
