@@ -245,6 +245,14 @@ pub async fn run_scripts(
                         Ok(()) => {
                             *done += 1;
                             if let Some(p) = progress {
+                                // Outside a transaction a LISTEN takes effect at
+                                // once, and a notification would arrive in the
+                                // middle of promoter's next exchange with the
+                                // server: a changeset listens to nothing.
+                                sqlx::raw_sql("UNLISTEN *")
+                                    .execute(&mut *conn)
+                                    .await
+                                    .map_err(|e| DbError::query(p.env, e))?;
                                 check_untouched(conn, p).await?;
                                 ledger::record_progress(conn, p.env, p.schema, p.seq, *done)
                                     .await?;

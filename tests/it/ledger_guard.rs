@@ -151,7 +151,10 @@ fn scripts_cannot_break_promoters_own_session() {
         "PREPARE p AS SELECT 1;\nDEALLOCATE ALL;\nSET search_path = nowhere;\nLISTEN ch;\nNOTIFY ch, 'x';\nCREATE TEMP TABLE leak (id int);\n",
     );
     t.changeset("isolated", "CREATE TABLE isolated AS SELECT count(*) AS n FROM pg_class WHERE relname = 'leak' AND relpersistence = 't';\n");
-    t.changeset_without_transaction("discard", "DISCARD ALL;\nLISTEN other;\nSELECT 1;\n");
+    t.changeset_without_transaction(
+        "discard",
+        "DISCARD ALL;\nLISTEN other;\nNOTIFY other, 'x';\nSELECT 1;\n",
+    );
     t.promoter(&["seal"]).ok();
     let out = t.promoter(&["apply", "dev"]).ok();
     assert!(
