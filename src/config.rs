@@ -378,8 +378,9 @@ impl Environment {
         let Some(spec) = &self.config.receipt_key else {
             return Ok(None);
         };
+        // `${QAT_RECEIPT_KEY:-}` makes the key optional: empty means none.
         interpolate(spec, |v| std::env::var(v).ok())
-            .map(Some)
+            .map(|v| Some(v).filter(|v| !v.trim().is_empty()))
             .map_err(|var| ConfigError::MissingReceiptKey {
                 env: self.name.clone(),
                 var,

@@ -16,7 +16,7 @@ use crate::changeset::{
     Bundle, BundleFile, HashingReader, Manifest, Sha256Digest, TransactionMode,
 };
 use crate::ledger::{Entry, Status};
-use crate::sql::{IGNORED_META_COMMANDS, Item, Splitter, Statement, Wrapper};
+use crate::sql::{Item, Splitter, Statement, Wrapper, meta_is_harmless};
 
 /// Where and why a statement failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -194,7 +194,7 @@ pub async fn run_scripts(
             })?;
             match item {
                 None => break,
-                Some(Item::Meta(m)) if IGNORED_META_COMMANDS.contains(&m.name.as_str()) => {}
+                Some(Item::Meta(m)) if meta_is_harmless(&m) => {}
                 Some(Item::Meta(m)) => {
                     return Err(ExecError::Script {
                         file: format!("{file}:{}", m.line),
@@ -213,8 +213,7 @@ pub async fn run_scripts(
                             loop {
                                 match splitter.next_item() {
                                     Ok(None) => break 'statements,
-                                    Ok(Some(Item::Meta(m)))
-                                        if IGNORED_META_COMMANDS.contains(&m.name.as_str()) => {}
+                                    Ok(Some(Item::Meta(m))) if meta_is_harmless(&m) => {}
                                     _ => {
                                         return Err(ExecError::Script {
                                             file: format!("{file}:{}", stmt.line),

@@ -65,6 +65,8 @@ impl Statement {
 pub struct MetaCommand {
     /// The command without its backslash: `c`, `restrict`, `echo`, `.`.
     pub name: String,
+    /// The rest of its line, trimmed.
+    pub args: String,
     pub line: usize,
 }
 
@@ -428,9 +430,11 @@ impl<R: BufRead> Splitter<R> {
                                 end = start + 1;
                             }
                             let name = String::from_utf8_lossy(&self.line[start..end]).into_owned();
+                            let args = String::from_utf8_lossy(&self.line[end..]).trim().to_owned();
                             self.pos = self.line.len();
                             return Ok(Some(Item::Meta(MetaCommand {
                                 name,
+                                args,
                                 line: self.line_no,
                             })));
                         }

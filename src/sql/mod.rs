@@ -11,6 +11,34 @@ pub use lexer::{Item, LexError, MetaCommand, Splitter, Statement};
 /// psql meta-commands that pg_dump writes and that are safe to ignore.
 pub const IGNORED_META_COMMANDS: &[&str] = &["restrict", "unrestrict"];
 
+/// Whether a meta-command changes nothing promoter runs, so it can be
+/// skipped as psql would have acted on it: pg_dump's `\restrict` and
+/// `\unrestrict`, and `\set ON_ERROR_STOP on` (or `1`, `true`), which
+/// migration sets written for psql start with; promoter always stops at the
+/// first error. Every other meta-command (including other `\set`s, whose
+/// variables would change what psql sends) is refused.
+pub fn meta_is_harmless(m: &MetaCommand) -> bool {
+    if IGNORED_META_COMMANDS.contains(&m.name.as_str()) {
+        return true;
+    }
+    if m.name != "set" {
+        return false;
+    }
+    let mut args = m.args.split_whitespace();
+    matches!(
+        (
+            args.next(),
+            args.next().map(str::to_ascii_lowercase).as_deref(),
+            args.next()
+        ),
+        (
+            Some("ON_ERROR_STOP"),
+            Some("on" | "1" | "true" | "'on'" | "'1'"),
+            None
+        )
+    )
+}
+
 /// A reason a script cannot be executed faithfully, found before anything runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScriptProblem {
@@ -222,7 +250,7 @@ pub fn check_script(
             kind,
         };
         match item {
-            Item::Meta(m) if IGNORED_META_COMMANDS.contains(&m.name.as_str()) => {}
+            Item::Meta(m) if meta_is_harmless(&m) => {}
             Item::Meta(m) => problems.push(problem(m.line, ProblemKind::MetaCommand(m.name))),
             Item::Statement(s) => {
                 if s.is_copy_to_stdout() {
@@ -405,6 +433,51 @@ mod tests {
             got,
             ["f.sql:1: psql meta-command \\echo is not supported in a changeset"]
         );
+    }
+
+    #[test]
+    fn set_on_error_stop_is_accepted_and_every_other_set_refused() {
+        for (script, refused) in [
+            ("\\set ON_ERROR_STOP on\n", false),
+            ("\\set ON_ERROR_STOP 1\n", false),
+            ("\\set ON_ERROR_STOP true\n", false),
+            ("\\set ON_ERROR_STOP off\n", true),
+            ("\\set ON_ERROR_STOP\n", true),
+            ("\\set AUTOCOMMIT on\n", true),
+            ("\\set x 1\n", true),
+            ("\\set ON_ERROR_STOP on extra\n", true),
+        ] {
+            let got = check(
+                &format!("{script}SELECT 1;\n"),
+                TransactionMode::PerChangeset,
+            );
+            assert_eq!(!got.is_empty(), refused, "{script:?}: {got:?}");
+        }
+    }
+
+    #[test]
+    fn string_syntax_changes_are_refused_except_turning_it_on() {
+        for (script, refused) in [
+            ("SET standard_conforming_strings = on;\n", false),
+            ("SET standard_conforming_strings TO on;\n", false),
+            ("set local standard_conforming_strings = 'on';\n", false),
+            ("SET standard_conforming_strings = off;\n", true),
+            (
+                "SELECT set_config('standard_conforming_strings', 'off', false);\n",
+                true,
+            ),
+            (
+                "ALTER ROLE x SET standard_conforming_strings = off;\n",
+                true,
+            ),
+            (
+                "CREATE FUNCTION f() RETURNS int LANGUAGE sql SET standard_conforming_strings = off AS 'SELECT 1';\n",
+                true,
+            ),
+        ] {
+            let got = check(script, TransactionMode::PerChangeset);
+            assert_eq!(!got.is_empty(), refused, "{script:?}: {got:?}");
+        }
     }
 
     #[test]

@@ -471,3 +471,24 @@ fn copy_edge_cases_behave_as_in_psql_15() {
     );
     assert_eq!(t.sql("dev", "SELECT to_regclass('t2') IS NULL"), "t\n");
 }
+
+#[test]
+fn a_script_written_for_psql_with_set_on_error_stop_applies() {
+    let t = TestContext::with_databases();
+    t.changeset(
+        "psql-style",
+        "\\set ON_ERROR_STOP on\nCREATE TABLE styled (id int);\n",
+    );
+    t.promoter(&["seal"]).ok();
+    t.promoter(&["apply", "dev"]).ok();
+    assert_eq!(
+        t.sql("dev", "SELECT to_regclass('styled') IS NOT NULL"),
+        "t\n"
+    );
+    t.changeset("variables", "\\set x 1\nSELECT :x;\n");
+    let refused = t.promoter(&["seal"]).fails();
+    assert!(
+        refused.contains("001-variables.sql:1: psql meta-command \\set is not supported"),
+        "{refused}"
+    );
+}
