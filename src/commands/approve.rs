@@ -20,7 +20,7 @@ use crate::engine::{self, Hooks};
 use crate::ledger::{Entry, check_chain};
 use crate::output;
 use crate::policy::SIGNING_ROLE;
-use crate::signing::{self, NOTATION_ROLE, Signer};
+use crate::signing::{self, NOTATION_ROLE};
 
 /// The format name of an exported receipt.
 pub const RECEIPT_FORMAT: &str = "promoter-receipt-v1";
@@ -203,25 +203,7 @@ pub fn run(ctx: &Context, args: &ApproveArgs) -> anyhow::Result<ExitCode> {
             args.expires
         ))
     })?;
-    let mut signer = match (&args.key.key, &args.key.gpg) {
-        (Some(path), _) => Signer::open(&path.display().to_string(), || {
-            super::sign::passphrase(&format!("passphrase for {}: ", path.display()))
-        })?,
-        (None, Some(id)) => Signer::open(&format!("gpg:{id}"), || None)?,
-        (None, None) => unreachable!("clap requires --key or --gpg"),
-    };
-    let fpr = signer.fingerprint();
-    let role = git
-        .keyrings
-        .role_of(&fpr)
-        .ok_or_else(|| {
-            CommandError::usage(format!(
-                "certificate {fpr} is in no role keyring ({})",
-                git.keyrings.dirs()
-            ))
-            .with_hint("commit its public certificate to keys/customers/ first")
-        })?
-        .to_owned();
+    let (mut signer, fpr, role) = super::trust::open_signer(&args.key, &git.keyrings)?;
     if role == SIGNING_ROLE {
         return Err(CommandError::usage(format!(
             "certificate {fpr} is in the {role} keyring; approvals come from the people who test and accept (keys/customers/)"

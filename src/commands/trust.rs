@@ -201,6 +201,33 @@ pub fn receipt_signer(git: &GitTrust, env: &Environment) -> anyhow::Result<Optio
     Ok(Some(signer))
 }
 
+/// The signer `--key FILE` or `--gpg KEYID` names, its fingerprint, and the
+/// role of the keyring that holds its certificate.
+pub fn open_signer(
+    key: &crate::cli::KeySource,
+    keyrings: &Keyrings,
+) -> anyhow::Result<(Signer, String, String)> {
+    let signer = match (&key.key, &key.gpg) {
+        (Some(path), _) => Signer::open(&path.display().to_string(), || {
+            super::sign::passphrase(&format!("passphrase for {}: ", path.display()))
+        })?,
+        (None, Some(id)) => Signer::open(&format!("gpg:{id}"), || None)?,
+        (None, None) => unreachable!("clap requires --key or --gpg"),
+    };
+    let fpr = signer.fingerprint();
+    let role = keyrings
+        .role_of(&fpr)
+        .ok_or_else(|| {
+            CommandError::usage(format!(
+                "certificate {fpr} is in no role keyring ({})",
+                keyrings.dirs()
+            ))
+            .with_hint("commit its public certificate to the keyring of its role first")
+        })?
+        .to_owned();
+    Ok((signer, fpr, role))
+}
+
 /// The policy as people read it.
 fn print_policy(policy: &Policy, git: Option<&GitTrust>) -> std::io::Result<()> {
     let name_of = |fpr: &str| -> String {
@@ -465,24 +492,7 @@ pub fn sign(ctx: &Context, args: &TrustSignArgs) -> anyhow::Result<ExitCode> {
     };
     let env = git.config.environment(&args.env)?;
     let (policy, _) = derive(&git, &env)?;
-    let mut signer = match (&args.key.key, &args.key.gpg) {
-        (Some(path), _) => Signer::open(&path.display().to_string(), || {
-            super::sign::passphrase(&format!("passphrase for {}: ", path.display()))
-        })?,
-        (None, Some(id)) => Signer::open(&format!("gpg:{id}"), || None)?,
-        (None, None) => unreachable!("clap requires --key or --gpg"),
-    };
-    let fpr = signer.fingerprint();
-    let role = git
-        .keyrings
-        .role_of(&fpr)
-        .ok_or_else(|| {
-            CommandError::usage(format!(
-                "certificate {fpr} is in no role keyring ({})",
-                git.keyrings.dirs()
-            ))
-        })?
-        .to_owned();
+    let (mut signer, fpr, role) = open_signer(&args.key, &git.keyrings)?;
     let text = policy.canonical();
     let sig = signer.sign(text.as_bytes(), &[(signing::NOTATION_ROLE, &role)])?;
     let dir = ctx.root.join("policy").join(&env.name);

@@ -581,19 +581,31 @@ pub async fn apply(
     };
     match result {
         Ok(()) => Ok(Outcome { entry, error: None }),
-        Err(error) => {
-            entry.status = Status::Failed;
-            entry.statements = done;
-            entry.finished_at = Some(now_micros());
-            entry.schema_after = None;
-            entry.error = Some(error.to_string());
-            append_alone(conn, env, schema, &mut entry, sign).await?;
-            Ok(Outcome {
-                entry,
-                error: Some(error),
-            })
-        }
+        Err(error) => record_failure(conn, env, schema, entry, done, error, sign).await,
     }
+}
+
+/// Writes the `failed` row of a changeset (in its own transaction) and
+/// returns the outcome carrying the error.
+async fn record_failure(
+    conn: &mut PgConnection,
+    env: &str,
+    schema: &str,
+    mut entry: Entry,
+    statements: i64,
+    error: ExecError,
+    sign: &mut ledger::RowSigner<'_>,
+) -> Result<Outcome, DbError> {
+    entry.status = Status::Failed;
+    entry.statements = statements;
+    entry.finished_at = Some(now_micros());
+    entry.schema_after = None;
+    entry.error = Some(error.to_string());
+    append_alone(conn, env, schema, &mut entry, sign).await?;
+    Ok(Outcome {
+        entry,
+        error: Some(error),
+    })
 }
 
 /// Records a changeset whose transaction the server left mid-way: the
@@ -603,22 +615,13 @@ async fn finish_broken(
     conn: &mut PgConnection,
     env: &str,
     schema: &str,
-    mut entry: Entry,
+    entry: Entry,
     done: i64,
     sign: &mut ledger::RowSigner<'_>,
 ) -> Result<Outcome, DbError> {
     let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
     let error = ExecError::TransactionBroken;
-    entry.status = Status::Failed;
-    entry.statements = done.max(1);
-    entry.finished_at = Some(now_micros());
-    entry.schema_after = None;
-    entry.error = Some(error.to_string());
-    append_alone(conn, env, schema, &mut entry, sign).await?;
-    Ok(Outcome {
-        entry,
-        error: Some(error),
-    })
+    record_failure(conn, env, schema, entry, done.max(1), error, sign).await
 }
 
 /// Appends a row in its own transaction.
