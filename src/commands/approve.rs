@@ -20,7 +20,7 @@ use crate::engine::{self, Hooks};
 use crate::ledger::{Entry, check_chain};
 use crate::output;
 use crate::policy::SIGNING_ROLE;
-use crate::signing::{self, NOTATION_ROLE};
+use crate::signing::NOTATION_ROLE;
 
 /// The format name of an exported receipt.
 pub const RECEIPT_FORMAT: &str = "promoter-receipt-v1";
@@ -55,45 +55,24 @@ fn approving_env(config: &Config) -> anyhow::Result<Environment> {
 /// Verifies a receipt against the certificates committed for `env`:
 /// returns the fingerprint that signed it.
 fn verify_receipt(git: &GitTrust, env: &str, entry: &Entry) -> Result<String, String> {
-    let Some(receipt) = &entry.receipt else {
-        return Err(format!(
-            "{env}'s ledger row #{} has no receipt: {env} needs a receipt_key, and rows written by hand have none",
-            entry.seq
-        ));
-    };
     if entry.compute_hash() != entry.entry_hash {
         return Err(format!(
             "row #{}'s content does not match its entry_hash",
             entry.seq
         ));
     }
-    let reports = signing::verify_detached(
-        &git.receipt_certs,
-        &entry.canonical_bytes(),
-        None,
-        &[("receipt", receipt.as_bytes())],
-        SystemTime::now(),
-    );
-    let role = format!("receipt:{env}");
-    match reports
-        .iter()
-        .find(|r| r.is_good() && r.role.as_deref() == Some(role.as_str()))
-    {
-        Some(r) => Ok(r.fingerprint.clone().unwrap_or_default()),
-        None => Err(format!(
-            "row #{}'s receipt does not verify against keys/environments/{env}.asc: {}",
-            entry.seq,
-            reports
-                .iter()
-                .map(|r| match &r.verdict {
-                    signing::Verdict::Bad(w) => w.clone(),
-                    signing::Verdict::Good =>
-                        format!("signed by {}", r.role.as_deref().unwrap_or("?")),
-                })
-                .collect::<Vec<_>>()
-                .join("; ")
-        )),
-    }
+    let known = format!("committed for {env} (keys/environments/{env}.asc)");
+    engine::trust::receipt_of(&git.receipt_certs, env, entry, &known, SystemTime::now()).map_err(
+        |e| match e {
+            engine::trust::ReceiptError::Unsigned => format!(
+                "{env}'s ledger row #{} has no receipt: {env} needs a receipt_key, and rows written by hand have none",
+                entry.seq
+            ),
+            engine::trust::ReceiptError::Invalid(why) => {
+                format!("row #{}'s receipt does not verify: {why}", entry.seq)
+            }
+        },
+    )
 }
 
 /// Statement count of a script, as promoter (and psql) splits it.

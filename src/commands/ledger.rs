@@ -122,30 +122,21 @@ fn row_marks(ctx: &Context, env: &str, entries: &[Entry]) -> Vec<Option<String>>
     if git.receipt_fingerprints(env).is_empty() {
         return marks;
     }
-    let role = format!("receipt:{env}");
+    let known = format!("committed for {env}");
     let now = std::time::SystemTime::now();
     for (i, e) in entries.iter().enumerate() {
         if marks[i].is_some() {
             continue;
         }
-        let good = e.receipt.as_ref().is_some_and(|r| {
-            crate::signing::verify_detached(
-                &git.receipt_certs,
-                &e.canonical_bytes(),
-                None,
-                &[("receipt", r.as_bytes())],
-                now,
-            )
-            .iter()
-            .any(|rep| rep.is_good() && rep.role.as_deref() == Some(role.as_str()))
-        });
-        if !good {
-            marks[i] = Some(if e.receipt.is_some() {
-                "receipt does not verify".to_owned()
-            } else {
-                "not signed by the environment's receipt key".to_owned()
-            });
-        }
+        marks[i] = match engine::trust::receipt_of(&git.receipt_certs, env, e, &known, now) {
+            Ok(_) => None,
+            Err(engine::trust::ReceiptError::Unsigned) => {
+                Some("not signed by the environment's receipt key".to_owned())
+            }
+            Err(engine::trust::ReceiptError::Invalid(why)) => {
+                Some(format!("receipt does not verify: {why}"))
+            }
+        };
     }
     marks
 }
@@ -344,44 +335,19 @@ fn receipt_problems(
     if git.receipt_fingerprints(env).is_empty() {
         return Ok(Vec::new());
     }
-    let role = format!("receipt:{env}");
+    let known = format!("committed for {env}");
     let now = std::time::SystemTime::now();
-    let mut out = Vec::new();
-    for e in entries {
-        let Some(receipt) = &e.receipt else {
-            out.push(AuditProblem::NoReceipt {
-                seq: e.seq,
-                reason: "the row is not signed".into(),
-            });
-            continue;
-        };
-        let reports = crate::signing::verify_detached(
-            &git.receipt_certs,
-            &e.canonical_bytes(),
-            None,
-            &[("receipt", receipt.as_bytes())],
-            now,
-        );
-        if !reports
-            .iter()
-            .any(|r| r.is_good() && r.role.as_deref() == Some(role.as_str()))
-        {
-            let why: Vec<String> = reports
-                .iter()
-                .map(|r| match &r.verdict {
-                    crate::signing::Verdict::Bad(w) => w.clone(),
-                    crate::signing::Verdict::Good => {
-                        format!("signed by {}", r.role.as_deref().unwrap_or("?"))
-                    }
-                })
-                .collect();
-            out.push(AuditProblem::NoReceipt {
-                seq: e.seq,
-                reason: why.join("; "),
-            });
-        }
-    }
-    Ok(out)
+    Ok(entries
+        .iter()
+        .filter_map(|e| {
+            let reason = match engine::trust::receipt_of(&git.receipt_certs, env, e, &known, now) {
+                Ok(_) => return None,
+                Err(engine::trust::ReceiptError::Unsigned) => "the row is not signed".to_owned(),
+                Err(engine::trust::ReceiptError::Invalid(why)) => why,
+            };
+            Some(AuditProblem::NoReceipt { seq: e.seq, reason })
+        })
+        .collect())
 }
 
 /// Audits an environment: recomputes the hash chain (catching edited,

@@ -148,11 +148,46 @@ pub fn check_receipt(
         ));
     }
     let row = &source[idx];
+    let why = match receipt_of(
+        keyrings,
+        from_env,
+        row,
+        &format!("pinned for {from_env}"),
+        now,
+    ) {
+        Ok(fpr) if pinned.is_receipt_key(from_env, &fpr) => return Ok(fpr),
+        Ok(fpr) => format!("signed by {fpr}, not a receipt key pinned for {from_env}"),
+        Err(ReceiptError::Unsigned) => format!(
+            "not signed (written by hand, by a promoter without {from_env}'s receipt key, or by another database)"
+        ),
+        Err(ReceiptError::Invalid(why)) => why,
+    };
+    Err(format!("row #{}: {why}", row.seq))
+}
+
+/// Why a ledger row's receipt does not count.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReceiptError {
+    /// The row carries no receipt.
+    Unsigned,
+    /// It does not verify by a key of `keyrings`' `receipt:<env>` role: why.
+    Invalid(String),
+}
+
+/// The one check of a ledger row's receipt, for `promote`, `approve`,
+/// `audit` and `ledger`: a signature over the row's canonical bytes by a
+/// certificate in `keyrings` under the role `receipt:<env>`. Returns the
+/// signing fingerprint. `known_as` says in messages where the keys came
+/// from ("pinned for qat", "committed for qat").
+pub fn receipt_of(
+    keyrings: &Keyrings,
+    env: &str,
+    row: &Entry,
+    known_as: &str,
+    now: SystemTime,
+) -> Result<String, ReceiptError> {
     let Some(receipt) = &row.receipt else {
-        return Err(format!(
-            "row #{} is not signed (written by hand, by a promoter without {from_env}'s receipt key, or by another database)",
-            row.seq
-        ));
+        return Err(ReceiptError::Unsigned);
     };
     let reports = signing::verify_detached(
         keyrings,
@@ -161,31 +196,29 @@ pub fn check_receipt(
         &[("receipt", receipt.as_bytes())],
         now,
     );
-    let role = format!("receipt:{from_env}");
-    for r in &reports {
-        if r.is_good() && r.role.as_deref() == Some(role.as_str()) {
-            let fpr = r.fingerprint.clone().unwrap_or_default();
-            if pinned.is_receipt_key(from_env, &fpr) {
-                return Ok(fpr);
-            }
-        }
+    let role = format!("receipt:{env}");
+    if let Some(r) = reports
+        .iter()
+        .find(|r| r.is_good() && r.role.as_deref() == Some(role.as_str()))
+    {
+        return Ok(r.fingerprint.clone().unwrap_or_default());
     }
     let why: Vec<String> = reports
         .iter()
         .map(|r| match &r.verdict {
             signing::Verdict::Good => format!(
-                "signed by {} {}, not a receipt key pinned for {from_env}",
+                "signed by {} {}, not a receipt key {known_as}",
                 r.role.as_deref().unwrap_or("?"),
                 r.fingerprint.as_deref().unwrap_or("?")
             ),
             signing::Verdict::Bad(why) if why.starts_with("unknown signer") => format!(
-                "signed by key {}, which is not a receipt key pinned for {from_env}",
+                "signed by key {}, which is not a receipt key {known_as}",
                 r.issuer.as_deref().unwrap_or("?")
             ),
             signing::Verdict::Bad(why) => why.clone(),
         })
         .collect();
-    Err(format!("row #{}: {}", row.seq, why.join("; ")))
+    Err(ReceiptError::Invalid(why.join("; ")))
 }
 
 /// One approval as counted (or not) for a candidate.
