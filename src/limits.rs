@@ -23,6 +23,15 @@ pub const SMALL_FILE: u64 = 1024 * 1024;
 /// How deep YAML flow collections (`[`, `{`) may nest.
 pub const YAML_DEPTH: usize = 32;
 
+/// The limit of a file in a bundle's `signatures/`: statements or signatures.
+pub fn in_signatures_dir(name: &str) -> u64 {
+    if name.ends_with(".txt") {
+        APPROVAL
+    } else {
+        SIGNATURE
+    }
+}
+
 /// `Err` naming the file when `size` exceeds `limit`.
 pub fn check(what: &str, size: u64, limit: u64) -> Result<(), String> {
     if size > limit {
@@ -32,6 +41,17 @@ pub fn check(what: &str, size: u64, limit: u64) -> Result<(), String> {
     } else {
         Ok(())
     }
+}
+
+/// Reads `path` whole if it is at most `limit` bytes, checking its size
+/// before reading. Errors name the file.
+pub fn read(path: &std::path::Path, limit: u64) -> Result<Vec<u8>, String> {
+    let shown = path.display().to_string();
+    let size = std::fs::metadata(path)
+        .map_err(|e| format!("{shown}: {e}"))?
+        .len();
+    check(&shown, size, limit)?;
+    std::fs::read(path).map_err(|e| format!("{shown}: {e}"))
 }
 
 /// `Err` when YAML flow collections nest deeper than [`YAML_DEPTH`], counted

@@ -195,11 +195,7 @@ fn read_signature_dir(path: &Path, location: &str) -> Result<Vec<SignatureFile>,
             disk_kind(entry.file_type().map_err(io_err(&entry.path()))?),
         )?;
         let size = entry.metadata().map_err(io_err(&entry.path()))?.len();
-        let limit = if name.ends_with(".txt") {
-            crate::limits::APPROVAL
-        } else {
-            crate::limits::SIGNATURE
-        };
+        let limit = crate::limits::in_signatures_dir(&name);
         crate::limits::check(&format!("{location}/{name}"), size, limit)
             .map_err(BundleError::TooLarge)?;
         let bytes = std::fs::read(entry.path()).map_err(io_err(&entry.path()))?;
@@ -321,11 +317,7 @@ fn load_git_bundle(
                 for sig in sig_tree.iter() {
                     let sig_name = String::from_utf8_lossy(sig.name_bytes()).into_owned();
                     classify_signature(&sig_location, &sig_name, git_kind(sig.filemode()))?;
-                    let limit = if sig_name.ends_with(".txt") {
-                        crate::limits::APPROVAL
-                    } else {
-                        crate::limits::SIGNATURE
-                    };
+                    let limit = crate::limits::in_signatures_dir(&sig_name);
                     let bytes = blob(sig.id(), &format!("{SIGNATURES_DIR}/{sig_name}"), limit)?;
                     signatures.push(SignatureFile {
                         name: sig_name,

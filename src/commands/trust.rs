@@ -61,8 +61,8 @@ impl GitTrust {
                 if name.starts_with('.') {
                     continue;
                 }
-                let bytes = std::fs::read(entry.path())
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", entry.path().display()))?;
+                let bytes = crate::limits::read(&entry.path(), crate::limits::CERTIFICATE)
+                    .map_err(CommandError::usage)?;
                 files.push((name, bytes));
             }
         }

@@ -106,10 +106,13 @@ impl Keyrings {
                 if name.starts_with('.') {
                     continue;
                 }
-                let bytes = std::fs::read(&path).map_err(|source| SigningError::Io {
-                    path: path.clone(),
-                    source,
-                })?;
+                let bytes =
+                    crate::limits::read(&path, crate::limits::CERTIFICATE).map_err(|message| {
+                        SigningError::BadCertificate {
+                            path: path.clone(),
+                            message,
+                        }
+                    })?;
                 files.push((role.clone(), path, bytes));
             }
         }

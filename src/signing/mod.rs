@@ -135,6 +135,12 @@ pub fn verify_detached(
             created: None,
             verdict: Verdict::Bad(reason),
         };
+        // Every signature promoter checks passes here, whatever it came
+        // from (a file, git, a ledger row's receipt): one size limit for all.
+        if let Err(why) = crate::limits::check(name, bytes.len() as u64, crate::limits::SIGNATURE) {
+            out.push(unreadable(why));
+            continue;
+        }
         let pile = match PacketPile::from_bytes(bytes) {
             Ok(pile) => pile,
             Err(e) => {

@@ -813,3 +813,24 @@ fn audit_finds_upstream_entries_that_downstream_rows_were_promoted_from() {
         audit.stderr
     );
 }
+
+#[test]
+fn an_oversized_receipt_in_a_ledger_row_is_refused_without_parsing_it() {
+    let s = Setup::new();
+    let t = &s.t;
+    t.sql(
+        "qat",
+        "ALTER TABLE promoter.ledger DISABLE TRIGGER ledger_append_only; \
+         UPDATE promoter.ledger SET receipt = repeat('x', 200000) WHERE changeset_id = '0001-customers'; \
+         ALTER TABLE promoter.ledger ENABLE TRIGGER ledger_append_only",
+    );
+    let audit = t.promoter(&["audit", "qat"]);
+    assert_eq!(audit.code, 1, "{}", audit.all());
+    assert!(
+        audit
+            .stderr
+            .contains("receipt: 200000 bytes, more than the 65536 bytes allowed"),
+        "{}",
+        audit.stderr
+    );
+}
