@@ -416,10 +416,7 @@ impl Target {
     /// Records the ledger's head as seen now (best effort: a run that
     /// applied something must not fail for want of a state directory).
     async fn save_checkpoint(&mut self, hooks: &mut dyn Hooks) {
-        let Ok(entries) = self.entries().await else {
-            return;
-        };
-        let Some(head) = entries.last() else {
+        let Ok(Some(head)) = ledger::last(&mut self.conn, &self.env, &self.schema).await else {
             return;
         };
         let cp = crate::checkpoint::Checkpoint {
@@ -772,6 +769,8 @@ pub async fn promote(
             }
         }
         let now = SystemTime::now();
+        // The source's chain is checked once, not once per candidate.
+        let chain_break = crate::ledger::check_chain(&source);
         let pinned = eff.pinned.as_ref().map(|(_, p)| p);
         let keyrings = &eff.keyrings;
         let from_name = from.name.clone();
@@ -787,7 +786,15 @@ pub async fn promote(
                 .iter()
                 .any(|r| r.environment == from_name);
             let receipt_key = if needs_receipt {
-                match trust::check_receipt(&source, entry, &from_name, pinned, keyrings, now) {
+                match trust::check_receipt(
+                    &source,
+                    chain_break.as_ref(),
+                    entry,
+                    &from_name,
+                    pinned,
+                    keyrings,
+                    now,
+                ) {
                     Ok(fpr) => Some(fpr),
                     Err(reason) => {
                         problems.push(Refusal::NoReceipt {

@@ -13,7 +13,7 @@ use crate::approval::{self, Candidate, Statement};
 use crate::changeset::{Bundle, Sha256Digest};
 use crate::config::Environment;
 use crate::db::{self, DbError, ledger};
-use crate::ledger::{Entry, Signer, Status, TRUST_EVENT, check_chain};
+use crate::ledger::{Entry, Signer, Status, TRUST_EVENT};
 use crate::plan::Refusal;
 use crate::policy::{self, PinKind, PinRecord, Policy, SIGNING_ROLE, Signed};
 use crate::signing::{self, Keyrings, SignatureReport};
@@ -127,11 +127,14 @@ pub(super) async fn effective(
 }
 
 /// Checks the receipt on the source's ledger row `entry`: the source's
-/// chain must verify from its first row up to it, and the row must carry a
-/// signature by a receipt key the target pinned for that source. Returns the
-/// fingerprint that signed it.
+/// chain must verify from its first row up to it (`chain_break` is where
+/// `check_chain` of the whole source broke, computed once a run), and the
+/// row must carry a signature by a receipt key the target pinned for that
+/// source. Returns the fingerprint that signed it.
+#[allow(clippy::too_many_arguments)]
 pub fn check_receipt(
     source: &[Entry],
+    chain_break: Option<&crate::ledger::ChainBreak>,
     entry: Sha256Digest,
     from_env: &str,
     pinned: &Policy,
@@ -141,7 +144,7 @@ pub fn check_receipt(
     let Some(idx) = source.iter().position(|e| e.entry_hash == entry) else {
         return Err("the row is not in its ledger".into());
     };
-    if let Some(brk) = check_chain(&source[..=idx]) {
+    if let Some(brk) = chain_break.filter(|b| b.seq <= source[idx].seq) {
         return Err(format!(
             "{from_env}'s hash chain breaks at row #{}: {}",
             brk.seq, brk.reason
