@@ -35,6 +35,15 @@ pub const HEADER: &str = "promoter policy v1";
 /// approves with signed approval statements.
 pub const SIGNING_ROLE: &str = "developer";
 
+/// The roles of `require` that approve with statements (every role but
+/// the signing one) and need at least one person.
+pub fn approving_roles(require: &BTreeMap<String, u32>) -> impl Iterator<Item = &str> {
+    require
+        .iter()
+        .filter(|(role, n)| role.as_str() != SIGNING_ROLE && **n > 0)
+        .map(|(role, _)| role.as_str())
+}
+
 /// A certificate pinned for a role.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub struct PinnedKey {

@@ -40,10 +40,9 @@ fn approving_env(config: &Config) -> anyhow::Result<Environment> {
         .pipeline()
         .into_iter()
         .find(|e| {
-            e.config
-                .require
-                .iter()
-                .any(|(r, n)| r.as_str() != SIGNING_ROLE && *n > 0)
+            crate::policy::approving_roles(&e.config.require)
+                .next()
+                .is_some()
         })
         .ok_or_else(|| {
             CommandError::usage("no environment requires approvals; nothing to approve for")

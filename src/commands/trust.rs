@@ -18,7 +18,7 @@ use crate::cli::{TrustPinArgs, TrustShowArgs, TrustSignArgs};
 use crate::config::{Config, Environment};
 use crate::engine::{self, trust};
 use crate::output;
-use crate::policy::{PinnedKey, Policy, ReceiptKey, SIGNING_ROLE};
+use crate::policy::{PinnedKey, Policy, ReceiptKey};
 use crate::signing::{self, Keyrings, Signer};
 
 /// Where environments' receipt-key certificates are committed.
@@ -138,11 +138,9 @@ pub fn derive(
                 fingerprint: fpr,
             });
         }
-        let approving = env
-            .config
-            .require
-            .iter()
-            .any(|(r, n)| r.as_str() != SIGNING_ROLE && *n > 0);
+        let approving = crate::policy::approving_roles(&env.config.require)
+            .next()
+            .is_some();
         if approving && receipt_keys.is_empty() {
             return Err(CommandError::refused(format!(
                 "{} needs approvals, which rest on {from}'s signed receipts, and {from} has no receipt certificate in {RECEIPT_KEYS_DIR}/{from}.asc",

@@ -633,13 +633,7 @@ pub async fn apply(
                 });
             }
             // Roles that approve need a tested source; `apply` has none.
-            let approving: Vec<&String> = pinned
-                .require
-                .iter()
-                .filter(|(r, n)| r.as_str() != crate::policy::SIGNING_ROLE && **n > 0)
-                .map(|(r, _)| r)
-                .collect();
-            if let Some(role) = approving.first() {
+            if let Some(role) = crate::policy::approving_roles(&pinned.require).next() {
                 refusals.push(Refusal::PinnedSource {
                     env: env.name.clone(),
                     pinned: None,
@@ -808,11 +802,10 @@ pub async fn promote(
             } else {
                 None
             };
-            let approving = pinned
-                .require
-                .iter()
-                .any(|(r, n)| r.as_str() != crate::policy::SIGNING_ROLE && *n > 0);
-            if !approving {
+            if crate::policy::approving_roles(&pinned.require)
+                .next()
+                .is_none()
+            {
                 return (problems, Vec::new());
             }
             let key = receipt_key.unwrap_or_default();

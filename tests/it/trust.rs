@@ -834,3 +834,40 @@ fn an_oversized_receipt_in_a_ledger_row_is_refused_without_parsing_it() {
         audit.stderr
     );
 }
+
+/// approve and trust pin ask before signing or pinning; without a terminal
+/// and without --yes they sign and pin nothing.
+#[test]
+fn approve_and_trust_pin_ask_first_and_do_nothing_unasked() {
+    let s = Setup::new();
+    let t = &s.t;
+    let run = t.promoter(&["approve", "1", "--key", s.customer_key.to_str().unwrap()]);
+    assert_eq!(run.code, 3, "{}", run.all());
+    assert!(
+        run.stdout.contains("tested in    qat"),
+        "shows what is approved first: {}",
+        run.stdout
+    );
+    assert!(
+        run.stderr.contains("no terminal to ask on") && run.stderr.contains("--yes"),
+        "{}",
+        run.stderr
+    );
+    let approvals: Vec<String> =
+        crate::common::names(&t.path("changesets/0001-customers/signatures"))
+            .into_iter()
+            .filter(|n| n.starts_with("approval-"))
+            .collect();
+    assert!(approvals.is_empty(), "{approvals:?}");
+    t.promoter_key("Dora <dora@example.com>", "keys/developers");
+    t.commit_all("another developer");
+    let pin = t.promoter(&["trust", "pin", "prd", "--break-glass", "--reason", "test"]);
+    assert_eq!(pin.code, 3, "{}", pin.all());
+    assert!(
+        pin.stderr.contains("no terminal to ask on"),
+        "{}",
+        pin.stderr
+    );
+    let show = t.promoter(&["trust", "show", "prd"]).ok();
+    assert!(!show.contains("break-glass"), "nothing was pinned: {show}");
+}
