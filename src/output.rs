@@ -22,6 +22,44 @@ pub fn unless_closed(result: io::Result<()>) -> io::Result<()> {
     }
 }
 
+/// A changeset's own output (`\echo`, `COPY … TO STDOUT` rows) on stderr.
+/// On a terminal, control characters other than tab and newline are shown
+/// as `\xNN`: data from the database must not drive the operator's terminal.
+pub struct RunOutput {
+    escape: bool,
+}
+
+impl RunOutput {
+    pub fn stderr() -> Self {
+        Self {
+            escape: stderr_is_terminal(),
+        }
+    }
+}
+
+impl Write for RunOutput {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut err = io::stderr().lock();
+        if !self.escape {
+            return err.write(buf);
+        }
+        let mut start = 0;
+        for (i, &b) in buf.iter().enumerate() {
+            if (b < 0x20 && b != b'\t' && b != b'\n') || b == 0x7f {
+                err.write_all(&buf[start..i])?;
+                write!(err, "\\x{b:02x}")?;
+                start = i + 1;
+            }
+        }
+        err.write_all(&buf[start..])?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        io::stderr().flush()
+    }
+}
+
 /// Writes a diagnostic line to stderr.
 pub fn eprint(line: &str) {
     let _ = writeln!(io::stderr().lock(), "{line}");

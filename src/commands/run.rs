@@ -87,6 +87,10 @@ impl Hooks for StderrHooks {
         output::eprint(&line);
     }
 
+    fn run_output(&mut self) -> crate::db::executor::RunOutput {
+        Box::new(output::RunOutput::stderr())
+    }
+
     fn confirm(&mut self, env: &str, steps: &[PlannedStep]) -> anyhow::Result<bool> {
         if !output::stdin_is_terminal() {
             return Err(CommandError::refused(format!(

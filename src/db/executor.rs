@@ -5,7 +5,7 @@
 //! compared with the manifest before the caller commits.
 
 use std::fmt;
-use std::io::{BufReader, Read};
+use std::io::{BufReader, Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use sqlx::postgres::{PgConnection, PgDatabaseError, PgErrorPosition};
@@ -16,7 +16,7 @@ use crate::changeset::{
     Bundle, BundleFile, HashingReader, Manifest, Sha256Digest, TransactionMode,
 };
 use crate::ledger::{Entry, Status};
-use crate::sql::{Item, Splitter, Statement, Wrapper, meta_is_harmless};
+use crate::sql::{Item, MetaAction, Splitter, Statement, Wrapper, accepted_meta};
 
 /// Where and why a statement failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -166,9 +166,14 @@ fn source(
 /// socket busy, small enough that memory stays flat whatever the data size.
 const COPY_CHUNK: usize = 256 * 1024;
 
+/// Where a run's own output goes: what `\echo` prints and the rows of
+/// `COPY … TO STDOUT` (never stdout, which belongs to `--json`).
+pub type RunOutput = Box<dyn Write + Send>;
+
 /// Runs `scripts` on `conn` in order, counting executed statements in
 /// `done`. Inside a transaction when the caller opened one; in autocommit
-/// otherwise. Each script starts from the session defaults.
+/// otherwise. Each script starts from the session defaults. What psql would
+/// print (`\echo`, `COPY … TO STDOUT`) goes to `out`.
 ///
 /// With `in_transaction`, a script's own wrapper — a plain `BEGIN` as its first
 /// statement and `COMMIT` as its last, which the checks have already verified —
@@ -181,12 +186,16 @@ pub async fn run_scripts(
     done: &mut i64,
     stop: &AtomicBool,
     progress: Option<&Progress<'_>>,
+    out: &mut (dyn Write + Send),
 ) -> Result<(), ExecError> {
     for script in scripts {
         let file = script.file;
         let hashing = HashingReader::new(script.reader);
         let mut splitter = Splitter::new(BufReader::with_capacity(64 * 1024, hashing));
         let mut index = 0usize;
+        // Whether the script has opened a transaction block of its own
+        // (only possible in a `transaction: none` changeset).
+        let mut in_block = false;
         'statements: loop {
             let item = splitter.next_item().map_err(|e| ExecError::Script {
                 file: file.clone(),
@@ -194,26 +203,36 @@ pub async fn run_scripts(
             })?;
             match item {
                 None => break,
-                Some(Item::Meta(m)) if meta_is_harmless(&m) => {}
-                Some(Item::Meta(m)) => {
-                    return Err(ExecError::Script {
-                        file: format!("{file}:{}", m.line),
-                        message: format!(
-                            "psql meta-command \\{} is not supported in a changeset",
-                            m.name
-                        ),
-                    });
-                }
+                Some(Item::Meta(m)) => match accepted_meta(&m) {
+                    Some(MetaAction::Ignore) => {}
+                    Some(MetaAction::Print(text)) => {
+                        write_output(out, &file, text.as_bytes())?;
+                    }
+                    None => {
+                        return Err(ExecError::Script {
+                            file: format!("{file}:{}", m.line),
+                            message: format!(
+                                "psql meta-command \\{} is not supported in a changeset",
+                                m.name
+                            ),
+                        });
+                    }
+                },
                 Some(Item::Statement(stmt)) => {
-                    index += 1;
+                    if !stmt.empty {
+                        index += 1;
+                    }
                     match (in_transaction, crate::sql::wrapper(&stmt)) {
                         (true, Some(Wrapper::Begin)) if index == 1 => continue,
                         (true, Some(Wrapper::Commit)) => {
-                            // Only the script's last statement may be its wrapper's COMMIT.
+                            // Only the script's last statement may be its
+                            // wrapper's COMMIT (empty statements after it do
+                            // nothing, there or here).
                             loop {
                                 match splitter.next_item() {
                                     Ok(None) => break 'statements,
-                                    Ok(Some(Item::Meta(m))) if meta_is_harmless(&m) => {}
+                                    Ok(Some(Item::Statement(s))) if s.empty => {}
+                                    Ok(Some(Item::Meta(m))) if accepted_meta(&m).is_some() => {}
                                     _ => {
                                         return Err(ExecError::Script {
                                             file: format!("{file}:{}", stmt.line),
@@ -231,6 +250,8 @@ pub async fn run_scripts(
                     }
                     let ran = if stmt.is_copy_from_stdin() {
                         copy_in(conn, &file, &stmt, &mut splitter).await
+                    } else if stmt.is_copy_to_stdout() {
+                        copy_out(conn, &file, &stmt, out).await
                     } else {
                         sqlx::raw_sql(AssertSqlSafe(stmt.text.as_str()))
                             .execute(&mut *conn)
@@ -243,7 +264,13 @@ pub async fn run_scripts(
                         // finish: it counts, and the run stops before the next.
                         Ok(()) => {
                             *done += 1;
-                            if let Some(p) = progress {
+                            in_block = block_after(&stmt, in_block);
+                            // Inside the script's own transaction block nothing
+                            // has committed yet, and a query of promoter's
+                            // would be the block's first (taking its snapshot,
+                            // refusing a later SET TRANSACTION): progress is
+                            // checked and recorded once the block ends.
+                            if let Some(p) = progress.filter(|_| !in_block) {
                                 // Outside a transaction a LISTEN takes effect at
                                 // once, and a notification would arrive in the
                                 // middle of promoter's next exchange with the
@@ -252,9 +279,11 @@ pub async fn run_scripts(
                                     .execute(&mut *conn)
                                     .await
                                     .map_err(|e| DbError::query(p.env, e))?;
+                                let script = ScriptContext::set_aside(conn, p.env).await?;
                                 check_untouched(conn, p).await?;
                                 ledger::record_progress(conn, p.env, p.schema, p.seq, *done)
                                     .await?;
+                                script.restore(conn, p.env).await?;
                             }
                         }
                         Err(_) if stop.load(Ordering::SeqCst) => {
@@ -264,6 +293,25 @@ pub async fn run_scripts(
                     }
                 }
             }
+        }
+        if in_block && !in_transaction {
+            // psql ends its session at the end of the file, and the server
+            // rolls the open block back; so does promoter.
+            sqlx::raw_sql("ROLLBACK")
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| ExecError::Script {
+                    file: file.clone(),
+                    message: format!(
+                        "rolling back the transaction block the script left open: {}",
+                        super::describe(&e)
+                    ),
+                })?;
+            write_output(
+                out,
+                &file,
+                format!("promoter: {file} ended inside its own transaction block, which was rolled back (as psql's session end does)\n").as_bytes(),
+            )?;
         }
         // Hash whatever the splitter did not need (nothing, normally) and compare.
         let mut hashing = splitter.into_inner().into_inner();
@@ -285,6 +333,23 @@ pub async fn run_scripts(
     Ok(())
 }
 
+/// Whether the session is inside a transaction block of the script's own
+/// after `stmt` ran, given whether it was before: BEGIN opens one; COMMIT,
+/// END, ROLLBACK, ABORT and PREPARE TRANSACTION end it, unless `AND CHAIN`
+/// starts the next at once.
+fn block_after(stmt: &Statement, mut in_block: bool) -> bool {
+    for words in stmt.parts() {
+        let chain = words.windows(2).any(|w| w[0] == "AND" && w[1] == "CHAIN");
+        match crate::sql::transaction_control(words).as_deref() {
+            Some("BEGIN" | "START TRANSACTION") => in_block = true,
+            Some("COMMIT" | "END" | "ROLLBACK") => in_block = chain,
+            Some("PREPARE TRANSACTION") => in_block = false,
+            _ => {}
+        }
+    }
+    in_block
+}
+
 /// Where a non-transactional run records each committed statement.
 #[derive(Debug, Clone)]
 pub struct Progress<'a> {
@@ -296,6 +361,66 @@ pub struct Progress<'a> {
     pub catalog: Sha256Digest,
     /// The ledger head after the `running` row: (rows, last seq, last entry hash).
     pub head: (i64, i64, Option<String>),
+}
+
+/// What a script may have set that promoter's own queries between two of
+/// its statements must not run under: its role and session authorization
+/// (which may not read the ledger) and its search path (where a function
+/// or operator of its own could stand in for pg_catalog's in the checks).
+/// Set aside before the checks, restored after them as the script left it.
+struct ScriptContext {
+    search_path: String,
+    role: String,
+    authorization: Option<String>,
+}
+
+impl ScriptContext {
+    async fn set_aside(conn: &mut PgConnection, env: &str) -> Result<Self, DbError> {
+        let (search_path, role, authorization): (String, String, String) = sqlx::query_as(
+            "SELECT pg_catalog.current_setting('search_path'), pg_catalog.current_setting('role'), \
+             pg_catalog.current_setting('session_authorization')",
+        )
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(|e| DbError::query(env, e))?;
+        // Extended-protocol queries: nothing here is a statement of the script.
+        sqlx::query("SET SESSION AUTHORIZATION DEFAULT")
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| DbError::query(env, e))?;
+        let (_, _, default): (String, String, String) = sqlx::query_as(
+            "SELECT pg_catalog.set_config('role', 'none', false), \
+             pg_catalog.set_config('search_path', 'pg_catalog', false), \
+             pg_catalog.current_setting('session_authorization')",
+        )
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(|e| DbError::query(env, e))?;
+        Ok(Self {
+            search_path,
+            role,
+            authorization: (authorization != default).then_some(authorization),
+        })
+    }
+
+    async fn restore(self, conn: &mut PgConnection, env: &str) -> Result<(), DbError> {
+        if let Some(user) = &self.authorization {
+            sqlx::query("SELECT pg_catalog.set_config('session_authorization', $1, false)")
+                .bind(user)
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| DbError::query(env, e))?;
+        }
+        sqlx::query(
+            "SELECT pg_catalog.set_config('role', $1, false), pg_catalog.set_config('search_path', $2, false)",
+        )
+        .bind(&self.role)
+        .bind(&self.search_path)
+        .execute(&mut *conn)
+        .await
+        .map(|_| ())
+        .map_err(|e| DbError::query(env, e))
+    }
 }
 
 /// After each statement of a non-transactional changeset: the ledger
@@ -331,6 +456,41 @@ pub async fn reset_session(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
     .execute(conn)
     .await
     .map(|_| ())
+}
+
+/// Writes run output; a closed output (a pipe whose reader left) is an error.
+fn write_output(out: &mut (dyn Write + Send), file: &str, bytes: &[u8]) -> Result<(), ExecError> {
+    out.write_all(bytes)
+        .and_then(|()| out.flush())
+        .map_err(|e| ExecError::Script {
+            file: file.to_owned(),
+            message: format!("writing the run output: {e}"),
+        })
+}
+
+/// `COPY … TO STDOUT`: the rows go to the run output as they arrive.
+async fn copy_out(
+    conn: &mut PgConnection,
+    file: &str,
+    stmt: &Statement,
+    out: &mut (dyn Write + Send),
+) -> Result<(), ExecError> {
+    let mut rows = conn
+        .copy_out_raw(&stmt.text)
+        .await
+        .map_err(|e| statement_error(file, stmt, &e, None))?;
+    while let Some(chunk) = std::future::poll_fn(|cx| rows.as_mut().poll_next(cx)).await {
+        let chunk = chunk.map_err(|e| statement_error(file, stmt, &e, None))?;
+        // The output failing must not leave the connection in COPY: read to the end.
+        if let Err(e) = write_output(out, file, &chunk) {
+            while std::future::poll_fn(|cx| rows.as_mut().poll_next(cx))
+                .await
+                .is_some()
+            {}
+            return Err(e);
+        }
+    }
+    Ok(())
 }
 
 async fn copy_in<R: std::io::BufRead>(
@@ -408,19 +568,27 @@ fn statement_error(
     }))
 }
 
-/// Line and column in the script of the 1-based character `pos` of `stmt`.
+/// Line and column in the script of the 1-based character `pos` of `stmt`
+/// (counting the backslashes of `\;` and `\:`, which psql does not send).
 pub fn position_in_script(stmt: &Statement, pos: usize) -> (usize, usize) {
-    let mut line = stmt.line;
-    let mut column = stmt.column;
-    for c in stmt.text.chars().take(pos.saturating_sub(1)) {
-        if c == '\n' {
-            line += 1;
-            column = 1;
-        } else {
-            column += 1;
-        }
-    }
-    (line, column)
+    let target = stmt
+        .text
+        .char_indices()
+        .nth(pos.saturating_sub(1))
+        .map_or(stmt.text.len(), |(i, _)| i);
+    let before = &stmt.text[..target];
+    let line = stmt.line + before.matches('\n').count();
+    let line_start = before.rfind('\n').map(|i| i + 1);
+    let column = match line_start {
+        Some(start) => 1 + before[start..].chars().count(),
+        None => stmt.column + before.chars().count(),
+    };
+    let dropped = stmt
+        .dropped
+        .iter()
+        .filter(|&&d| d >= line_start.unwrap_or(0) && d <= target)
+        .count();
+    (line, column + dropped)
 }
 
 /// What the caller knows about an application before it starts.
@@ -460,6 +628,7 @@ pub async fn apply(
     scripts: Vec<ScriptSource>,
     stop: &AtomicBool,
     sign: &mut ledger::RowSigner<'_>,
+    out: &mut (dyn Write + Send),
 ) -> Result<Outcome, DbError> {
     let schema = app.ledger_schema.as_str();
     let mut entry = app.entry;
@@ -477,7 +646,7 @@ pub async fn apply(
                 .map_err(|e| DbError::query(env, e))?;
             let counted = super::guard::touched(&mut tx, env, schema).await?;
             entry.schema_before = Some(fingerprint::fingerprint(&mut tx, env, schema).await?);
-            let run = run_scripts(&mut tx, scripts, true, &mut done, stop, None).await;
+            let run = run_scripts(&mut tx, scripts, true, &mut done, stop, None, &mut *out).await;
             let run = match run {
                 Ok(()) => {
                     let still: String =
@@ -556,7 +725,16 @@ pub async fn apply(
                 catalog: app.ledger_catalog,
                 head: super::guard::head(conn, env, schema).await?,
             };
-            let run = run_scripts(conn, scripts, false, &mut done, stop, Some(&progress)).await;
+            let run = run_scripts(
+                conn,
+                scripts,
+                false,
+                &mut done,
+                stop,
+                Some(&progress),
+                &mut *out,
+            )
+            .await;
             if run.is_err() {
                 // A script may have failed inside its own BEGIN block; end it so
                 // the session can record the failure. What that block did is
@@ -642,12 +820,45 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_scripts_own_transaction_blocks_are_followed() {
+        let block = |sql: &str, before: bool| {
+            let items = crate::sql::lexer::split_all(sql.as_bytes()).unwrap();
+            let Some(Item::Statement(stmt)) = items.into_iter().next() else {
+                panic!("{sql}")
+            };
+            block_after(&stmt, before)
+        };
+        for (sql, before, after) in [
+            ("BEGIN;", false, true),
+            (
+                "start transaction isolation level serializable;",
+                false,
+                true,
+            ),
+            ("SELECT 1;", true, true),
+            ("SELECT 1;", false, false),
+            ("COMMIT;", true, false),
+            ("end;", true, false),
+            ("ROLLBACK;", true, false),
+            ("ABORT;", true, false),
+            ("ROLLBACK TO SAVEPOINT a;", true, true),
+            ("COMMIT AND CHAIN;", true, true),
+            ("COMMIT AND NO CHAIN;", true, false),
+            ("PREPARE TRANSACTION 'x';", true, false),
+            ("SELECT 1\\; BEGIN;", false, true),
+            ("BEGIN\\; SELECT 1\\; COMMIT;", false, false),
+        ] {
+            assert_eq!(block(sql, before), after, "{sql} after {before}");
+        }
+    }
+
+    #[test]
     fn server_positions_map_to_script_lines_and_columns() {
         let stmt = Statement {
             text: "SELECT 1,\n  2,\n  nope FROM t;".into(),
             line: 10,
             column: 5,
-            words: vec![],
+            ..Statement::default()
         };
         assert_eq!(position_in_script(&stmt, 1), (10, 5));
         assert_eq!(position_in_script(&stmt, 8), (10, 12));
@@ -656,8 +867,19 @@ mod tests {
             text: "SELECT 'é', x".into(),
             line: 1,
             column: 1,
-            words: vec![],
+            ..Statement::default()
         };
         assert_eq!(position_in_script(&unicode, 13), (1, 13));
+        // `SELECT 1\; SELECT x` is sent as `SELECT 1; SELECT x`: the column
+        // of `x` in the script counts the backslash.
+        let joined = Statement {
+            text: "SELECT 1; SELECT x".into(),
+            line: 3,
+            column: 1,
+            dropped: vec![8],
+            ..Statement::default()
+        };
+        assert_eq!(position_in_script(&joined, 18), (3, 19));
+        assert_eq!(position_in_script(&joined, 8), (3, 8));
     }
 }

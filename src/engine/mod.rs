@@ -76,6 +76,9 @@ pub trait Hooks {
     fn confirm(&mut self, env: &str, steps: &[PlannedStep]) -> anyhow::Result<bool>;
     /// Asks a yes/no question (trust changes); `Ok(false)` declines.
     fn ask(&mut self, question: &str) -> anyhow::Result<bool>;
+    /// Where a changeset's own output goes while it runs (`\echo`, the rows
+    /// of `COPY … TO STDOUT`): never stdout, which belongs to `--json`.
+    fn run_output(&mut self) -> executor::RunOutput;
 }
 
 /// What a run knows about trust from git, resolved by the command.
@@ -1024,7 +1027,16 @@ async fn execute(
                 env,
                 ..
             } = &mut *target;
-            let applying = executor::apply(conn, env, app, scripts, interrupt::flag(), &mut sign);
+            let mut out = hooks.run_output();
+            let applying = executor::apply(
+                conn,
+                env,
+                app,
+                scripts,
+                interrupt::flag(),
+                &mut sign,
+                &mut *out,
+            );
             tokio::pin!(applying);
             let mut cancelled = false;
             loop {

@@ -1,13 +1,22 @@
-//! A streaming splitter that finds statement boundaries the way psql does.
+//! A streaming splitter that finds statement boundaries, and the exact text
+//! of each statement, the way psql 15 does (`src/fe_utils/psqlscan.l` and
+//! `src/bin/psql/mainloop.c` are the reference).
 //!
-//! It reads a script line by line (as psql does) and tracks: single-quoted
+//! It reads a script line by line, as psql does, and tracks: single-quoted
 //! strings (`standard_conforming_strings` on), `E''` strings with backslash
-//! escapes, dollar quotes with and without tags, double-quoted identifiers,
-//! `--` comments, nested `/* */` comments, parentheses, and psql's heuristic
-//! for SQL-standard function bodies (`BEGIN ATOMIC … END` inside
-//! `CREATE [OR REPLACE] FUNCTION|PROCEDURE`). A backslash outside quotes
-//! starts a psql meta-command that runs to the end of the line. After
-//! `COPY … FROM STDIN`, the following lines up to `\.` are data.
+//! escapes, quote continuation, dollar quotes with and without tags,
+//! double-quoted identifiers, `--` comments, nested `/* */` comments,
+//! parentheses, and psql's heuristic for SQL-standard function bodies
+//! (`BEGIN ATOMIC … END` inside `CREATE [OR REPLACE] FUNCTION|PROCEDURE`).
+//!
+//! The text is what psql puts in its query buffer: whitespace and `--`
+//! comments before a statement starts are dropped; an empty line outside
+//! quotes and comments is skipped; lines are joined with one newline, added
+//! only when the next line brings something; `\;` and `\:` put a bare `;` or
+//! `:` in the buffer (so `SELECT 1\; SELECT 2;` is one query); a `;` with
+//! nothing before it is a statement of its own (psql sends it). A backslash
+//! outside quotes starts a psql meta-command; after `COPY … FROM STDIN`, the
+//! following lines up to `\.` are data.
 
 use std::io::{self, BufRead};
 
@@ -19,39 +28,64 @@ pub enum Item {
     Meta(MetaCommand),
 }
 
-/// A top-level SQL statement.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A top-level SQL statement: one query as psql sends it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Statement {
-    /// The statement as sent to the server (leading whitespace and `--`
-    /// comments dropped, as psql drops them).
+    /// The text exactly as psql sends it to the server.
     pub text: String,
     /// 1-based line and column of its first byte in the script.
     pub line: usize,
     pub column: usize,
-    /// Upper-cased top-level words, at most [`MAX_WORDS`], for classification.
+    /// Upper-cased top-level words, at most [`MAX_WORDS`], for classification
+    /// (of the first statement, when several are joined with `\;`).
     pub words: Vec<String>,
+    /// The words of each further statement joined to the first with `\;`.
+    pub joined: Vec<Vec<String>>,
+    /// psql variable references outside quotes (`:name`, `:'name'`,
+    /// `:"name"`, `:{?name}`), each with its line: psql would substitute
+    /// the defined ones.
+    pub variables: Vec<(Variable, usize)>,
+    /// Byte offsets in `text` where the script had a backslash that psql
+    /// drops (`\;`, `\:`), to map server positions back to columns.
+    pub dropped: Vec<usize>,
+    /// Nothing but `;`, whitespace and comments: the server does nothing.
+    pub empty: bool,
+}
+
+/// A psql variable reference found in a statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Variable {
+    pub name: String,
+    /// As written: `:name`, `:'name'`, `:"name"` or `:{?name}`.
+    pub written: String,
 }
 
 /// Words of a statement kept for classification.
 pub const MAX_WORDS: usize = 24;
 
 impl Statement {
+    /// The words of every statement in this query: one list, or several
+    /// when they are joined with `\;`.
+    pub fn parts(&self) -> impl Iterator<Item = &[String]> {
+        std::iter::once(self.words.as_slice()).chain(self.joined.iter().map(Vec::as_slice))
+    }
+
     /// Whether this is `COPY … FROM STDIN`, whose data follows in the script.
     pub fn is_copy_from_stdin(&self) -> bool {
-        self.words.first().is_some_and(|w| w == "COPY")
-            && self
-                .words
-                .windows(2)
-                .any(|w| w[0] == "FROM" && w[1] == "STDIN")
+        self.parts().any(is_copy_from_stdin)
     }
 
     /// Whether this is `COPY … TO STDOUT`.
     pub fn is_copy_to_stdout(&self) -> bool {
-        self.words.first().is_some_and(|w| w == "COPY")
-            && self
-                .words
-                .windows(2)
-                .any(|w| w[0] == "TO" && w[1] == "STDOUT")
+        self.parts().any(|w| {
+            w.first().is_some_and(|w| w == "COPY")
+                && w.windows(2).any(|w| w[0] == "TO" && w[1] == "STDOUT")
+        })
+    }
+
+    /// Whether several statements are joined into this query with `\;`.
+    pub fn is_joined(&self) -> bool {
+        !self.joined.is_empty()
     }
 
     /// The first line of the statement, for messages.
@@ -60,10 +94,16 @@ impl Statement {
     }
 }
 
+fn is_copy_from_stdin(words: &[String]) -> bool {
+    words.first().is_some_and(|w| w == "COPY")
+        && words.windows(2).any(|w| w[0] == "FROM" && w[1] == "STDIN")
+}
+
 /// A psql meta-command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MetaCommand {
-    /// The command without its backslash: `c`, `restrict`, `echo`, `.`.
+    /// The command without its backslash, up to whitespace or the next
+    /// backslash, as psql reads it: `c`, `restrict`, `echo`, `.`.
     pub name: String,
     /// The rest of its line, trimmed.
     pub args: String,
@@ -77,6 +117,10 @@ pub enum LexError {
     Io { line: usize, source: io::Error },
     #[error("line {line}: statement is not valid UTF-8")]
     NotUtf8 { line: usize },
+    #[error(
+        "line 1: this is a pg_dump archive in custom format, not a SQL script (psql refuses it too; restore it with pg_restore, or dump with --format=plain)"
+    )]
+    CustomDump,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,7 +138,10 @@ enum State {
 /// Splits a script read from `reader` into statements and meta-commands.
 pub struct Splitter<R> {
     reader: R,
+    /// The current line as read, its newline included (COPY data is sent so).
     line: Vec<u8>,
+    /// Where the line's content ends: its length without the newline.
+    end: usize,
     pos: usize,
     line_no: usize,
     eof: bool,
@@ -102,7 +149,16 @@ pub struct Splitter<R> {
     stmt: Vec<u8>,
     stmt_line: usize,
     stmt_column: usize,
+    /// Where the newline that joined the current line to the statement
+    /// ends, while nothing else has been added: a meta-command alone on its
+    /// line takes it back, as psql does.
+    added_newline: Option<usize>,
     words: Vec<String>,
+    joined: Vec<Vec<String>>,
+    variables: Vec<(Variable, usize)>,
+    dropped: Vec<usize>,
+    /// Whether the statement has anything but `;`, whitespace and comments.
+    has_token: bool,
     paren_depth: u32,
     begin_depth: u32,
     identifiers: [u8; 4],
@@ -126,11 +182,98 @@ fn is_ident_char(b: u8) -> bool {
     is_ident_start(b) || b.is_ascii_digit() || b == b'$'
 }
 
+/// A character of a psql variable name.
+fn is_variable_char(b: u8) -> bool {
+    is_ident_start(b) || b.is_ascii_digit()
+}
+
+/// psql 15's whitespace (`\v` is not: it is sent as a character).
+fn is_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r' | b'\x0c')
+}
+
+/// Where a number token ends, by PostgreSQL 15's rules: digits, an
+/// optional fraction and exponent, and trailing junk — a whole identifier
+/// glued to it (`123abc`, `0x1f`, `1ebegin` are one token each). Only its
+/// end matters: an identifier after it is one the `BEGIN ATOMIC` heuristic
+/// counts. (Checked against psql by tests/it/parity.rs.)
+fn number_end(s: &[u8], start: usize) -> usize {
+    let digits = |mut i: usize| {
+        while s.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        i
+    };
+    let mut i = digits(start);
+    // `1..10` is the integer 1 and `..`.
+    if s.get(i) == Some(&b'.') && s.get(i + 1) != Some(&b'.') {
+        i = digits(i + 1);
+    }
+    if matches!(s.get(i), Some(b'e' | b'E')) {
+        let sign = matches!(s.get(i + 1), Some(b'+' | b'-'));
+        let j = i + 1 + usize::from(sign);
+        if s.get(j).is_some_and(u8::is_ascii_digit) {
+            i = digits(j);
+        } else if sign {
+            // `1e+` is a token of its own; what follows is not junk.
+            return j;
+        }
+    }
+    if s.get(i).copied().is_some_and(is_ident_start) {
+        i += 1;
+        while s.get(i).copied().is_some_and(is_ident_char) {
+            i += 1;
+        }
+    }
+    i
+}
+
+/// After a closing quote, a continuation of the same string on the same
+/// line: whitespace or a comment, a line break (a CR, inside a line), any
+/// whitespace, and a quote. Returns the length up to and including that
+/// quote. (Across lines psql never sees one: it scans each line alone.)
+fn quote_continuation(s: &[u8]) -> Option<usize> {
+    let comment_end = |mut i: usize| {
+        while i < s.len() && !matches!(s[i], b'\n' | b'\r') {
+            i += 1;
+        }
+        i
+    };
+    let mut i = 0;
+    loop {
+        match s.get(i) {
+            Some(b' ' | b'\t' | b'\x0c') => i += 1,
+            Some(b'-') if s.get(i + 1) == Some(&b'-') => i = comment_end(i + 2),
+            _ => break,
+        }
+    }
+    if !matches!(s.get(i), Some(b'\n' | b'\r')) {
+        return None;
+    }
+    i += 1;
+    loop {
+        match s.get(i) {
+            Some(&c) if is_space(c) => i += 1,
+            Some(b'-') if s.get(i + 1) == Some(&b'-') => {
+                let end = comment_end(i + 2);
+                if end < s.len() {
+                    i = end + 1;
+                } else {
+                    return None;
+                }
+            }
+            _ => break,
+        }
+    }
+    (s.get(i) == Some(&b'\'')).then_some(i + 1)
+}
+
 impl<R: BufRead> Splitter<R> {
     pub fn new(reader: R) -> Self {
         Self {
             reader,
             line: Vec::new(),
+            end: 0,
             pos: 0,
             line_no: 0,
             eof: false,
@@ -138,7 +281,12 @@ impl<R: BufRead> Splitter<R> {
             stmt: Vec::new(),
             stmt_line: 0,
             stmt_column: 0,
+            added_newline: None,
             words: Vec::new(),
+            joined: Vec::new(),
+            variables: Vec::new(),
+            dropped: Vec::new(),
+            has_token: false,
             paren_depth: 0,
             begin_depth: 0,
             identifiers: [0; 4],
@@ -160,7 +308,14 @@ impl<R: BufRead> Splitter<R> {
         self.reader
     }
 
-    fn read_line(&mut self) -> Result<bool, LexError> {
+    /// The byte at `i` of the current line's content.
+    fn at(&self, i: usize) -> Option<u8> {
+        (i < self.end).then(|| self.line[i])
+    }
+
+    /// Reads the next line, raw. Returns whether it was a replayed rest of a
+    /// COPY line, or `None` at the end of the input.
+    fn read_line(&mut self) -> Result<Option<bool>, LexError> {
         if let Some(n) = self.resume_line_no.take() {
             self.line_no = n;
         }
@@ -168,13 +323,14 @@ impl<R: BufRead> Splitter<R> {
             && let Some((bytes, at)) = self.replay.take()
         {
             self.resume_line_no = Some(self.line_no);
+            self.end = bytes.len();
             self.line = bytes;
             self.pos = 0;
             self.line_no = at;
-            return Ok(true);
+            return Ok(Some(true));
         }
         if self.eof {
-            return Ok(false);
+            return Ok(None);
         }
         self.line.clear();
         self.pos = 0;
@@ -187,10 +343,42 @@ impl<R: BufRead> Splitter<R> {
             })?;
         if n == 0 {
             self.eof = true;
-            return Ok(false);
+            self.end = 0;
+            return Ok(None);
         }
         self.line_no += 1;
-        Ok(true)
+        if self.line_no == 1 && !self.in_copy {
+            // psql ignores a UTF-8 byte-order mark, and refuses a pg_dump
+            // archive before sending anything.
+            if self.line.starts_with(b"\xef\xbb\xbf") {
+                self.line.drain(..3);
+            }
+            if self.line.starts_with(b"PGDMP") {
+                return Err(LexError::CustomDump);
+            }
+        }
+        self.end = self.line.len() - usize::from(self.line.ends_with(b"\n"));
+        Ok(Some(false))
+    }
+
+    /// Reads the next line of SQL as psql's main loop does: an empty line
+    /// outside quotes and comments is skipped, and a newline joins the line
+    /// to a statement already begun. Returns false at the end of the input.
+    fn next_sql_line(&mut self) -> Result<bool, LexError> {
+        loop {
+            match self.read_line()? {
+                None => return Ok(false),
+                Some(true) => return Ok(true),
+                Some(false) if self.end == 0 && self.state == State::Normal => {}
+                Some(false) => {
+                    if !self.stmt.is_empty() {
+                        self.stmt.push(b'\n');
+                        self.added_newline = Some(self.stmt.len());
+                    }
+                    return Ok(true);
+                }
+            }
+        }
     }
 
     /// Reads the next chunk of COPY data after a `COPY … FROM STDIN`
@@ -203,36 +391,32 @@ impl<R: BufRead> Splitter<R> {
         let mut chunk = Vec::new();
         // The rest of the line that held the COPY statement is not data:
         // psql runs it as SQL after the data (keep it for then).
-        if self.pos < self.line.len() {
-            let rest = self.line[self.pos..].to_vec();
-            self.pos = self.line.len();
+        if self.pos < self.end {
+            let rest = self.line[self.pos..self.end].to_vec();
+            self.pos = self.end;
             if rest.iter().any(|b| !b.is_ascii_whitespace()) {
                 self.replay = Some((rest, self.line_no));
             }
         }
         while chunk.len() < limit {
-            if !self.read_line()? {
+            if self.read_line()?.is_none() {
                 // psql ends COPY data at the end of the file as well as at `\.`.
                 self.in_copy = false;
                 break;
             }
-            let body = self.line.strip_suffix(b"\n").unwrap_or(&self.line);
+            let body = &self.line[..self.end];
             let body = body.strip_suffix(b"\r").unwrap_or(body);
+            self.pos = self.end;
             if body == b"\\." {
-                if !self.line.ends_with(b"\n") {
+                if self.end == self.line.len() {
                     // psql 15 sends a final `\.` without newline as data, and
                     // the server refuses it ("end-of-copy marker corrupt").
                     chunk.extend_from_slice(&self.line);
-                    self.pos = self.line.len();
-                    self.in_copy = false;
-                    break;
                 }
-                self.pos = self.line.len();
                 self.in_copy = false;
                 break;
             }
             chunk.extend_from_slice(&self.line);
-            self.pos = self.line.len();
         }
         if chunk.is_empty() && !self.in_copy {
             return Ok(None);
@@ -246,45 +430,60 @@ impl<R: BufRead> Splitter<R> {
         Ok(())
     }
 
-    fn push(&mut self, bytes: &[u8]) {
-        if self.stmt.is_empty() {
-            self.stmt_line = self.line_no;
-            self.stmt_column = self.pos + 1;
+    /// Pushes bytes that are whitespace or comment (dropped before a statement starts).
+    fn push_space(&mut self, start: usize, end: usize) {
+        if !self.stmt.is_empty() {
+            self.stmt.extend_from_slice(&self.line[start..end]);
         }
-        self.stmt.extend_from_slice(bytes);
+        self.pos = end;
     }
 
-    /// Pushes `line[start..end]` (the current line) onto the statement.
-    fn stmt_push_range(&mut self, start: usize, end: usize) {
+    /// Pushes `line[start..end]` of the current line onto the statement.
+    fn push(&mut self, start: usize, end: usize) {
         if self.stmt.is_empty() {
             self.stmt_line = self.line_no;
             self.stmt_column = start + 1;
         }
         self.stmt.extend_from_slice(&self.line[start..end]);
+        self.pos = end;
     }
 
-    fn emit(&mut self) -> Result<Option<Item>, LexError> {
+    /// Pushes a token of the statement proper (not `;`, space or comment).
+    fn push_token(&mut self, start: usize, end: usize) {
+        self.has_token = true;
+        self.push(start, end);
+    }
+
+    fn emit(&mut self) -> Result<Item, LexError> {
         let bytes = std::mem::take(&mut self.stmt);
-        let words = std::mem::take(&mut self.words);
+        let mut words = std::mem::take(&mut self.words);
+        let mut joined = std::mem::take(&mut self.joined);
+        if !joined.is_empty() {
+            // Parts are collected first to last; the first is `words`.
+            joined.push(words);
+            words = joined.remove(0);
+        }
         self.paren_depth = 0;
         self.begin_depth = 0;
         self.identifier_count = 0;
+        self.added_newline = None;
         let text = String::from_utf8(bytes).map_err(|_| LexError::NotUtf8 {
             line: self.stmt_line,
         })?;
-        if text.trim() == ";" || text.trim().is_empty() {
-            return Ok(None);
-        }
         let stmt = Statement {
             text,
             line: self.stmt_line,
             column: self.stmt_column,
             words,
+            joined,
+            variables: std::mem::take(&mut self.variables),
+            dropped: std::mem::take(&mut self.dropped),
+            empty: !std::mem::take(&mut self.has_token),
         };
         if stmt.is_copy_from_stdin() {
             self.in_copy = true;
         }
-        Ok(Some(Item::Statement(stmt)))
+        Ok(Item::Statement(stmt))
     }
 
     /// psql's heuristic for `BEGIN ATOMIC … END` bodies, fed one identifier.
@@ -326,229 +525,267 @@ impl<R: BufRead> Splitter<R> {
         }
     }
 
+    /// A psql variable reference at `pos` (a `:`), if there is one: its end.
+    fn variable_at(&self, pos: usize) -> Option<(usize, usize, usize)> {
+        let name_end = |mut i: usize| {
+            while self.at(i).is_some_and(is_variable_char) {
+                i += 1;
+            }
+            i
+        };
+        match self.at(pos + 1)? {
+            c if is_variable_char(c) => Some((pos + 1, name_end(pos + 1), name_end(pos + 1))),
+            q @ (b'\'' | b'"') => {
+                let end = name_end(pos + 2);
+                (end > pos + 2 && self.at(end) == Some(q)).then_some((pos + 2, end, end + 1))
+            }
+            b'{' if self.at(pos + 2) == Some(b'?') => {
+                let end = name_end(pos + 3);
+                (end > pos + 3 && self.at(end) == Some(b'}')).then_some((pos + 3, end, end + 1))
+            }
+            _ => None,
+        }
+    }
+
     /// The next statement or meta-command; `None` at the end of the script.
     pub fn next_item(&mut self) -> Result<Option<Item>, LexError> {
         if self.in_copy {
             self.skip_copy()?;
         }
         loop {
-            if self.pos >= self.line.len() && !self.read_line()? {
-                // End of input: whatever is left is the last statement (psql sends it).
-                if self.stmt.iter().any(|b| !b.is_ascii_whitespace()) {
-                    return self.emit();
+            if self.pos >= self.end {
+                if !self.next_sql_line()? {
+                    // End of input: whatever is in the buffer is the last
+                    // statement (psql sends it).
+                    if !self.stmt.is_empty() {
+                        return self.emit().map(Some);
+                    }
+                    return Ok(None);
                 }
-                return Ok(None);
+                continue;
             }
-            let b = self.line[self.pos];
-            let next = self.line.get(self.pos + 1).copied();
+            let pos = self.pos;
+            let b = self.line[pos];
+            let next = self.at(pos + 1);
             match self.state {
-                State::Normal => {
-                    match b {
-                        b' ' | b'\t' | b'\n' | b'\r' | b'\x0c' => {
-                            if !self.stmt.is_empty() {
-                                self.push(&[b]);
-                            }
-                            self.pos += 1;
+                State::Normal => match b {
+                    c if is_space(c) => self.push_space(pos, pos + 1),
+                    b'-' if next == Some(b'-') => {
+                        // A line comment, to the end of the line or a CR.
+                        let mut end = pos + 2;
+                        while self.at(end).is_some_and(|c| c != b'\r') {
+                            end += 1;
                         }
-                        b'-' if next == Some(b'-') => {
-                            // A line comment; dropped before a statement starts, as psql does.
-                            let end = self.line.len();
-                            if !self.stmt.is_empty() {
-                                self.stmt_push_range(self.pos, end);
-                            }
-                            self.pos = end;
-                        }
-                        b'/' if next == Some(b'*') => {
-                            self.push(b"/*");
-                            self.pos += 2;
-                            self.state = State::Comment(1);
-                        }
-                        b'\'' => {
-                            let n = self.stmt.len();
-                            let escapes = n >= 1
-                                && matches!(self.stmt[n - 1], b'e' | b'E')
-                                && (n == 1 || !is_ident_char(self.stmt[n - 2]));
-                            self.push(b"'");
-                            self.pos += 1;
-                            self.state = State::Quote { escapes };
-                        }
-                        b'"' => {
-                            self.push(b"\"");
-                            self.pos += 1;
-                            self.state = State::Ident;
-                        }
-                        b'$' => {
-                            if let Some(tag) = dollar_tag(&self.line[self.pos..]) {
-                                let end = self.pos + tag.len() + 2;
-                                self.dollar.clear();
-                                self.dollar.extend_from_slice(&self.line[self.pos..end]);
-                                self.stmt_push_range(self.pos, end);
-                                self.pos = end;
-                                self.state = State::Dollar;
-                            } else {
-                                self.push(b"$");
-                                self.pos += 1;
-                            }
-                        }
-                        b'(' => {
-                            self.paren_depth += 1;
-                            self.push(b"(");
-                            self.pos += 1;
-                        }
-                        b')' => {
-                            self.paren_depth = self.paren_depth.saturating_sub(1);
-                            self.push(b")");
-                            self.pos += 1;
-                        }
-                        b';' => {
-                            self.push(b";");
-                            self.pos += 1;
-                            if self.paren_depth == 0
-                                && self.begin_depth == 0
-                                && let Some(item) = self.emit()?
-                            {
-                                return Ok(Some(item));
-                            }
-                        }
-                        b'\\' => {
-                            // A psql meta-command: to the end of the line.
-                            let start = self.pos + 1;
-                            let mut end = start;
-                            if self
-                                .line
-                                .get(start)
-                                .is_some_and(|c| c.is_ascii_alphabetic())
-                            {
-                                while self
-                                    .line
-                                    .get(end)
-                                    .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_')
-                                {
-                                    end += 1;
-                                }
-                            } else if start < self.line.len() {
-                                end = start + 1;
-                            }
-                            let name = String::from_utf8_lossy(&self.line[start..end]).into_owned();
-                            let args = String::from_utf8_lossy(&self.line[end..]).trim().to_owned();
-                            self.pos = self.line.len();
-                            return Ok(Some(Item::Meta(MetaCommand {
-                                name,
-                                args,
-                                line: self.line_no,
-                            })));
-                        }
-                        c if is_ident_start(c) => {
-                            let start = self.pos;
-                            let mut end = start + 1;
-                            while self.line.get(end).copied().is_some_and(is_ident_char) {
-                                end += 1;
-                            }
-                            let word = self.line[start..end].to_vec();
-                            self.push(&word);
-                            self.pos = end;
-                            self.track_identifier(&word);
-                        }
-                        c if c.is_ascii_digit() => {
-                            // Numbers, including `1e5` and `0x1f`, so that letters in them
-                            // are not taken for identifiers.
-                            let start = self.pos;
-                            let mut end = start + 1;
-                            while self.line.get(end).is_some_and(|c| {
-                                c.is_ascii_alphanumeric() || *c == b'_' || *c == b'.'
-                            }) {
-                                end += 1;
-                            }
-                            self.stmt_push_range(start, end);
-                            self.pos = end;
-                        }
-                        _ => {
-                            self.push(&[b]);
-                            self.pos += 1;
+                        self.push_space(pos, end);
+                    }
+                    b'/' if next == Some(b'*') => {
+                        self.push(pos, pos + 2);
+                        self.state = State::Comment(1);
+                    }
+                    b'\'' => {
+                        self.push_token(pos, pos + 1);
+                        self.state = State::Quote { escapes: false };
+                    }
+                    b'"' => {
+                        self.push_token(pos, pos + 1);
+                        self.state = State::Ident;
+                    }
+                    b'$' => {
+                        if let Some(tag) = dollar_tag(&self.line[pos..self.end]) {
+                            let end = pos + tag.len() + 2;
+                            self.dollar.clear();
+                            self.dollar.extend_from_slice(&self.line[pos..end]);
+                            self.push_token(pos, end);
+                            self.state = State::Dollar;
+                        } else {
+                            self.push_token(pos, pos + 1);
                         }
                     }
-                }
+                    b'(' => {
+                        self.paren_depth += 1;
+                        self.push_token(pos, pos + 1);
+                    }
+                    b')' => {
+                        self.paren_depth = self.paren_depth.saturating_sub(1);
+                        self.push_token(pos, pos + 1);
+                    }
+                    b';' => {
+                        self.push(pos, pos + 1);
+                        if self.paren_depth == 0 && self.begin_depth == 0 {
+                            return self.emit().map(Some);
+                        }
+                    }
+                    b':' => match next {
+                        Some(b':' | b'=') => self.push_token(pos, pos + 2),
+                        _ => {
+                            if let Some((start, end, stop)) = self.variable_at(pos) {
+                                let variable = Variable {
+                                    name: String::from_utf8_lossy(&self.line[start..end])
+                                        .into_owned(),
+                                    written: String::from_utf8_lossy(&self.line[pos..stop])
+                                        .into_owned(),
+                                };
+                                self.variables.push((variable, self.line_no));
+                                self.push_token(pos, stop);
+                            } else {
+                                self.push_token(pos, pos + 1);
+                            }
+                        }
+                    },
+                    b'\\' if matches!(next, Some(b';' | b':')) => {
+                        // psql puts a bare `;` or `:` in the buffer; a `;` so
+                        // placed does not end the query, it joins the next
+                        // statement to it.
+                        if self.stmt.is_empty() {
+                            self.stmt_line = self.line_no;
+                            self.stmt_column = pos + 1;
+                        }
+                        self.dropped.push(self.stmt.len());
+                        self.stmt.push(self.line[pos + 1]);
+                        self.pos = pos + 2;
+                        if next == Some(b';') {
+                            self.identifier_count = 0;
+                            self.joined.push(std::mem::take(&mut self.words));
+                        } else {
+                            self.has_token = true;
+                        }
+                    }
+                    b'\\' => return Ok(Some(Item::Meta(self.meta_command(pos)))),
+                    c if is_ident_start(c) => {
+                        let mut end = pos + 1;
+                        while self.at(end).is_some_and(is_ident_char) {
+                            end += 1;
+                        }
+                        let word = &self.line[pos..end];
+                        // A string's prefix (E'', N'', B'', X'', U&'', U&""),
+                        // not an identifier.
+                        let prefix = match (word, self.at(end), self.at(end + 1)) {
+                            ([b'e' | b'E'], Some(b'\''), _) => Some(State::Quote { escapes: true }),
+                            ([b'n' | b'N' | b'b' | b'B' | b'x' | b'X'], Some(b'\''), _) => {
+                                Some(State::Quote { escapes: false })
+                            }
+                            ([b'u' | b'U'], Some(b'&'), Some(b'\'')) => {
+                                Some(State::Quote { escapes: false })
+                            }
+                            ([b'u' | b'U'], Some(b'&'), Some(b'"')) => Some(State::Ident),
+                            // `U&` without a quote: psql echoes the U, and
+                            // does not count it as an identifier.
+                            ([b'u' | b'U'], Some(b'&'), _) => Some(State::Normal),
+                            _ => None,
+                        };
+                        match prefix {
+                            Some(State::Normal) => self.push_token(pos, end),
+                            Some(state) => {
+                                let quote = end + usize::from(self.at(end) == Some(b'&'));
+                                self.push_token(pos, quote + 1);
+                                self.state = state;
+                            }
+                            None => {
+                                let word = word.to_vec();
+                                self.push_token(pos, end);
+                                self.track_identifier(&word);
+                            }
+                        }
+                    }
+                    c if c.is_ascii_digit() => {
+                        let end = number_end(&self.line[..self.end], pos);
+                        self.push_token(pos, end);
+                    }
+                    _ => self.push_token(pos, pos + 1),
+                },
                 State::Quote { escapes } => {
                     if escapes && b == b'\\' {
-                        let end = (self.pos + 2).min(self.line.len());
-                        let bytes = self.line[self.pos..end].to_vec();
-                        self.push(&bytes);
-                        self.pos = end;
+                        self.push(pos, (pos + 2).min(self.end));
                     } else if b == b'\'' {
                         if next == Some(b'\'') {
-                            self.push(b"''");
-                            self.pos += 2;
+                            self.push(pos, pos + 2);
+                        } else if let Some(n) = quote_continuation(&self.line[pos + 1..self.end]) {
+                            self.push(pos, pos + 1 + n);
                         } else {
-                            self.push(b"'");
-                            self.pos += 1;
+                            self.push(pos, pos + 1);
                             self.state = State::Normal;
                         }
                     } else {
-                        self.push(&[b]);
-                        self.pos += 1;
-                        self.push_run(|c| c != b'\'' && c != b'\\');
+                        self.push_run(pos, |c| c != b'\'' && c != b'\\');
                     }
                 }
                 State::Ident => {
                     if b == b'"' {
                         if next == Some(b'"') {
-                            self.push(b"\"\"");
-                            self.pos += 2;
+                            self.push(pos, pos + 2);
                         } else {
-                            self.push(b"\"");
-                            self.pos += 1;
+                            self.push(pos, pos + 1);
                             self.state = State::Normal;
                         }
                     } else {
-                        self.push_run(|c| c != b'"');
+                        self.push_run(pos, |c| c != b'"');
                     }
                 }
                 State::Dollar => {
-                    if self.line[self.pos..].starts_with(&self.dollar) {
-                        let end = self.pos + self.dollar.len();
-                        self.stmt_push_range(self.pos, end);
-                        self.pos = end;
+                    if self.line[pos..self.end].starts_with(&self.dollar) {
+                        self.push(pos, pos + self.dollar.len());
                         self.state = State::Normal;
                     } else {
-                        self.push(&[b]);
-                        self.pos += 1;
-                        self.push_run(|c| c != b'$');
+                        self.push_run(pos + 1, |c| c != b'$');
                     }
                 }
                 State::Comment(depth) => {
                     if b == b'/' && next == Some(b'*') {
-                        self.push(b"/*");
-                        self.pos += 2;
+                        self.push(pos, pos + 2);
                         self.state = State::Comment(depth + 1);
                     } else if b == b'*' && next == Some(b'/') {
-                        self.push(b"*/");
-                        self.pos += 2;
+                        self.push(pos, pos + 2);
                         self.state = if depth == 1 {
                             State::Normal
                         } else {
                             State::Comment(depth - 1)
                         };
                     } else {
-                        self.push(&[b]);
-                        self.pos += 1;
-                        self.push_run(|c| c != b'*' && c != b'/');
+                        self.push_run(pos + 1, |c| c != b'*' && c != b'/');
                     }
                 }
             }
         }
     }
 
-    /// Pushes bytes of the current line while `keep` holds (a fast path for string bodies).
-    fn push_run(&mut self, keep: impl Fn(u8) -> bool) {
-        let start = self.pos;
+    /// The meta-command starting at the backslash at `pos`: its name runs to
+    /// whitespace or the next backslash, as psql reads it; its arguments are
+    /// the rest of the line. A newline that only joined this line to the
+    /// statement is taken back, as psql does.
+    fn meta_command(&mut self, pos: usize) -> MetaCommand {
+        if self.added_newline == Some(self.stmt.len()) {
+            self.stmt.pop();
+        }
+        self.added_newline = None;
+        let start = pos + 1;
         let mut end = start;
-        while end < self.line.len() && keep(self.line[end]) {
+        if self.at(start) == Some(b'\\') {
             end += 1;
         }
-        if end > start {
-            self.stmt_push_range(start, end);
-            self.pos = end;
+        while self.at(end).is_some_and(|c| !is_space(c) && c != b'\\') {
+            end += 1;
         }
+        let name = String::from_utf8_lossy(&self.line[start..end]).into_owned();
+        let args = String::from_utf8_lossy(&self.line[end..self.end])
+            .trim()
+            .to_owned();
+        self.pos = self.end;
+        MetaCommand {
+            name,
+            args,
+            line: self.line_no,
+        }
+    }
+
+    /// Pushes bytes of the current line from `self.pos` while `keep` holds,
+    /// starting no earlier than `from` (a fast path for string bodies).
+    fn push_run(&mut self, from: usize, keep: impl Fn(u8) -> bool) {
+        let start = self.pos;
+        let mut end = from.min(self.end);
+        while end < self.end && keep(self.line[end]) {
+            end += 1;
+        }
+        self.push(start, end.max(start + 1));
     }
 }
 
@@ -650,13 +887,162 @@ mod tests {
                 ],
             ),
             ("BEGIN; SELECT 1; END;", &["BEGIN;", "SELECT 1;", "END;"]),
-            ("SELECT 1;;\n;\nSELECT 2;", &["SELECT 1;", "SELECT 2;"]),
+            (
+                "SELECT 1;;\n;\nSELECT 2;",
+                &["SELECT 1;", ";", ";", "SELECT 2;"],
+            ),
             ("  \n-- only a comment\n", &[]),
             ("SELECT 1e5; SELECT 0x1F;", &["SELECT 1e5;", "SELECT 0x1F;"]),
         ];
         for (script, want) in cases {
             assert_eq!(statements(script), *want, "{script:?}");
         }
+    }
+
+    /// Each case was checked against psql 15.18 by the server's own log of
+    /// what it received (tests/it/parity.rs repeats that check on every run).
+    #[test]
+    fn sends_exactly_the_text_psql_sends() {
+        let cases: &[(&str, &[&str])] = &[
+            // An empty line outside quotes and comments is skipped.
+            ("/* c */\n\nSELECT 1;", &["/* c */\nSELECT 1;"]),
+            ("SELECT 1\n\n+ 1;", &["SELECT 1\n+ 1;"]),
+            ("SELECT (1\n\n);", &["SELECT (1\n);"]),
+            ("SELECT 'a'\n\n'b';", &["SELECT 'a'\n'b';"]),
+            ("SELECT 1 -- c\n\n;", &["SELECT 1 -- c\n;"]),
+            // ... but kept inside quotes, comments and dollar quotes.
+            ("SELECT 'a\n\nb';", &["SELECT 'a\n\nb';"]),
+            ("SELECT $$a\n\nb$$;", &["SELECT $$a\n\nb$$;"]),
+            ("SELECT /* a\n\nb */ 1;", &["SELECT /* a\n\nb */ 1;"]),
+            ("SELECT \"a\n\nb\";", &["SELECT \"a\n\nb\";"]),
+            // A line of whitespace is not empty.
+            ("SELECT 1\n  \n+ 1;", &["SELECT 1\n  \n+ 1;"]),
+            ("SELECT 1\n\r\n+ 1;", &["SELECT 1\n\r\n+ 1;"]),
+            // An unterminated last statement goes without its trailing newlines.
+            ("SELECT 1\n\n\n", &["SELECT 1"]),
+            ("SELECT 1\n-- c\n", &["SELECT 1\n-- c"]),
+            ("SELECT 1; /* c */\n", &["SELECT 1;", "/* c */"]),
+            ("-- only\n\n", &[]),
+            // Empty statements are sent.
+            ("SELECT 2;;", &["SELECT 2;", ";"]),
+            ("\t\n;", &[";"]),
+            ("-- c\n;", &[";"]),
+            // `\;` joins statements into one query; `\:` is a colon.
+            ("SELECT 1\\; SELECT 2;", &["SELECT 1; SELECT 2;"]),
+            ("\\; SELECT 3;", &["; SELECT 3;"]),
+            ("SELECT 1\\;\n\nSELECT 2;", &["SELECT 1;\nSELECT 2;"]),
+            ("SELECT '\\;';", &["SELECT '\\;';"]),
+            ("SELECT 1 \\:x;", &["SELECT 1 :x;"]),
+            // A meta-command alone on its line takes back the joining newline.
+            ("SELECT 1\n\\echo hi\n+1;", &["SELECT 1\n+1;"]),
+            ("SELECT 1 \\echo hi\n+1;", &["SELECT 1 \n+1;"]),
+            ("SELECT 1\n  \\echo hi\n+1;", &["SELECT 1\n  \n+1;"]),
+            // Whitespace and comments are kept once a statement has begun.
+            (
+                "SELECT 1 -- trailing\n+ 2;",
+                &["SELECT 1 -- trailing\n+ 2;"],
+            ),
+            // A CR ends a line comment, as the server reads it.
+            ("SELECT 1; -- c\rSELECT 2;\n", &["SELECT 1;", "SELECT 2;"]),
+            ("SELECT 1 -- c\r, 2;", &["SELECT 1 -- c\r, 2;"]),
+            // A quote continued after a CR on the same line is one string.
+            (
+                "SELECT E'a'\r'\\''; SELECT 4;",
+                &["SELECT E'a'\r'\\'';", "SELECT 4;"],
+            ),
+            (
+                "SELECT 'a' -- c\r 'b;'; SELECT 5;",
+                &["SELECT 'a' -- c\r 'b;';", "SELECT 5;"],
+            ),
+            // Escapes only after a lone E: `abe'\'` is an identifier and a plain string.
+            (
+                "SELECT abe'\\'; SELECT 6;",
+                &["SELECT abe'\\';", "SELECT 6;"],
+            ),
+            ("SELECT \"x\"e'\\';';", &["SELECT \"x\"e'\\';';"]),
+            // Typecasts and assignments are not variables.
+            ("SELECT 1::int, a := 2;", &["SELECT 1::int, a := 2;"]),
+            // A UTF-8 byte-order mark is ignored, as psql does.
+            ("\u{feff}SELECT 1;", &["SELECT 1;"]),
+            ("\u{feff}\nSELECT 1;\n\u{feff}", &["SELECT 1;", "\u{feff}"]),
+            // `\v` is not whitespace to psql 15: it starts a statement.
+            ("\x0b\nSELECT 1;", &["\x0b\nSELECT 1;"]),
+        ];
+        for (script, want) in cases {
+            assert_eq!(statements(script), *want, "{script:?}");
+        }
+    }
+
+    #[test]
+    fn empty_statements_are_marked_empty() {
+        let items = split_all(b"SELECT 1;;\n/* c */ ;\n(SELECT 2);\n\\;;").unwrap();
+        let empty: Vec<bool> = items
+            .iter()
+            .map(|i| match i {
+                Item::Statement(s) => s.empty,
+                Item::Meta(_) => panic!("{i:?}"),
+            })
+            .collect();
+        assert_eq!(empty, [false, true, true, false, true]);
+    }
+
+    #[test]
+    fn joined_statements_keep_the_words_of_each() {
+        let items = split_all(b"SELECT 1\\; COMMIT\\;\nBEGIN;").unwrap();
+        let Item::Statement(s) = &items[0] else {
+            panic!()
+        };
+        assert_eq!(s.words, ["SELECT"]);
+        assert_eq!(
+            s.joined,
+            [vec!["COMMIT".to_owned()], vec!["BEGIN".to_owned()]]
+        );
+        assert!(s.is_joined());
+        assert_eq!(s.dropped, [8, 16]);
+    }
+
+    #[test]
+    fn psql_variables_are_found_outside_quotes() {
+        let items = split_all(
+            b"SELECT :DBNAME, :'USER', :\"HOST\", :{?x}, ':no', $$:no$$, 1::int, arr[1:2];",
+        )
+        .unwrap();
+        let Item::Statement(s) = &items[0] else {
+            panic!()
+        };
+        let found: Vec<&str> = s
+            .variables
+            .iter()
+            .map(|(v, _)| v.written.as_str())
+            .collect();
+        assert_eq!(found, [":DBNAME", ":'USER'", ":\"HOST\"", ":{?x}", ":2"]);
+        assert_eq!(s.variables[1].0.name, "USER");
+    }
+
+    #[test]
+    fn numbers_end_where_postgresql_15_ends_them() {
+        for (s, end) in [
+            ("123", 3),
+            ("1.5", 3),
+            ("1..2", 1),
+            ("1e5", 3),
+            ("1e+5x", 5),
+            ("1e+5xy$z", 8),
+            ("1ebegin", 7),
+            ("1e+", 3),
+            ("1e+x", 3),
+            ("12x", 3),
+            ("0x1f", 4),
+            ("1.x", 3),
+            ("1.5e", 4),
+        ] {
+            assert_eq!(number_end(s.as_bytes(), 0), end, "{s}");
+        }
+        // So `1ebegin` is no BEGIN to psql's heuristic, but `1e+begin` is.
+        let sql = "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1ebegin; END; SELECT 3;";
+        assert_eq!(statements(sql).len(), 2, "{:?}", statements(sql));
+        let sql = "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1e+begin; END; SELECT 3;";
+        assert_eq!(statements(sql).len(), 1, "{:?}", statements(sql));
     }
 
     #[test]
@@ -818,6 +1204,7 @@ mod tests {
             "COPY x FROM stdin",
             "\u{feff};",
             "\\\n",
+            "PGDMP\x01\x0e",
         ] {
             let _ = split_all(script.as_bytes());
         }

@@ -8,36 +8,159 @@ use std::fmt;
 use crate::changeset::{Bundle, BundleError, HashingReader, Manifest, TransactionMode};
 pub use lexer::{Item, LexError, MetaCommand, Splitter, Statement};
 
-/// psql meta-commands that pg_dump writes and that are safe to ignore.
-pub const IGNORED_META_COMMANDS: &[&str] = &["restrict", "unrestrict"];
-
-/// Whether a meta-command changes nothing promoter runs, so it can be
-/// skipped as psql would have acted on it: pg_dump's `\restrict` and
-/// `\unrestrict`, and `\set ON_ERROR_STOP on` (or `1`, `true`), which
-/// migration sets written for psql start with; promoter always stops at the
-/// first error. Every other meta-command (including other `\set`s, whose
-/// variables would change what psql sends) is refused.
-pub fn meta_is_harmless(m: &MetaCommand) -> bool {
-    if IGNORED_META_COMMANDS.contains(&m.name.as_str()) {
-        return true;
-    }
-    if m.name != "set" {
-        return false;
-    }
-    let mut args = m.args.split_whitespace();
-    matches!(
-        (
-            args.next(),
-            args.next().map(str::to_ascii_lowercase).as_deref(),
-            args.next()
-        ),
-        (
-            Some("ON_ERROR_STOP"),
-            Some("on" | "1" | "true" | "'on'" | "'1'"),
-            None
-        )
-    )
+/// What promoter does with a meta-command it accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MetaAction {
+    /// Nothing: it changes nothing promoter runs.
+    Ignore,
+    /// Print this text in the run output (`\echo`, `\qecho`).
+    Print(String),
 }
+
+/// The meta-commands promoter accepts, each handled as psql handles it,
+/// because none of them can change what the server receives:
+///
+/// - `\restrict KEY` and `\unrestrict KEY`, which pg_dump writes (psql
+///   refuses other meta-commands between them; promoter refuses them all);
+/// - `\set ON_ERROR_STOP on` (or `1`, `true`, `yes`), which migration sets
+///   written for psql start with: promoter always stops at the first error;
+/// - `\echo` and `\qecho` with plain text: printed in the run output.
+///
+/// Everything else is refused, including other `\set`s (a variable changes
+/// what psql sends), and these with anything psql would expand: a variable
+/// (`:name`), a backquoted shell command, a backslash (an escape, or the
+/// next meta-command on the same line).
+pub fn accepted_meta(m: &MetaCommand) -> Option<MetaAction> {
+    match m.name.as_str() {
+        "restrict" | "unrestrict" => {
+            let plain = !m.args.is_empty() && m.args.bytes().all(|b| b.is_ascii_alphanumeric());
+            plain.then_some(MetaAction::Ignore)
+        }
+        "set" => {
+            let mut args = m.args.split_whitespace();
+            let (name, value, extra) = (args.next()?, args.next()?, args.next());
+            let value = value.trim_matches('\'').to_ascii_lowercase();
+            (name == "ON_ERROR_STOP"
+                && extra.is_none()
+                && matches!(value.as_str(), "on" | "1" | "true" | "yes"))
+            .then_some(MetaAction::Ignore)
+        }
+        "echo" | "qecho" => {
+            let words = echo_words(&m.args)?;
+            let (newline, words) = match words.split_first() {
+                Some((first, rest)) if first == "-n" => (false, rest),
+                _ => (true, words.as_slice()),
+            };
+            let mut text = words.join(" ");
+            if newline {
+                text.push('\n');
+            }
+            Some(MetaAction::Print(text))
+        }
+        _ => None,
+    }
+}
+
+/// The arguments of `\echo` as psql reads them, when they hold nothing it
+/// would expand: words split at whitespace, `'…'` with `''` for a quote,
+/// `"…"` kept as written.
+fn echo_words(args: &str) -> Option<Vec<String>> {
+    if args.contains(['\\', '`']) {
+        return None;
+    }
+    let mut words = Vec::new();
+    let mut chars = args.chars().peekable();
+    loop {
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        if chars.peek().is_none() {
+            return Some(words);
+        }
+        let mut word = String::new();
+        while let Some(c) = chars.next_if(|c| !c.is_whitespace()) {
+            match c {
+                '\'' => loop {
+                    match chars.next()? {
+                        '\'' if chars.next_if_eq(&'\'').is_some() => word.push('\''),
+                        '\'' => break,
+                        c => word.push(c),
+                    }
+                },
+                '"' => {
+                    word.push('"');
+                    loop {
+                        let c = chars.next()?;
+                        word.push(c);
+                        if c == '"' {
+                            break;
+                        }
+                    }
+                }
+                ':' if chars.peek().is_some_and(|&n| {
+                    n.is_alphanumeric() || matches!(n, '_' | '\'' | '"' | '{')
+                }) =>
+                {
+                    return None;
+                }
+                c => word.push(c),
+            }
+        }
+        words.push(word);
+    }
+}
+
+/// Whether promoter accepts the meta-command (see [`accepted_meta`]).
+pub fn meta_is_harmless(m: &MetaCommand) -> bool {
+    accepted_meta(m).is_some()
+}
+
+/// The variables psql defines by itself (versions 15 to 18), which it would
+/// replace in a script's SQL: a script that uses one is refused, because
+/// promoter sends the text as written. An undefined `:name` psql sends as
+/// written too, so it is accepted.
+pub const PSQL_VARIABLES: &[&str] = &[
+    "AUTOCOMMIT",
+    "COMP_KEYWORD_CASE",
+    "DBNAME",
+    "ECHO",
+    "ECHO_HIDDEN",
+    "ENCODING",
+    "ERROR",
+    "FETCH_COUNT",
+    "HIDE_TABLEAM",
+    "HIDE_TOAST_COMPRESSION",
+    "HISTCONTROL",
+    "HISTFILE",
+    "HISTSIZE",
+    "HOST",
+    "IGNOREEOF",
+    "LASTOID",
+    "LAST_ERROR_MESSAGE",
+    "LAST_ERROR_SQLSTATE",
+    "ON_ERROR_ROLLBACK",
+    "ON_ERROR_STOP",
+    "PORT",
+    "PROMPT1",
+    "PROMPT2",
+    "PROMPT3",
+    "QUIET",
+    "ROW_COUNT",
+    "SERVER_VERSION_NAME",
+    "SERVER_VERSION_NUM",
+    "SERVICE",
+    "SHELL_ERROR",
+    "SHELL_EXIT_CODE",
+    "SHOW_ALL_RESULTS",
+    "SHOW_CONTEXT",
+    "SINGLELINE",
+    "SINGLESTEP",
+    "SQLSTATE",
+    "USER",
+    "VERBOSITY",
+    "VERSION",
+    "VERSION_NAME",
+    "VERSION_NUM",
+    "WATCH_INTERVAL",
+];
 
 /// A reason a script cannot be executed faithfully, found before anything runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,7 +176,10 @@ pub enum ProblemKind {
     MetaCommand(String),
     NotInTransaction(String),
     TransactionControl(String),
-    CopyToStdout,
+    /// A psql variable psql would replace (`:DBNAME`), as written.
+    PsqlVariable(String),
+    /// Something that cannot share a `\;`-joined query (COPY, transaction control).
+    Joined(String),
     /// Changes how the server reads string literals (see [`string_syntax`]).
     StringSyntax,
     Lex(String),
@@ -81,9 +207,13 @@ impl fmt::Display for ScriptProblem {
                 f,
                 "{file}:{line}: turns standard_conforming_strings off (or sets it in a way promoter cannot follow): the server would then read backslashes in strings differently from how promoter splits statements"
             ),
-            ProblemKind::CopyToStdout => write!(
+            ProblemKind::PsqlVariable(written) => write!(
                 f,
-                "{file}:{line}: COPY … TO STDOUT has nowhere to write in a changeset"
+                "{file}:{line}: {written} is a psql variable: psql would send its value, promoter sends the text as written"
+            ),
+            ProblemKind::Joined(what) => write!(
+                f,
+                "{file}:{line}: {what} cannot be joined to other statements with \\;"
             ),
             ProblemKind::Lex(message) => write!(f, "{file}: {message}"),
         }
@@ -103,16 +233,18 @@ impl ScriptProblem {
             ProblemKind::TransactionControl(_) => {
                 "remove it; use `transaction: none` if the scripts must manage their own transactions".into()
             }
-            ProblemKind::CopyToStdout => "remove it; a changeset changes the database, it does not export data".into(),
+            ProblemKind::PsqlVariable(_) => "write the value itself; promoter does not substitute psql variables".into(),
+            ProblemKind::Joined(_) => "end the statement before it with a plain `;`".into(),
             ProblemKind::StringSyntax => "write strings with E'…' where backslash escapes are meant, and leave standard_conforming_strings on".into(),
             ProblemKind::Lex(_) => "fix the script".into(),
         }
     }
 }
 
-/// If `stmt` cannot run inside a transaction block, what it is.
-pub fn non_transactional(stmt: &Statement) -> Option<String> {
-    let w: Vec<&str> = stmt.words.iter().map(String::as_str).collect();
+/// If a statement with these top-level `words` cannot run inside a
+/// transaction block, what it is.
+pub fn non_transactional(words: &[String]) -> Option<String> {
+    let w: Vec<&str> = words.iter().map(String::as_str).collect();
     let has = |word: &str| w.contains(&word);
     let what = match w.as_slice() {
         ["CREATE", "INDEX", "CONCURRENTLY", ..]
@@ -173,10 +305,11 @@ pub fn string_syntax(stmt: &Statement) -> bool {
     !plain_on
 }
 
-/// If `stmt` begins or ends a transaction, what it is.
-pub fn transaction_control(stmt: &Statement) -> Option<String> {
-    let first = stmt.words.first().map(String::as_str)?;
-    let second = stmt.words.get(1).map(String::as_str);
+/// If a statement with these top-level `words` begins or ends a
+/// transaction, what it is.
+pub fn transaction_control(words: &[String]) -> Option<String> {
+    let first = words.first().map(String::as_str)?;
+    let second = words.get(1).map(String::as_str);
     let what = match (first, second) {
         ("BEGIN", _) => "BEGIN",
         ("START", Some("TRANSACTION")) => "START TRANSACTION",
@@ -204,6 +337,9 @@ pub enum Wrapper {
 /// Whether `stmt` is a plain transaction start or commit, the kind of
 /// statement that wraps a whole migration written for psql.
 pub fn wrapper(stmt: &Statement) -> Option<Wrapper> {
+    if stmt.is_joined() {
+        return None;
+    }
     let w: Vec<&str> = stmt.words.iter().map(String::as_str).collect();
     match w.as_slice() {
         ["BEGIN"] | ["BEGIN", "WORK" | "TRANSACTION"] | ["START", "TRANSACTION"] => {
@@ -253,20 +389,34 @@ pub fn check_script(
             Item::Meta(m) if meta_is_harmless(&m) => {}
             Item::Meta(m) => problems.push(problem(m.line, ProblemKind::MetaCommand(m.name))),
             Item::Statement(s) => {
-                if s.is_copy_to_stdout() {
-                    problems.push(problem(s.line, ProblemKind::CopyToStdout));
-                }
                 if string_syntax(&s) {
                     problems.push(problem(s.line, ProblemKind::StringSyntax));
                 }
-                if mode == TransactionMode::PerChangeset {
-                    if let Some(what) = non_transactional(&s) {
-                        problems.push(problem(s.line, ProblemKind::NotInTransaction(what)));
-                    } else if let Some(what) = transaction_control(&s) {
-                        control.push((index, s.line, wrapper(&s), what));
+                for (variable, line) in &s.variables {
+                    if variable.written.starts_with(":{")
+                        || PSQL_VARIABLES.contains(&variable.name.as_str())
+                    {
+                        let kind = ProblemKind::PsqlVariable(variable.written.clone());
+                        problems.push(problem(*line, kind));
                     }
                 }
-                index += 1;
+                if s.is_joined() && s.parts().any(|w| w.first().is_some_and(|w| w == "COPY")) {
+                    problems.push(problem(s.line, ProblemKind::Joined("COPY".into())));
+                }
+                if mode == TransactionMode::PerChangeset {
+                    for words in s.parts() {
+                        if let Some(what) = non_transactional(words) {
+                            problems.push(problem(s.line, ProblemKind::NotInTransaction(what)));
+                        } else if let Some(what) = transaction_control(words) {
+                            control.push((index, s.line, wrapper(&s), what));
+                        }
+                    }
+                }
+                // Empty statements (`;`) do nothing: a wrapper is still the
+                // first and last statement around them.
+                if !s.empty {
+                    index += 1;
+                }
             }
         }
     }
@@ -433,6 +583,102 @@ mod tests {
             got,
             ["f.sql:1: psql meta-command \\echo is not supported in a changeset"]
         );
+    }
+
+    #[test]
+    fn echo_prints_what_psql_prints_and_refuses_what_psql_would_expand() {
+        let meta = |args: &str| MetaCommand {
+            name: "echo".into(),
+            args: args.into(),
+            line: 1,
+        };
+        for (args, want) in [
+            ("hi", Some("hi\n")),
+            ("one   two", Some("one two\n")),
+            ("'a  b' c", Some("a  b c\n")),
+            ("'it''s'", Some("it's\n")),
+            ("\"a  b\"", Some("\"a  b\"\n")),
+            ("", Some("\n")),
+            ("-n hi", Some("hi")),
+            ("hi -n", Some("hi -n\n")),
+            ("note: x", Some("note: x\n")),
+            ("a::b", None),
+            (":DBNAME", None),
+            (":'x'", None),
+            ("':x'", Some(":x\n")),
+            ("`date`", None),
+            ("'\\n'", None),
+            ("Use it \\quit", None),
+            ("a \\\\ SELECT 1;", None),
+            ("'unterminated", None),
+        ] {
+            let got = accepted_meta(&meta(args));
+            let want = want.map(|w| MetaAction::Print(w.to_owned()));
+            assert_eq!(got, want, "\\echo {args}");
+        }
+    }
+
+    #[test]
+    fn restrict_keys_are_one_plain_word() {
+        for (args, ok) in [
+            ("abc123XYZ", true),
+            ("", false),
+            ("abc \\! rm -rf /", false),
+            ("abc def", false),
+        ] {
+            let m = MetaCommand {
+                name: "restrict".into(),
+                args: args.into(),
+                line: 1,
+            };
+            assert_eq!(accepted_meta(&m).is_some(), ok, "\\restrict {args}");
+        }
+    }
+
+    #[test]
+    fn psql_variables_psql_would_replace_are_refused() {
+        let got = check(
+            "SELECT 1;\nSELECT :DBNAME, :undefined, arr[1:2];\nSELECT :'USER';\nSELECT :{?x};\n",
+            TransactionMode::None,
+        );
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert!(
+            got[0].starts_with("f.sql:2: :DBNAME is a psql variable"),
+            "{got:?}"
+        );
+        assert!(got[1].starts_with("f.sql:3: :'USER'"), "{got:?}");
+        assert!(got[2].starts_with("f.sql:4: :{?x}"), "{got:?}");
+    }
+
+    #[test]
+    fn joined_statements_are_checked_one_by_one() {
+        let tx = TransactionMode::PerChangeset;
+        assert!(check("SELECT 1\\; SELECT 2;", tx).is_empty());
+        let got = check("SELECT 1\\; COMMIT;", tx);
+        assert!(
+            got.len() == 1 && got[0].contains("COMMIT would end"),
+            "{got:?}"
+        );
+        let got = check("SELECT 1\\; VACUUM;", tx);
+        assert!(got.len() == 1 && got[0].contains("VACUUM"), "{got:?}");
+        // A joined BEGIN/COMMIT is no wrapper.
+        let got = check("BEGIN\\; SELECT 1;\nCOMMIT;\n", tx);
+        assert_eq!(got.len(), 2, "{got:?}");
+        for mode in [TransactionMode::None, tx] {
+            let got = check("SELECT 1\\; COPY t FROM STDIN;\n\\.\n", mode);
+            assert!(
+                got.iter().any(|p| p.contains("COPY cannot be joined")),
+                "{got:?}"
+            );
+        }
+        assert!(check("SELECT 1\\; COMMIT;", TransactionMode::None).is_empty());
+    }
+
+    #[test]
+    fn empty_statements_do_not_hide_a_wrapper() {
+        let tx = TransactionMode::PerChangeset;
+        assert!(check(";\nBEGIN;\nSELECT 1;;\nCOMMIT;\n;\n", tx).is_empty());
+        assert!(check("COPY (SELECT 1) TO STDOUT;", tx).is_empty());
     }
 
     #[test]

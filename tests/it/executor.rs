@@ -492,3 +492,120 @@ fn a_script_written_for_psql_with_set_on_error_stop_applies() {
         "{refused}"
     );
 }
+
+/// Regression: between two statements of a `transaction: none` changeset
+/// promoter checked and recorded its ledger as whatever role the script had
+/// switched to ("permission denied for schema promoter"), and under the
+/// script's search path, where a function of its own could stand in for
+/// pg_catalog's. The checks now run as promoter, and the script continues
+/// with its role and search path.
+#[test]
+fn a_non_transactional_script_keeps_its_role_and_search_path_between_statements() {
+    let t = TestContext::with_databases();
+    let role = format!("it_role_{}", std::process::id());
+    t.sql(
+        "dev",
+        &format!("DROP ROLE IF EXISTS {role}; CREATE ROLE {role}"),
+    );
+    t.changeset_without_transaction(
+        "roles",
+        &format!(
+            "CREATE SCHEMA mine;\nGRANT USAGE, CREATE ON SCHEMA mine TO {role};\n\
+             SET search_path = mine, pg_catalog;\nSET ROLE {role};\n\
+             CREATE TABLE t (who text DEFAULT current_user);\nINSERT INTO t DEFAULT VALUES;\n\
+             SET SESSION AUTHORIZATION {role};\nINSERT INTO t DEFAULT VALUES;\n"
+        ),
+    );
+    t.promoter(&["seal"]).ok();
+    let out = t.promoter(&["apply", "dev"]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    let rows = t.sql(
+        "dev",
+        "SELECT string_agg(who || '@' || (SELECT nspname FROM pg_namespace n JOIN pg_class c ON c.relnamespace = n.oid WHERE c.relname = 't'), ',') FROM mine.t",
+    );
+    t.sql("dev", &format!("DROP OWNED BY {role}; DROP ROLE {role}"));
+    out.ok();
+    assert_eq!(rows, format!("{role}@mine,{role}@mine\n"));
+    let rows = t.sql("dev", "SELECT status || ':' || statements FROM promoter.ledger WHERE changeset_id = '0001-roles' ORDER BY seq");
+    assert_eq!(rows, "running:0\napplied:8\n");
+}
+
+#[test]
+fn echo_and_copy_to_stdout_print_in_the_run_output_never_in_json() {
+    let t = TestContext::with_databases();
+    t.changeset(
+        "show",
+        "\\set ON_ERROR_STOP on\n\\echo loading 'the  data'\nCREATE TABLE t (a int, b text);\n\
+         INSERT INTO t VALUES (1, 'x'), (2, E'esc\\x1b[31m');\n\
+         COPY (SELECT a, b FROM t ORDER BY a) TO STDOUT;\n\\qecho -n done\n",
+    );
+    t.promoter(&["seal"]).ok();
+    let run = t.promoter(&["--json", "apply", "dev"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).expect("stdout is only JSON");
+    assert_eq!(v["applied"][0]["statements"], 3, "{v}");
+    assert!(
+        run.stderr
+            .contains("loading the  data\n1\tx\n2\tesc\u{1b}[31m\ndone"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn statements_joined_with_backslash_semicolon_run_as_one_query_and_errors_name_the_column() {
+    let t = TestContext::with_databases();
+    t.changeset(
+        "joined",
+        "CREATE TABLE t (a int);\nINSERT INTO t VALUES (1)\\; INSERT INTO t VALUES (2);\n",
+    );
+    t.changeset(
+        "broken",
+        "SELECT 1;\nINSERT INTO t VALUES (3)\\; SELECT nope;\n",
+    );
+    t.promoter(&["seal"]).ok();
+    let err = t.promoter(&["apply", "dev"]).fails();
+    assert!(
+        err.contains(
+            "changesets/0002-broken/001-broken.sql:2:35: [42703] column \"nope\" does not exist"
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        t.sql("dev", "SELECT string_agg(a::text, ',' ORDER BY a) FROM t"),
+        "1,2\n"
+    );
+    let rows = t.sql("dev", "SELECT changeset_id || ':' || status || ':' || statements FROM promoter.ledger ORDER BY seq");
+    assert_eq!(rows, "0001-joined:applied:2\n0002-broken:failed:0\n");
+}
+
+/// Regression: inside a `transaction: none` script's own `BEGIN` block,
+/// promoter ran its ledger checks between statements, so they were the
+/// block's first query: `SET TRANSACTION ISOLATION LEVEL` then failed
+/// ("must be called before any query"), where psql runs it. And a block
+/// left open at the end of a script was committed by promoter's next
+/// ledger row, where psql's session end rolls it back.
+#[test]
+fn a_scripts_own_transaction_block_is_left_to_the_script() {
+    let t = TestContext::with_databases();
+    t.changeset_without_transaction(
+        "blocks",
+        "CREATE TABLE t (a int);\nBEGIN;\nSET TRANSACTION ISOLATION LEVEL SERIALIZABLE;\n\
+         INSERT INTO t VALUES (1);\nCOMMIT;\nBEGIN;\nINSERT INTO t VALUES (2);\n",
+    );
+    t.promoter(&["seal"]).ok();
+    let run = t.promoter(&["apply", "dev"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(
+        run.stderr
+            .contains("ended inside its own transaction block, which was rolled back"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        t.sql("dev", "SELECT string_agg(a::text, ',') FROM t"),
+        "1\n"
+    );
+    let rows = t.sql("dev", "SELECT status || ':' || statements FROM promoter.ledger WHERE changeset_id = '0001-blocks' ORDER BY seq");
+    assert_eq!(rows, "running:0\napplied:7\n");
+}

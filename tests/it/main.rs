@@ -8,6 +8,7 @@ mod json_docs;
 mod ledger_guard;
 mod offline;
 mod operator;
+mod parity;
 mod pipeline;
 mod snapshots;
 mod trust;
