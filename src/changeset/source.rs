@@ -516,11 +516,26 @@ pub struct GitBlob {
     pub oid: String,
 }
 
+/// Blobs up to this size are read in-process through libgit2; larger ones
+/// stream through `git cat-file`, so memory stays flat whatever a script's
+/// size. (A process per file read was most of `promote`'s time at many
+/// small changesets.)
+const IN_PROCESS_BLOB: usize = 4 << 20;
+
+thread_local! {
+    /// The repository last read from, kept open for the next blob.
+    static REPO: std::cell::RefCell<Option<(PathBuf, git2::Repository)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
 impl GitBlob {
-    /// Streams the blob through `git cat-file`, so a script of any size is
-    /// never held in memory (libgit2 cannot stream packed objects). Without a
-    /// `git` binary, reads it whole through libgit2.
+    /// Opens the blob for reading: in memory when small, streamed through
+    /// `git cat-file` otherwise (libgit2 cannot stream packed objects);
+    /// without a `git` binary, read whole through libgit2.
     pub fn open(&self) -> std::io::Result<Box<dyn std::io::Read + Send>> {
+        if let Some(bytes) = self.read_small()? {
+            return Ok(Box::new(std::io::Cursor::new(bytes)));
+        }
         let spawned = std::process::Command::new("git")
             .arg("--git-dir")
             .arg(&self.git_dir)
@@ -542,6 +557,30 @@ impl GitBlob {
             }
             Err(e) => Err(e),
         }
+    }
+}
+
+impl GitBlob {
+    /// The blob's bytes if it is at most [`IN_PROCESS_BLOB`] long (its size
+    /// is read from the object's header, before anything is inflated).
+    fn read_small(&self) -> std::io::Result<Option<Vec<u8>>> {
+        REPO.with_borrow_mut(|cached| {
+            if cached.as_ref().is_none_or(|(dir, _)| *dir != self.git_dir) {
+                let repo = git2::Repository::open(&self.git_dir).map_err(std::io::Error::other)?;
+                *cached = Some((self.git_dir.clone(), repo));
+            }
+            let (_, repo) = cached.as_ref().expect("just opened");
+            let oid = git2::Oid::from_str(&self.oid).map_err(std::io::Error::other)?;
+            let (size, _) = repo
+                .odb()
+                .and_then(|odb| odb.read_header(oid))
+                .map_err(std::io::Error::other)?;
+            if size > IN_PROCESS_BLOB {
+                return Ok(None);
+            }
+            let blob = repo.find_blob(oid).map_err(std::io::Error::other)?;
+            Ok(Some(blob.content().to_vec()))
+        })
     }
 }
 
@@ -622,6 +661,38 @@ mod tests {
                 .unwrap_err()
                 .contains("not a regular file")
         );
+    }
+
+    #[test]
+    fn git_blobs_read_the_same_in_process_and_streamed() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = git2::Repository::init(dir.path()).unwrap();
+        let small = b"SELECT 1;\n".to_vec();
+        let large: Vec<u8> = b"INSERT INTO t VALUES (1);\n"
+            .iter()
+            .copied()
+            .cycle()
+            .take(IN_PROCESS_BLOB + 1000)
+            .collect();
+        for bytes in [small, large] {
+            let oid = repo.blob(&bytes).unwrap();
+            let blob = GitBlob {
+                git_dir: repo.path().to_path_buf(),
+                oid: oid.to_string(),
+            };
+            assert_eq!(
+                blob.read_small().unwrap().is_some(),
+                bytes.len() <= IN_PROCESS_BLOB
+            );
+            let mut read = Vec::new();
+            std::io::Read::read_to_end(&mut blob.open().unwrap(), &mut read).unwrap();
+            assert!(
+                read == bytes,
+                "{} bytes read back as {}",
+                bytes.len(),
+                read.len()
+            );
+        }
     }
 
     #[test]

@@ -601,6 +601,8 @@ pub struct Application {
     /// A ledger row with everything but status, times, counts and hashes filled in.
     pub entry: Entry,
     pub mode: TransactionMode,
+    /// What the previous changeset of this run left, if it can be trusted.
+    pub previous: Option<SchemaMark>,
 }
 
 /// The outcome of applying one changeset: its ledger row, and the error if it failed.
@@ -608,6 +610,48 @@ pub struct Application {
 pub struct Outcome {
     pub entry: Entry,
     pub error: Option<ExecError>,
+    /// After a committed transactional changeset: what the next one in the
+    /// same run may start from without reading the catalog again.
+    pub mark: Option<SchemaMark>,
+}
+
+/// The schema fingerprint a transactional changeset ended with, and what
+/// proves the next changeset of the run starts from exactly that schema.
+///
+/// Every catalog change needs a transaction id. The fingerprint after
+/// changeset N is taken inside N's transaction (xid `n`), from a snapshot in
+/// which no older transaction was still running. If the next changeset's
+/// transaction then gets xid `n + 1`, no other transaction got an id in
+/// between, so none can have committed a change the fingerprint misses
+/// (an aborted one only costs a recomputation). Otherwise — a busy
+/// database, a script with savepoints — the fingerprint is read again. This
+/// halves the catalog reads of a quiet run without trusting anything that
+/// could have changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SchemaMark {
+    fingerprint: Sha256Digest,
+    xid: u64,
+    /// No older transaction was running when the fingerprint was taken.
+    alone: bool,
+}
+
+impl SchemaMark {
+    fn new(fingerprint: Sha256Digest, xid: &str, snapshot_xmin: &str) -> Option<Self> {
+        let xid: u64 = xid.parse().ok()?;
+        let xmin: u64 = snapshot_xmin.parse().ok()?;
+        Some(Self {
+            fingerprint,
+            xid,
+            alone: xmin >= xid,
+        })
+    }
+
+    /// The schema fingerprint before the changeset whose transaction has
+    /// `xid`, if this mark proves it.
+    pub fn before(&self, xid: &str) -> Option<Sha256Digest> {
+        let next: u64 = xid.parse().ok()?;
+        (self.alone && next == self.xid + 1).then_some(self.fingerprint)
+    }
 }
 
 fn now_micros() -> i64 {
@@ -634,6 +678,7 @@ pub async fn apply(
     let mut entry = app.entry;
     entry.started_at = now_micros();
     let mut done = 0i64;
+    let mut mark = None;
     let result = match app.mode {
         TransactionMode::PerChangeset => {
             let mut tx = conn.begin().await.map_err(|e| DbError::query(env, e))?;
@@ -645,21 +690,44 @@ pub async fn apply(
                 .await
                 .map_err(|e| DbError::query(env, e))?;
             let counted = super::guard::touched(&mut tx, env, schema).await?;
-            entry.schema_before = Some(fingerprint::fingerprint(&mut tx, env, schema).await?);
+            let reused = app.previous.as_ref().and_then(|m| m.before(&xid));
+            entry.schema_before = Some(match reused {
+                Some(fingerprint) => fingerprint,
+                None => fingerprint::fingerprint(&mut tx, env, schema).await?,
+            });
             let run = run_scripts(&mut tx, scripts, true, &mut done, stop, None, &mut *out).await;
+            // Deferred constraint triggers fire now rather than at COMMIT, so
+            // that what they do is in the schema fingerprint after.
+            let run = match run {
+                Ok(()) => sqlx::query("SET CONSTRAINTS ALL IMMEDIATE")
+                    .execute(&mut *tx)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| ExecError::Script {
+                        file: entry.changeset_id.clone(),
+                        message: format!(
+                            "a deferred constraint failed at the end of the changeset: {}",
+                            super::describe(&e)
+                        ),
+                    }),
+                Err(e) => Err(e),
+            };
             let run = match run {
                 Ok(()) => {
-                    let still: String =
-                        sqlx::query_scalar("SELECT pg_catalog.pg_current_xact_id()::text")
-                            .fetch_one(&mut *tx)
-                            .await
-                            .map_err(|e| DbError::query(env, e))?;
+                    let (still, xmin): (String, String) = sqlx::query_as(
+                        "SELECT pg_catalog.pg_current_xact_id()::text, \
+                         pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot())::text",
+                    )
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(|e| DbError::query(env, e))?;
                     if still != xid {
                         let _ = tx.rollback().await;
                         return finish_broken(conn, env, schema, entry, done, sign).await;
                     }
-                    entry.schema_after =
-                        Some(fingerprint::fingerprint(&mut tx, env, schema).await?);
+                    let after = fingerprint::fingerprint(&mut tx, env, schema).await?;
+                    entry.schema_after = Some(after);
+                    mark = SchemaMark::new(after, &xid, &xmin);
                     entry.status = Status::Applied;
                     entry.statements = done;
                     entry.finished_at = Some(now_micros());
@@ -758,7 +826,11 @@ pub async fn apply(
         }
     };
     match result {
-        Ok(()) => Ok(Outcome { entry, error: None }),
+        Ok(()) => Ok(Outcome {
+            entry,
+            error: None,
+            mark,
+        }),
         Err(error) => record_failure(conn, env, schema, entry, done, error, sign).await,
     }
 }
@@ -783,6 +855,7 @@ async fn record_failure(
     Ok(Outcome {
         entry,
         error: Some(error),
+        mark: None,
     })
 }
 
@@ -818,6 +891,22 @@ pub async fn append_alone(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_schema_mark_counts_only_when_nothing_else_could_have_changed_the_catalog() {
+        let f = Sha256Digest::of(b"catalog");
+        let mark = |xid: &str, xmin: &str| SchemaMark::new(f, xid, xmin).unwrap();
+        // Alone, and the very next transaction id: the same schema.
+        assert_eq!(mark("100", "100").before("101"), Some(f));
+        assert_eq!(mark("100", "101").before("101"), Some(f));
+        // Another transaction got an id in between (or a savepoint did).
+        assert_eq!(mark("100", "100").before("102"), None);
+        // An older transaction was still running: it may commit later.
+        assert_eq!(mark("100", "97").before("101"), None);
+        assert_eq!(mark("100", "100").before("100"), None);
+        assert_eq!(mark("100", "100").before("not a number"), None);
+        assert_eq!(SchemaMark::new(f, "x", "1"), None);
+    }
 
     #[test]
     fn a_scripts_own_transaction_blocks_are_followed() {

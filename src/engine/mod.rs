@@ -966,6 +966,7 @@ async fn execute(
     interrupt::install();
     let total = checked.len();
     let steps: Vec<PlannedStep> = report.planned.clone();
+    let mut previous = None;
     for (index, (c, step)) in checked.into_iter().zip(steps).enumerate() {
         if interrupt::requested() {
             report.interrupted = true;
@@ -1012,6 +1013,7 @@ async fn execute(
             ledger_catalog,
             entry,
             mode: meta.transaction,
+            previous: previous.take(),
         };
         hooks.event(Event::Starting {
             env: &target.env,
@@ -1050,6 +1052,7 @@ async fn execute(
                 }
             }
         };
+        previous = outcome.mark;
         let e = &outcome.entry;
         let seconds = (e.finished_at.unwrap_or(e.started_at) - e.started_at) as f64 / 1e6;
         match outcome.error {

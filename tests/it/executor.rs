@@ -609,3 +609,55 @@ fn a_scripts_own_transaction_block_is_left_to_the_script() {
     let rows = t.sql("dev", "SELECT status || ':' || statements FROM promoter.ledger WHERE changeset_id = '0001-blocks' ORDER BY seq");
     assert_eq!(rows, "running:0\napplied:7\n");
 }
+
+/// The fingerprint after a changeset is the schema it committed, deferred
+/// triggers included (they fire before it is taken), and the next changeset
+/// of the run starts from exactly that (read again or carried over).
+#[test]
+fn schema_fingerprints_chain_through_a_run_and_include_deferred_triggers() {
+    let t = TestContext::with_databases();
+    t.changeset(
+        "deferred",
+        "CREATE TABLE a (id int);\n\
+         CREATE FUNCTION make() RETURNS trigger LANGUAGE plpgsql AS $$\n\
+         BEGIN CREATE TABLE made_at_commit (id int); RETURN NULL; END $$;\n\
+         CREATE CONSTRAINT TRIGGER later AFTER INSERT ON a DEFERRABLE INITIALLY DEFERRED\n\
+           FOR EACH ROW EXECUTE FUNCTION make();\n\
+         INSERT INTO a VALUES (1);\n",
+    );
+    t.changeset("next", "CREATE TABLE b (id int);\n");
+    t.changeset("data", "INSERT INTO b VALUES (1);\n");
+    t.promoter(&["seal"]).ok();
+    // The schema right after the first changeset, as drift reads it.
+    t.promoter(&["apply", "dev", "--to", "1"]).ok();
+    let out = t.promoter(&["--json", "drift", "dev", "qat"]).stdout;
+    let after_first: serde_json::Value = serde_json::from_str(&out).unwrap();
+    t.promoter(&["apply", "dev"]).ok();
+    assert_eq!(
+        t.sql("dev", "SELECT to_regclass('made_at_commit') IS NOT NULL"),
+        "t\n"
+    );
+    let rows = t.sql(
+        "dev",
+        "SELECT schema_before || ' ' || schema_after FROM promoter.ledger WHERE status = 'applied' ORDER BY seq",
+    );
+    let pairs: Vec<(&str, &str)> = rows.lines().map(|l| l.split_once(' ').unwrap()).collect();
+    assert_eq!(pairs.len(), 3, "{rows}");
+    for w in pairs.windows(2) {
+        assert_eq!(w[0].1, w[1].0, "{rows}");
+    }
+    assert_eq!(
+        pairs[2].0, pairs[2].1,
+        "a data-only changeset leaves the schema: {rows}"
+    );
+    assert_eq!(
+        after_first["a_fingerprint"], pairs[0].1,
+        "the fingerprint after the first changeset includes what its deferred trigger made: {rows}"
+    );
+    let out = t.promoter(&["--json", "drift", "dev", "qat"]).stdout;
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        v["a_fingerprint"], pairs[2].1,
+        "the last fingerprint is the schema dev has: {rows}"
+    );
+}
