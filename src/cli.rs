@@ -264,7 +264,9 @@ pub struct ApplyArgs {
 pub struct PromoteArgs {
     /// The environment whose ledger says what is ready (e.g. qat).
     pub from: String,
-    /// The environment to apply to; its `promote_from` must be FROM (e.g. prd).
+    /// The environment to apply to; its `promote_from` must be FROM (e.g.
+    /// prd). For a fleet, every target (or those named with --target);
+    /// `prd/acme` is one target.
     pub to: String,
     /// Git revision to read bundles from.
     #[arg(long, default_value = "HEAD")]
@@ -274,6 +276,30 @@ pub struct PromoteArgs {
     pub upto: Option<String>,
     #[command(flatten)]
     pub run: RunArgs,
+    #[command(flatten)]
+    pub fleet: FleetArgs,
+}
+
+/// How a promotion to a fleet is scheduled.
+#[derive(Debug, Args, Clone)]
+pub struct FleetArgs {
+    /// Fleet: at most this many targets at once.
+    #[arg(long, default_value_t = 4, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub jobs: u32,
+    /// Fleet: do these many targets first (in target order), and stop if any fails.
+    #[arg(long, value_name = "K")]
+    pub canary: Option<u32>,
+    /// Fleet: stop starting targets once this many have failed.
+    #[arg(long, value_name = "M", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_failures: Option<u32>,
+    /// Fleet: only these targets (repeatable).
+    #[arg(long = "target", value_name = "NAME")]
+    pub targets: Vec<String>,
+    /// Fleet: carry on after an earlier run stopped; the canary is not run
+    /// again. What is left is read from each target's own ledger, as on
+    /// every run.
+    #[arg(long)]
+    pub resume: bool,
 }
 
 #[derive(Debug, Args, Clone)]

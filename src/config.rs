@@ -33,6 +33,14 @@ pub enum ConfigError {
     MissingReceiptKey { env: String, var: String },
     #[error("environment `{env}`: database_url: {message}")]
     BadUrl { env: String, message: String },
+    #[error("`{env}` is a fleet (targets: {targets}): name one target as {env}/TARGET")]
+    Fleet { env: String, targets: String },
+    #[error("fleet `{env}` has no target `{target}` (its targets: {known})")]
+    UnknownTarget {
+        env: String,
+        target: String,
+        known: String,
+    },
 }
 
 /// The parsed `environments.yaml`.
@@ -98,7 +106,15 @@ pub fn default_roles() -> BTreeMap<String, PathBuf> {
 #[serde(deny_unknown_fields)]
 pub struct EnvironmentConfig {
     /// PostgreSQL URL; `${VAR}` and `${VAR:-default}` are read from the environment.
+    /// Empty for a fleet (see `targets`).
+    #[serde(default)]
     pub database_url: String,
+    /// A fleet: the same environment in many databases (one per customer),
+    /// by target name, each URL as `database_url` is written. Each target
+    /// has its own lock, ledger, pinned policy and checkpoint; one
+    /// `promote` goes to all of them (`--jobs`, `--canary`, `--max-failures`).
+    #[serde(default, deserialize_with = "unique_keys")]
+    pub targets: BTreeMap<String, String>,
     /// The environment whose ledger feeds this one; absent for DEV.
     #[serde(default)]
     pub promote_from: Option<String>,
@@ -260,6 +276,36 @@ impl Config {
                     ));
                 }
             }
+            match (env.database_url.is_empty(), env.targets.is_empty()) {
+                (true, true) => {
+                    return Err(format!(
+                        "environments.{name}: needs a database_url (or targets, for a fleet)"
+                    ));
+                }
+                (false, false) => {
+                    return Err(format!(
+                        "environments.{name}: has both database_url and targets; a fleet lists its databases under targets only"
+                    ));
+                }
+                _ => {}
+            }
+            for target in env.targets.keys() {
+                if !is_target_name(target) {
+                    return Err(format!(
+                        "environments.{name}.targets: target name `{target}` must match [a-z0-9][a-z0-9_-]*"
+                    ));
+                }
+            }
+            if !env.targets.is_empty()
+                && let Some((fed, _)) = f
+                    .environments
+                    .iter()
+                    .find(|(_, e)| e.promote_from.as_deref() == Some(name.as_str()))
+            {
+                return Err(format!(
+                    "environments.{fed}.promote_from: `{name}` is a fleet; a fleet cannot feed another environment (which of its targets would it read?)"
+                ));
+            }
             if let Some(t) = &env.connect_timeout
                 && parse_duration(t).is_none()
             {
@@ -308,8 +354,34 @@ impl Config {
         Ok(())
     }
 
-    /// Looks up an environment by name.
+    /// Looks up an environment by name; `ENV/TARGET` names one target of a
+    /// fleet, which is then an environment of its own database.
     pub fn environment(&self, name: &str) -> Result<Environment, ConfigError> {
+        if let Some((env, target)) = name.split_once('/') {
+            let fleet = self.environment(env)?;
+            if !fleet.is_fleet() {
+                return Err(ConfigError::UnknownTarget {
+                    env: env.to_owned(),
+                    target: target.to_owned(),
+                    known: "none: it is one database, not a fleet".to_owned(),
+                });
+            }
+            return fleet
+                .targets()
+                .into_iter()
+                .find(|t| t.target.as_deref() == Some(target))
+                .ok_or_else(|| ConfigError::UnknownTarget {
+                    env: env.to_owned(),
+                    target: target.to_owned(),
+                    known: fleet
+                        .config
+                        .targets
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                });
+        }
         let (name, config) = self.file.environments.get_key_value(name).ok_or_else(|| {
             ConfigError::UnknownEnvironment {
                 name: name.to_owned(),
@@ -324,6 +396,7 @@ impl Config {
         })?;
         Ok(Environment {
             name: name.clone(),
+            target: None,
             config: config.clone(),
         })
     }
@@ -343,6 +416,7 @@ impl Config {
             .iter()
             .map(|(name, config)| Environment {
                 name: name.clone(),
+                target: None,
                 config: config.clone(),
             })
             .collect();
@@ -369,10 +443,44 @@ pub fn role_dirs(root: &Path, roles: &BTreeMap<String, PathBuf>) -> Vec<(String,
 #[derive(Debug, Clone)]
 pub struct Environment {
     pub name: String,
+    /// The target of a fleet this is (`prd/acme` is `prd`, target `acme`).
+    pub target: Option<String>,
     pub config: EnvironmentConfig,
 }
 
 impl Environment {
+    /// Whether this is a fleet (an environment with `targets`), not one database.
+    pub fn is_fleet(&self) -> bool {
+        !self.config.targets.is_empty()
+    }
+
+    /// The targets of a fleet, each an environment of its own database
+    /// (same name, policy and settings); empty for one database.
+    pub fn targets(&self) -> Vec<Environment> {
+        self.config
+            .targets
+            .iter()
+            .map(|(target, url)| {
+                let mut config = self.config.clone();
+                config.database_url = url.clone();
+                config.targets.clear();
+                Environment {
+                    name: self.name.clone(),
+                    target: Some(target.clone()),
+                    config,
+                }
+            })
+            .collect()
+    }
+
+    /// `prd` or, for a target of a fleet, `prd/acme`.
+    pub fn label(&self) -> String {
+        match &self.target {
+            Some(t) => format!("{}/{t}", self.name),
+            None => self.name.clone(),
+        }
+    }
+
     /// The receipt key, `${VAR}`s resolved; `None` if it has none.
     pub fn receipt_key(&self) -> Result<Option<String>, ConfigError> {
         let Some(spec) = &self.config.receipt_key else {
@@ -398,13 +506,32 @@ impl Environment {
 
     /// The database URL with `${VAR}` resolved from the process environment.
     pub fn database_url(&self) -> Result<String, ConfigError> {
+        if self.is_fleet() {
+            return Err(ConfigError::Fleet {
+                env: self.name.clone(),
+                targets: self
+                    .config
+                    .targets
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
         interpolate(&self.config.database_url, |v| std::env::var(v).ok()).map_err(|var| {
             ConfigError::MissingVariable {
-                env: self.name.to_owned(),
+                env: self.label(),
                 var,
             }
         })
     }
+}
+
+fn is_target_name(s: &str) -> bool {
+    let mut bytes = s.bytes();
+    matches!(bytes.next(), Some(b'a'..=b'z' | b'0'..=b'9'))
+        && bytes.all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-'))
+        && s.len() <= 63
 }
 
 fn is_identifier(s: &str) -> bool {
@@ -509,11 +636,53 @@ mod tests {
             (format!("ledger_schema: Bad-Name\n{base}"), "ledger_schema"),
             (format!("{base}roles:\n  developer: ../outside\n"), "inside the project"),
             (format!("{base}  dev:\n    database_url: z\n"), "duplicate"),
+            (format!("{base}  prd:\n    promote_from: dev\n"), "needs a database_url (or targets"),
+            (
+                format!("{base}  prd:\n    database_url: y\n    targets: {{ a: z }}\n"),
+                "both database_url and targets",
+            ),
+            (format!("{base}  prd:\n    targets: {{ Bad: z }}\n"), "target name `Bad`"),
+            (format!("{base}  prd:\n    targets: {{ a: y, a: z }}\n"), "duplicate"),
+            (
+                "environments:\n  a:\n    targets: { x: y }\n  b:\n    database_url: z\n    promote_from: a\n".into(),
+                "a fleet cannot feed another environment",
+            ),
         ];
         for (text, want) in cases {
             let err = parse(text).unwrap_err();
             assert!(err.contains(want), "{text}\n→ {err}\n(wanted {want})");
         }
+    }
+
+    #[test]
+    fn a_target_of_a_fleet_is_an_environment_of_its_own_database() {
+        let c = Config::parse(
+            Path::new("/p"),
+            Path::new("/p/environments.yaml"),
+            "environments:\n  qat:\n    database_url: q\n  prd:\n    promote_from: qat\n    targets:\n      acme: postgres://a/acme\n      globex: postgres://g/globex\n",
+        )
+        .unwrap();
+        let prd = c.environment("prd").unwrap();
+        assert!(prd.is_fleet());
+        assert!(
+            prd.database_url()
+                .unwrap_err()
+                .to_string()
+                .contains("name one target as prd/TARGET")
+        );
+        let acme = c.environment("prd/acme").unwrap();
+        assert_eq!(
+            (acme.name.as_str(), acme.label()),
+            ("prd", "prd/acme".to_owned())
+        );
+        assert_eq!(acme.database_url().unwrap(), "postgres://a/acme");
+        assert_eq!(acme.config.promote_from.as_deref(), Some("qat"));
+        let err = c.environment("prd/nope").unwrap_err().to_string();
+        assert!(
+            err.contains("no target `nope` (its targets: acme, globex)"),
+            "{err}"
+        );
+        assert!(c.environment("qat/x").is_err());
     }
 
     #[test]

@@ -233,6 +233,7 @@ pub fn run(ctx: &Context, args: &ApproveArgs) -> anyhow::Result<ExitCode> {
         .map_or(0, |d| d.as_secs() as i64);
     let mut hooks = StderrHooks {
         assume_yes: args.yes,
+        ..StderrHooks::default()
     };
     let mut views = Vec::new();
     for dir in ctx.select_dirs(&args.changesets)? {

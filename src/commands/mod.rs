@@ -4,6 +4,7 @@
 mod apply;
 mod approve;
 mod drift;
+mod fleet;
 mod init;
 mod keys;
 mod ledger;

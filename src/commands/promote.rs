@@ -68,6 +68,16 @@ pub fn run(ctx: &Context, args: &PromoteArgs) -> anyhow::Result<ExitCode> {
         return Err(CommandError::usage(msg).into());
     }
     let snapshot = source::load_git(&ctx.root, &commit)?;
+    if to.is_fleet() {
+        return super::fleet::promote(ctx, args, &git, &from, &to, &snapshot);
+    }
+    if !args.fleet.targets.is_empty() {
+        return Err(CommandError::usage(format!(
+            "--target: {} is not a fleet (it has one database_url)",
+            to.label()
+        ))
+        .into());
+    }
     let git_policy = super::trust::derive(&git, &to).ok().map(|(p, _)| p);
     let mut receipt = super::trust::receipt_signer(&git, &to)?;
     let mut trust = engine::Trust {

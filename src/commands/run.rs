@@ -35,6 +35,8 @@ pub fn options(run: &RunArgs, upto: Option<String>, only: Vec<ChangesetId>) -> R
 pub struct StderrHooks {
     /// `--yes`: every question is answered yes.
     pub assume_yes: bool,
+    /// For a target of a fleet: its name, before each line.
+    pub prefix: Option<String>,
 }
 
 impl Hooks for StderrHooks {
@@ -84,7 +86,10 @@ impl Hooks for StderrHooks {
             ),
             Event::Warning(w) => format!("warning: {w}"),
         };
-        output::eprint(&line);
+        match &self.prefix {
+            Some(p) => output::eprint(&format!("[{p}] {line}")),
+            None => output::eprint(&line),
+        }
     }
 
     fn run_output(&mut self) -> crate::db::executor::RunOutput {

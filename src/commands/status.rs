@@ -75,6 +75,35 @@ struct StatusView {
     changesets: Vec<ChangesetView>,
 }
 
+/// A fleet's cell: the state of every target when they agree, else counts
+/// per state with the targets that need attention named.
+fn fleet_cell<'a>(targets: impl Iterator<Item = (&'a str, State)>) -> String {
+    let mut counts: BTreeMap<&'static str, usize> = BTreeMap::new();
+    let mut attention = Vec::new();
+    for (name, state) in targets {
+        *counts.entry(state.as_str()).or_insert(0) += 1;
+        if state.needs_attention() {
+            attention.push(name);
+        }
+    }
+    if counts.len() == 1 {
+        return counts.into_keys().next().unwrap_or_default().to_owned();
+    }
+    let mut text = counts
+        .iter()
+        .map(|(s, n)| format!("{s} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if !attention.is_empty() {
+        let shown = attention.len().min(5);
+        text.push_str(&format!(": {}", attention[..shown].join(", ")));
+        if attention.len() > shown {
+            text.push_str(&format!(" and {} more", attention.len() - shown));
+        }
+    }
+    text
+}
+
 /// Builds the changeset × environment matrix. Unreachable environments are
 /// shown as such; nothing is written anywhere.
 pub fn run(ctx: &Context, args: &StatusArgs) -> anyhow::Result<ExitCode> {
@@ -87,7 +116,12 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> anyhow::Result<ExitCode> {
             .map(changeset::source::load_dir)
             .collect::<Result<_, _>>()?,
     };
-    let pipeline = config.pipeline();
+    // A fleet's targets are environments of their own here.
+    let pipeline: Vec<crate::config::Environment> = config
+        .pipeline()
+        .into_iter()
+        .flat_map(|e| if e.is_fleet() { e.targets() } else { vec![e] })
+        .collect();
     let schema = &config.file.ledger_schema;
     let ledgers: Vec<Result<engine::Ledger, String>> = ctx.block_on(async {
         let mut out = Vec::new();
@@ -106,7 +140,7 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> anyhow::Result<ExitCode> {
             .iter()
             .zip(&ledgers)
             .map(|(env, l)| EnvView {
-                name: env.name.clone(),
+                name: env.label(),
                 reachable: l.is_ok(),
                 error: l.as_ref().err().cloned(),
                 applied: l
@@ -138,7 +172,7 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> anyhow::Result<ExitCode> {
                     })
                 }
             };
-            cells.insert(env.name.clone(), CellView::from(cell));
+            cells.insert(env.label(), CellView::from(cell));
         }
         view.changesets.push(ChangesetView {
             id: bundle.id.to_string(),
@@ -169,7 +203,7 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> anyhow::Result<ExitCode> {
                         l.locked,
                     ),
                 };
-                (env.name.clone(), CellView::from(cell))
+                (env.label(), CellView::from(cell))
             })
             .collect();
         view.changesets.push(ChangesetView {
@@ -193,9 +227,24 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> anyhow::Result<ExitCode> {
         output::print_json(&view)?;
         return Ok(code);
     }
+    // A column per environment; a fleet's targets share one, summarised.
+    let mut columns: Vec<(String, Vec<&crate::config::Environment>)> = Vec::new();
+    for env in &pipeline {
+        match columns.last_mut() {
+            Some((name, members)) if *name == env.name && env.target.is_some() => members.push(env),
+            _ => columns.push((env.name.clone(), vec![env])),
+        }
+    }
     let mut rows = vec![{
         let mut h = vec!["CHANGESET".to_owned(), "BUNDLE".to_owned()];
-        h.extend(pipeline.iter().map(|e| e.name.to_uppercase()));
+        h.extend(
+            columns
+                .iter()
+                .map(|(name, members)| match members.as_slice() {
+                    [one] if one.target.is_none() => name.to_uppercase(),
+                    _ => format!("{} ({} targets)", name.to_uppercase(), members.len()),
+                }),
+        );
         h
     }];
     for c in &view.changesets {
@@ -203,18 +252,27 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> anyhow::Result<ExitCode> {
             c.id.clone(),
             c.bundle_hash.map_or("-".into(), |h| h.short()),
         ];
-        for env in &pipeline {
-            let cell = &c.environments[&env.name];
-            let mut text = cell.state.as_str().to_owned();
-            if cell.state == State::Applied
-                && let Some(at) = &cell.at
-            {
-                text = format!("applied {}", &at[..10]);
+        for (_, members) in &columns {
+            let cell_text = |env: &crate::config::Environment| {
+                let cell = &c.environments[&env.label()];
+                let mut text = cell.state.as_str().to_owned();
+                if cell.state == State::Applied
+                    && let Some(at) = &cell.at
+                {
+                    text = format!("applied {}", &at[..10]);
+                }
+                if let Some(d) = &cell.detail {
+                    text = format!("{text} ({d})");
+                }
+                text
+            };
+            match members.as_slice() {
+                [one] if one.target.is_none() => row.push(cell_text(one)),
+                _ => row.push(fleet_cell(members.iter().map(|env| {
+                    let cell = &c.environments[&env.label()];
+                    (env.target.as_deref().unwrap_or(""), cell.state)
+                }))),
             }
-            if let Some(d) = &cell.detail {
-                text = format!("{text} ({d})");
-            }
-            row.push(text);
         }
         rows.push(row);
     }

@@ -320,6 +320,7 @@ pub fn pin(ctx: &Context, args: &TrustPinArgs) -> anyhow::Result<ExitCode> {
         .map(|f| f as &mut dyn FnMut(&[u8]) -> Result<String, String>);
     let mut hooks = StderrHooks {
         assume_yes: args.yes,
+        ..StderrHooks::default()
     };
     let outcome = ctx
         .block_on(trust::pin(

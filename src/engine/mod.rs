@@ -6,6 +6,7 @@
 //! back as a typed [`Report`] or [`RunError`]. It prints nothing itself: the
 //! command layer renders.
 
+pub mod fleet;
 pub mod interrupt;
 pub mod trust;
 

@@ -184,6 +184,34 @@ fn every_json_document_matches_docs_json_md() {
     );
     run("promoter audit", &["audit", "dev"], false);
     run("promoter drift", &["drift", "qat", "prd"], true);
+    // PRD as a fleet: its database as target `a`, a new one as `b`.
+    let b = format!("{}_fleet_b", t.databases[2].1);
+    crate::common::psql(
+        crate::common::admin_url(),
+        &format!("DROP DATABASE IF EXISTS {b}"),
+    )
+    .ok();
+    crate::common::psql(crate::common::admin_url(), &format!("CREATE DATABASE {b}")).ok();
+    let yaml = t.read("environments.yaml").replace(
+        "    database_url: ${PRD_DATABASE_URL}\n",
+        &format!(
+            "    targets:\n      a: ${{PRD_DATABASE_URL}}\n      b: \"{}\"\n",
+            crate::common::database_url(&b)
+        ),
+    );
+    t.write("environments.yaml", &yaml);
+    t.commit_all("prd is a fleet");
+    t.promoter(&["trust", "pin", "prd/b", "--yes"]).ok();
+    run(
+        "promoter promote (fleet)",
+        &["promote", "qat", "prd", "--yes"],
+        true,
+    );
+    crate::common::psql(
+        crate::common::admin_url(),
+        &format!("DROP DATABASE IF EXISTS {b} WITH (FORCE)"),
+    )
+    .ok();
     if std::env::var_os("PROMOTER_JSON_DUMP").is_some() {
         return;
     }

@@ -4,6 +4,7 @@
 mod common;
 mod corpus;
 mod executor;
+mod fleet;
 mod json_docs;
 mod ledger_guard;
 mod offline;

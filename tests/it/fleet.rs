@@ -1,0 +1,173 @@
+//! One promotion to a fleet of PRD databases: bounded parallelism, a failing
+//! target touching no other, the canary, and a rerun that does only what the
+//! targets' own ledgers say is left.
+
+use std::path::PathBuf;
+
+use crate::common::{TestContext, admin_url, database_url, psql};
+
+const TARGETS: usize = 6;
+
+/// DEV and QAT as usual; PRD a fleet of [`TARGETS`] databases, each pinned.
+/// Two changesets applied to DEV and QAT, signed and approved.
+fn fleet() -> (TestContext, PathBuf) {
+    let mut t = TestContext::with_databases();
+    let base = t.databases[0].1.trim_end_matches("_dev").to_owned();
+    let mut targets = String::from("    targets:\n");
+    for k in 1..=TARGETS {
+        let name = format!("{base}_t{k}");
+        psql(admin_url(), &format!("DROP DATABASE IF EXISTS {name}")).ok();
+        psql(admin_url(), &format!("CREATE DATABASE {name}")).ok();
+        t.databases
+            .push((format!("t{k}"), name.clone(), database_url(&name)));
+        targets.push_str(&format!("      t{k}: ${{T{k}_DATABASE_URL}}\n"));
+    }
+    let yaml = t
+        .read("environments.yaml")
+        .replace("    database_url: ${PRD_DATABASE_URL}\n", &targets);
+    t.write("environments.yaml", &yaml);
+    t.changeset(
+        "customers",
+        "CREATE TABLE customers (id int PRIMARY KEY, name text);\n",
+    );
+    t.changeset("seed", "INSERT INTO customers VALUES (1, 'Ada');\n");
+    t.promoter(&["seal"]).ok();
+    let (_, dev_key) = t.promoter_key("Dev <dev@example.com>", "keys/developers");
+    let (_, customer_key) = t.promoter_key("Customer <c@example.com>", "keys/customers");
+    t.promoter(&["apply", "dev"]).ok();
+    t.promoter(&["sign", "1", "2", "--key", dev_key.to_str().unwrap()])
+        .ok();
+    t.commit_all("two changesets");
+    t.pin("qat");
+    for k in 1..=TARGETS {
+        t.pin(&format!("prd/t{k}"));
+    }
+    t.promoter(&["promote", "dev", "qat"]).ok();
+    t.promoter(&[
+        "approve",
+        "1",
+        "2",
+        "--yes",
+        "--key",
+        customer_key.to_str().unwrap(),
+    ])
+    .ok();
+    t.commit_all("approved");
+    (t, customer_key)
+}
+
+fn applied(t: &TestContext, target: usize) -> String {
+    t.sql(
+        &format!("t{target}"),
+        "SELECT coalesce(string_agg(changeset_id, ',' ORDER BY seq), '') FROM promoter.ledger WHERE status = 'applied'",
+    )
+}
+
+#[test]
+fn a_fleet_promotion_applies_every_target_and_reports_the_one_that_failed() {
+    let (t, _) = fleet();
+    // Target 4 cannot take the first changeset: its table already exists
+    // (past the drift check, which would refuse it before it is touched).
+    t.sql("t4", "CREATE TABLE customers (id int)");
+    let run = t.promoter(&[
+        "--json",
+        "promote",
+        "qat",
+        "prd",
+        "--yes",
+        "--jobs",
+        "3",
+        "--allow-drift",
+    ]);
+    assert_eq!(run.code, 4, "{}", run.all());
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(v["environment"], "prd");
+    assert_eq!(v["counts"]["applied"], TARGETS - 1, "{v}");
+    assert_eq!(v["counts"]["failed"], 1, "{v}");
+    let failed: Vec<&str> = v["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["status"] == "failed")
+        .map(|t| t["target"].as_str().unwrap())
+        .collect();
+    assert_eq!(failed, ["t4"]);
+    assert!(
+        run.stderr.contains("[prd/t4]"),
+        "a line per target: {}",
+        run.stderr
+    );
+    for k in (1..=TARGETS).filter(|&k| k != 4) {
+        assert_eq!(applied(&t, k), "0001-customers,0002-seed\n", "t{k}");
+    }
+    assert_eq!(applied(&t, 4), "\n");
+    // status: one column for the fleet, the target that needs attention named.
+    let out = t.promoter(&["status"]).ok();
+    assert!(out.contains("PRD (6 targets)"), "{out}");
+    let first = out
+        .lines()
+        .find(|l| l.starts_with("0001-customers"))
+        .unwrap();
+    assert!(first.contains("applied 5, failed 1: t4"), "{out}");
+    let v: serde_json::Value =
+        serde_json::from_str(&t.promoter(&["--json", "status"]).ok()).unwrap();
+    assert_eq!(
+        v["changesets"][0]["environments"]["prd/t4"]["state"], "failed",
+        "{v}"
+    );
+
+    // Fixed by hand, the rerun applies only what t4's own ledger lacks.
+    t.sql("t4", "DROP TABLE customers");
+    let out = t
+        .promoter(&["promote", "qat", "prd", "--yes", "--resume"])
+        .ok();
+    assert!(out.contains("t4  applied"), "{out}");
+    assert!(
+        out.contains(&format!("{} up-to-date", TARGETS - 1)),
+        "{out}"
+    );
+    assert_eq!(applied(&t, 4), "0001-customers,0002-seed\n");
+}
+
+#[test]
+fn a_failing_canary_stops_the_fleet_and_max_failures_stops_scheduling() {
+    let (t, _) = fleet();
+    // t1 has drifted: the drift check refuses it, before it is touched.
+    t.sql("t1", "CREATE TABLE customers (id int)");
+    let out = t
+        .promoter(&["promote", "qat", "prd", "--yes", "--canary", "2"])
+        .fails();
+    assert!(out.contains("t1  refused"), "{out}");
+    assert!(out.contains("stopped: canary target t1 failed"), "{out}");
+    for k in 3..=TARGETS {
+        assert_eq!(applied(&t, k), "\n", "t{k} was not started");
+    }
+    // One at a time, stopping after the first failure: t1 fails, nothing else starts.
+    let out = t
+        .promoter(&[
+            "promote",
+            "qat",
+            "prd",
+            "--yes",
+            "--jobs",
+            "1",
+            "--max-failures",
+            "1",
+            "--target",
+            "t1",
+            "--target",
+            "t3",
+        ])
+        .fails();
+    assert!(out.contains("t3  not-started"), "{out}");
+    assert!(out.contains("stopped: 1 targets failed"), "{out}");
+    // One target by name works like any environment.
+    t.promoter(&["promote", "qat", "prd/t3", "--yes"]).ok();
+    assert_eq!(applied(&t, 3), "0001-customers,0002-seed\n");
+    let err = t.promoter(&["ledger", "prd"]).fails();
+    assert!(err.contains("`prd` is a fleet"), "{err}");
+    let err = t
+        .promoter(&["promote", "qat", "prd", "--target", "nope"])
+        .fails();
+    assert!(err.contains("fleet `prd` has no target `nope`"), "{err}");
+}
