@@ -123,17 +123,22 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> anyhow::Result<ExitCode> {
         .flat_map(|e| if e.is_fleet() { e.targets() } else { vec![e] })
         .collect();
     let schema = &config.file.ledger_schema;
-    let ledgers: Vec<Result<engine::Ledger, String>> = ctx.block_on(async {
-        let mut out = Vec::new();
-        for env in &pipeline {
-            out.push(
+    // Every ledger at once (a fleet may have many): the time is the slowest
+    // database's, not the sum.
+    type Reading<'a> =
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<engine::Ledger, String>> + 'a>>;
+    let readings: Vec<Reading<'_>> = pipeline
+        .iter()
+        .map(|env| {
+            Box::pin(async move {
                 engine::read_ledger(env, schema)
                     .await
-                    .map_err(|e| e.to_string()),
-            );
-        }
-        out
-    });
+                    .map_err(|e| e.to_string())
+            }) as Reading<'_>
+        })
+        .collect();
+    let ledgers: Vec<Result<engine::Ledger, String>> =
+        ctx.block_on(engine::join::bounded(readings, 16));
     let now = SystemTime::now();
     let mut view = StatusView {
         environments: pipeline

@@ -8,6 +8,7 @@
 
 pub mod fleet;
 pub mod interrupt;
+pub mod join;
 pub mod trust;
 
 use std::collections::BTreeMap;
