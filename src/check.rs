@@ -212,30 +212,9 @@ pub fn check_bundle(
         }
         Err(e) => check.error = Some(e.to_string()),
     }
-    let files: Vec<(&str, &[u8])> = bundle
-        .manifest_signatures()
-        .map(|s| (s.name.as_str(), s.bytes.as_slice()))
-        .collect();
-    let reports = signing::verify_signatures(keyrings, &manifest, bundle.id.as_str(), &files, now);
-    // Signatures over SHA256SUMS count for the signing role only; the others
-    // approve with statements.
-    check.signers = signing::signers_by_role(&reports)
-        .into_iter()
-        .filter(|(role, _)| role == SIGNING_ROLE)
-        .collect();
-    check.approvals = check_approvals(keyrings, bundle, target, now);
-    let mut approvers: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
-    for a in check.approvals.iter().filter(|a| a.good) {
-        if let (Some(role), Some(who)) = (&a.role, &a.principal) {
-            approvers
-                .entry(role.clone())
-                .or_default()
-                .insert(who.clone());
-        }
-    }
-    for (role, who) in approvers {
-        check.signers.insert(role, who.len());
-    }
+    let (reports, signers, approvals) = signers_of(keyrings, bundle, &manifest, target, now);
+    check.signers = signers;
+    check.approvals = approvals;
     if let Some(require) = require {
         // Signatures over a modified bundle count for nothing.
         let none = BTreeMap::new();
@@ -262,6 +241,57 @@ pub fn check_bundle(
         })
         .collect();
     check
+}
+
+/// The signatures over `manifest` (the sealed SHA256SUMS) and the approval
+/// statements of `bundle`, and the distinct good signers per role they
+/// give: developers by signature, the other roles by approval.
+fn signers_of(
+    keyrings: &Keyrings,
+    bundle: &Bundle,
+    manifest: &[u8],
+    target: Option<&str>,
+    now: SystemTime,
+) -> (
+    Vec<signing::SignatureReport>,
+    BTreeMap<String, usize>,
+    Vec<ApprovalView>,
+) {
+    let files: Vec<(&str, &[u8])> = bundle
+        .manifest_signatures()
+        .map(|s| (s.name.as_str(), s.bytes.as_slice()))
+        .collect();
+    let reports = signing::verify_signatures(keyrings, manifest, bundle.id.as_str(), &files, now);
+    // Signatures over SHA256SUMS count for the signing role only; the others
+    // approve with statements.
+    let mut signers: BTreeMap<String, usize> = signing::signers_by_role(&reports)
+        .into_iter()
+        .filter(|(role, _)| role == SIGNING_ROLE)
+        .collect();
+    let approvals = check_approvals(keyrings, bundle, target, now);
+    let mut approvers: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+    for a in approvals.iter().filter(|a| a.good) {
+        if let (Some(role), Some(who)) = (&a.role, &a.principal) {
+            approvers
+                .entry(role.clone())
+                .or_default()
+                .insert(who.clone());
+        }
+    }
+    for (role, who) in approvers {
+        signers.insert(role, who.len());
+    }
+    (reports, signers, approvals)
+}
+
+/// The distinct good signers per role of `bundle`, as [`check_bundle`]
+/// counts them, without reading its scripts (for `status`, which shows
+/// modification from the hashes, not from this). Empty if it is not sealed.
+pub fn signers(keyrings: &Keyrings, bundle: &Bundle, now: SystemTime) -> BTreeMap<String, usize> {
+    match bundle.sealed_manifest() {
+        Ok((bytes, _)) => signers_of(keyrings, bundle, bytes, None, now).1,
+        Err(_) => BTreeMap::new(),
+    }
 }
 
 /// Every approval statement of `bundle`: its signature against the

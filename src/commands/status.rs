@@ -8,7 +8,6 @@ use serde::Serialize;
 
 use super::Context;
 use crate::changeset::{self, Bundle, Sha256Digest};
-use crate::check::check_bundle;
 use crate::cli::StatusArgs;
 use crate::engine;
 use crate::ledger::Entry;
@@ -170,9 +169,8 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> anyhow::Result<ExitCode> {
                         .filter(|e| e.changeset_id == bundle.id.as_str())
                         .collect();
                     status::cell(&rows, hash, l.locked, &l.progress, || {
-                        let s = signers.get_or_insert_with(|| {
-                            check_bundle(&keyrings, bundle, None, None, now).signers
-                        });
+                        let s = signers
+                            .get_or_insert_with(|| crate::check::signers(&keyrings, bundle, now));
                         crate::signing::shortfalls(&env.config.require, s)
                     })
                 }
