@@ -35,8 +35,8 @@ struct FleetView<'a> {
 struct TargetView<'a> {
     /// The target's name in environments.yaml.
     target: &'a str,
-    /// `up-to-date`, `applied`, `refused`, `failed`, `unreachable`,
-    /// `interrupted` or `not-started`.
+    /// `up-to-date`, `applied`, `planned` (`--dry-run`), `refused`,
+    /// `failed`, `unreachable`, `interrupted` or `not-started`.
     status: &'static str,
     /// The changesets applied to it in this run.
     applied: Vec<&'a str>,
@@ -47,6 +47,7 @@ struct TargetView<'a> {
 /// A target's status, and the error kind behind it.
 fn status_of(outcome: &TargetOutcome) -> (&'static str, Option<ErrorKind>) {
     match outcome {
+        TargetOutcome::Done(r) if r.dry_run && !r.planned.is_empty() => ("planned", None),
         TargetOutcome::Done(r) if r.applied.is_empty() => ("up-to-date", None),
         TargetOutcome::Done(_) => ("applied", None),
         TargetOutcome::NotStarted => ("not-started", None),
@@ -222,6 +223,7 @@ fn render(report: &FleetReport, json: bool) -> anyhow::Result<ExitCode> {
             for v in &views {
                 let detail = match (v.status, &v.error) {
                     ("applied", _) => format!("applied {}", v.applied.join(", ")),
+                    ("planned", _) => "would apply (--dry-run)".to_owned(),
                     (_, Some(e)) => e.lines().next().unwrap_or("").to_owned(),
                     _ => String::new(),
                 };

@@ -161,6 +161,12 @@ fn a_failing_canary_stops_the_fleet_and_max_failures_stops_scheduling() {
         .fails();
     assert!(out.contains("t3  not-started"), "{out}");
     assert!(out.contains("stopped: 1 targets failed"), "{out}");
+    // A dry run says what each target would get, and changes nothing.
+    let out = t
+        .promoter(&["promote", "qat", "prd", "--dry-run", "--target", "t5"])
+        .ok();
+    assert!(out.contains("t5  planned"), "{out}");
+    assert_eq!(applied(&t, 5), "\n");
     // One target by name works like any environment.
     t.promoter(&["promote", "qat", "prd/t3", "--yes"]).ok();
     assert_eq!(applied(&t, 3), "0001-customers,0002-seed\n");
