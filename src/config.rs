@@ -367,20 +367,8 @@ impl Config {
                 });
             }
             return fleet
-                .targets()
-                .into_iter()
-                .find(|t| t.target.as_deref() == Some(target))
-                .ok_or_else(|| ConfigError::UnknownTarget {
-                    env: env.to_owned(),
-                    target: target.to_owned(),
-                    known: fleet
-                        .config
-                        .targets
-                        .keys()
-                        .cloned()
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                });
+                .select_targets(&[target.to_owned()])
+                .map(|mut found| found.remove(0));
         }
         let (name, config) = self.file.environments.get_key_value(name).ok_or_else(|| {
             ConfigError::UnknownEnvironment {
@@ -473,6 +461,34 @@ impl Environment {
             .collect()
     }
 
+    /// The targets named in `names` (all of them when `names` is empty),
+    /// in the order of environments.yaml; an unknown name is an error that
+    /// lists the fleet's targets.
+    pub fn select_targets(&self, names: &[String]) -> Result<Vec<Environment>, ConfigError> {
+        if let Some(unknown) = names.iter().find(|n| !self.config.targets.contains_key(*n)) {
+            return Err(ConfigError::UnknownTarget {
+                env: self.name.clone(),
+                target: unknown.clone(),
+                known: self.target_names(),
+            });
+        }
+        let mut targets = self.targets();
+        if !names.is_empty() {
+            targets.retain(|t| t.target.as_ref().is_some_and(|n| names.contains(n)));
+        }
+        Ok(targets)
+    }
+
+    /// The fleet's target names, for messages: `acme, globex`.
+    pub fn target_names(&self) -> String {
+        self.config
+            .targets
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// `prd` or, for a target of a fleet, `prd/acme`.
     pub fn label(&self) -> String {
         match &self.target {
@@ -509,13 +525,7 @@ impl Environment {
         if self.is_fleet() {
             return Err(ConfigError::Fleet {
                 env: self.name.clone(),
-                targets: self
-                    .config
-                    .targets
-                    .keys()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                targets: self.target_names(),
             });
         }
         interpolate(&self.config.database_url, |v| std::env::var(v).ok()).map_err(|var| {

@@ -89,29 +89,7 @@ pub fn promote(
     to: &Environment,
     snapshot: &GitSnapshot,
 ) -> anyhow::Result<ExitCode> {
-    let mut targets = to.targets();
-    if !args.fleet.targets.is_empty() {
-        for name in &args.fleet.targets {
-            if !targets.iter().any(|t| t.target.as_deref() == Some(name)) {
-                return Err(CommandError::usage(format!(
-                    "fleet `{}` has no target `{name}` (its targets: {})",
-                    to.name,
-                    to.config
-                        .targets
-                        .keys()
-                        .cloned()
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ))
-                .into());
-            }
-        }
-        targets.retain(|t| {
-            t.target
-                .as_ref()
-                .is_some_and(|n| args.fleet.targets.contains(n))
-        });
-    }
+    let targets = to.select_targets(&args.fleet.targets)?;
     let mut opts = run::options(&args.run, args.upto.clone(), Vec::new());
     // One question for the whole fleet, not one per target.
     if to.config.confirm && !opts.dry_run && !opts.assume_yes {
