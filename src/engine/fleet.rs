@@ -5,10 +5,6 @@
 //! target's failure never touches the others; it only stops scheduling when
 //! it is a canary's or the failures reach `max_failures`.
 
-use std::future::Future;
-use std::pin::Pin;
-use std::task::Poll;
-
 use super::{Hooks, Report, RunError, RunOptions, Trust};
 use crate::changeset::Bundle;
 use crate::config::Environment;
@@ -57,7 +53,7 @@ pub struct FleetReport {
     pub stopped: Option<String>,
 }
 
-type Running<'a> = Pin<Box<dyn Future<Output = (usize, Result<Report, RunError>)> + 'a>>;
+type Running<'a> = super::join::Boxed<'a, Result<Report, RunError>>;
 
 /// Promotes `from` → every target of `runs`, as scheduled.
 pub async fn promote(
@@ -80,25 +76,21 @@ pub async fn promote(
     let canary = schedule.canary.min(runs.len());
     // Each future borrows its own target's trust and hooks, and the shared
     // inputs; `runs` outlives them all.
-    let mut pending: Vec<Option<Running<'_>>> = runs
+    let mut pending: Vec<Option<(usize, Running<'_>)>> = runs
         .iter_mut()
         .enumerate()
         .map(|(i, run)| {
-            let fut: Running<'_> = Box::pin(async move {
-                let result = super::promote(
-                    from,
-                    &run.env,
-                    schema,
-                    bundles,
-                    &mut run.trust,
-                    git_commit.to_owned(),
-                    opts,
-                    &mut *run.hooks,
-                )
-                .await;
-                (i, result)
-            });
-            Some(fut)
+            let fut: Running<'_> = Box::pin(super::promote(
+                from,
+                &run.env,
+                schema,
+                bundles,
+                &mut run.trust,
+                git_commit.to_owned(),
+                opts,
+                &mut *run.hooks,
+            ));
+            Some((i, fut))
         })
         .collect();
     let mut failures = 0usize;
@@ -107,7 +99,7 @@ pub async fn promote(
             break;
         }
         let mut next = range.start;
-        let mut running: Vec<Running<'_>> = Vec::new();
+        let mut running: Vec<(usize, Running<'_>)> = Vec::new();
         loop {
             while running.len() < schedule.jobs && next < range.end && stopped.is_none() {
                 running.push(pending[next].take().expect("each target starts once"));
@@ -116,16 +108,7 @@ pub async fn promote(
             if running.is_empty() {
                 break;
             }
-            let (i, result) = std::future::poll_fn(|cx| {
-                for k in 0..running.len() {
-                    if let Poll::Ready(done) = running[k].as_mut().poll(cx) {
-                        drop(running.swap_remove(k));
-                        return Poll::Ready(done);
-                    }
-                }
-                Poll::Pending
-            })
-            .await;
+            let (i, result) = super::join::next_done(&mut running).await;
             let failed = match &result {
                 Err(_) => true,
                 Ok(r) => r.failed.is_some(),

@@ -25,21 +25,28 @@ pub async fn bounded<'a, T>(futures: Vec<Boxed<'a, T>>, limit: usize) -> Vec<T> 
         if running.is_empty() {
             break;
         }
-        let (i, value) = std::future::poll_fn(|cx| {
-            for k in 0..running.len() {
-                if let Poll::Ready(v) = running[k].1.as_mut().poll(cx) {
-                    let (i, _) = running.swap_remove(k);
-                    return Poll::Ready((i, v));
-                }
-            }
-            Poll::Pending
-        })
-        .await;
+        let (i, value) = next_done(&mut running).await;
         out[i] = Some(value);
     }
     out.into_iter()
         .map(|v| v.expect("every future ran to completion"))
         .collect()
+}
+
+/// Waits for the first of `running` to finish, removes it and returns its
+/// key and output. `running` must not be empty.
+pub async fn next_done<'a, K: Copy, T>(running: &mut Vec<(K, Boxed<'a, T>)>) -> (K, T) {
+    debug_assert!(!running.is_empty());
+    std::future::poll_fn(|cx| {
+        for k in 0..running.len() {
+            if let Poll::Ready(v) = running[k].1.as_mut().poll(cx) {
+                let (key, _) = running.swap_remove(k);
+                return Poll::Ready((key, v));
+            }
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 #[cfg(test)]
