@@ -192,8 +192,7 @@ fn is_promoters_own(text: &str) -> bool {
         || text.starts_with("SELECT 'parity sentinel ")
 }
 
-/// What promoter sends after each script (src/db/executor.rs, reset_session).
-const RESET_SESSION: &str = "RESET SESSION AUTHORIZATION; RESET ROLE; RESET ALL; CLOSE ALL; UNLISTEN *; DEALLOCATE ALL; DISCARD SEQUENCES; DISCARD TEMP;";
+use promoter::db::executor::RESET_SESSION;
 
 /// What psql sends for each of `scripts` (one session each, in order, in
 /// one database), and whether the last one it ran failed.
