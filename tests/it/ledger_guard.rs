@@ -305,3 +305,31 @@ fn a_commit_smuggled_past_the_splitter_is_refused_or_caught() {
         .starts_with("TRANSACTION BROKEN"),
     );
 }
+
+/// The attack the between-statement checks of a `transaction: none`
+/// changeset must survive: a script that puts an aggregate of its own in
+/// front of pg_catalog's on its search path, where the ledger guard's
+/// `string_agg` would resolve to it. The guard runs under `pg_catalog`
+/// only, so the script's aggregate never runs, and the script keeps its
+/// search path for its own statements.
+#[test]
+fn a_script_cannot_shadow_the_guards_functions_with_its_search_path() {
+    let t = TestContext::with_databases();
+    t.changeset_without_transaction(
+        "shadow",
+        "CREATE SCHEMA evil;\n\
+         CREATE FUNCTION evil.boom(text, text, text) RETURNS text LANGUAGE plpgsql AS\n\
+           $$BEGIN RAISE EXCEPTION 'the shadowing string_agg ran'; END$$;\n\
+         CREATE AGGREGATE evil.string_agg(text, text) (SFUNC = evil.boom, STYPE = text);\n\
+         SET search_path = evil, pg_catalog;\n\
+         CREATE TABLE public.after (path text DEFAULT current_setting('search_path'));\n\
+         INSERT INTO public.after DEFAULT VALUES;\n",
+    );
+    t.promoter(&["seal"]).ok();
+    let run = t.promoter(&["apply", "dev"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert_eq!(
+        t.sql("dev", "SELECT path FROM public.after"),
+        "evil, pg_catalog\n"
+    );
+}
