@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::changeset::Sha256Digest;
-use crate::ledger::Entry;
+use crate::ledger::{Entry, ReplacedRow};
 
 /// A ledger head as promoter last saw it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -86,10 +86,19 @@ pub fn save(dir: &Path, checkpoint: &Checkpoint) -> Result<(), String> {
 }
 
 /// Whether `entries` still hold the checkpointed head: the row with that
-/// `seq` and `entry_hash`. `Err` says what happened to it.
-pub fn check(entries: &[Entry], cp: &Checkpoint) -> Result<(), String> {
+/// `seq` and `entry_hash`, or, after a refresh replaced the database, a
+/// row of the ledger it replaced (`replaced`, which must then verify
+/// against its `refreshed` row). `Err` says what happened to it.
+pub fn check(entries: &[Entry], replaced: &[ReplacedRow], cp: &Checkpoint) -> Result<(), String> {
+    let kept = || {
+        replaced
+            .iter()
+            .any(|k| k.entry.seq == cp.seq && k.entry.entry_hash == cp.entry_hash)
+            && crate::ledger::check_replaced(entries, &cp.environment, replaced).is_empty()
+    };
     match entries.iter().find(|e| e.seq == cp.seq) {
         Some(e) if e.entry_hash == cp.entry_hash => Ok(()),
+        _ if kept() => Ok(()),
         Some(e) => Err(format!(
             "ledger row #{} was {} when promoter saw it on {}, and is {} now: the history was rewritten",
             cp.seq,
@@ -173,19 +182,27 @@ mod tests {
     #[test]
     fn a_checkpoint_catches_deletion_truncation_and_rewriting() {
         let rows = [row(1, 1), row(2, 2), row(3, 3)];
-        assert_eq!(check(&rows, &cp(3, 3)), Ok(()));
-        assert_eq!(check(&rows, &cp(2, 2)), Ok(()), "newer rows since are fine");
+        assert_eq!(check(&rows, &[], &cp(3, 3)), Ok(()));
+        assert_eq!(
+            check(&rows, &[], &cp(2, 2)),
+            Ok(()),
+            "newer rows since are fine"
+        );
         assert!(
-            check(&rows[..2], &cp(3, 3))
+            check(&rows[..2], &[], &cp(3, 3))
                 .unwrap_err()
                 .contains("newer rows were deleted")
         );
         assert!(
-            check(&[], &cp(3, 3))
+            check(&[], &[], &cp(3, 3))
                 .unwrap_err()
                 .contains("truncated or dropped")
         );
-        assert!(check(&rows, &cp(3, 9)).unwrap_err().contains("rewritten"));
+        assert!(
+            check(&rows, &[], &cp(3, 9))
+                .unwrap_err()
+                .contains("rewritten")
+        );
     }
 
     #[test]

@@ -74,6 +74,8 @@ pub enum Command {
     Audit(AuditArgs),
     /// Record how a partially applied non-transactional changeset was resolved by hand.
     Resolve(ResolveArgs),
+    /// Make TO a copy of FROM: schema, data and ledger history (a refresh: `clone prd qat`).
+    Clone(CloneArgs),
     /// Compare two environments' schemas (what the drift check compares), line by line.
     Drift(DriftArgs),
     /// The trust policy pinned in a controlled environment's own database.
@@ -278,6 +280,42 @@ pub struct PromoteArgs {
     pub run: RunArgs,
     #[command(flatten)]
     pub fleet: FleetArgs,
+}
+
+/// `promoter clone FROM TO`.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+FROM is only read: one snapshot, no writes, no lock that waits for its users.
+The copy is built under a temporary name next to TO, verified (schema
+fingerprint and every table's row count equal to FROM's) and only then swapped
+in; a failed or interrupted clone leaves TO as it was. TO's ledger continues:
+FROM's history, then a `refreshed` row (signed with TO's receipt key) naming
+FROM's ledger head; TO's own earlier ledger is kept in ledger_replaced, and
+TO keeps its own pinned trust policy. Needs pg_dump and pg_restore at least as
+new as both servers, and a role that may create databases in TO's cluster and
+end TO's sessions.")]
+pub struct CloneArgs {
+    /// The environment to copy, e.g. prd (prd/TARGET for one target of a fleet).
+    pub from: String,
+    /// The environment to replace, e.g. qat or dev; it must come before FROM
+    /// in the pipeline (be promoted into it, directly or through others).
+    pub to: String,
+    /// Parallel jobs of pg_dump and pg_restore.
+    #[arg(long, short = 'j', default_value_t = 2, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub jobs: u32,
+    /// Do not ask before replacing an environment with `confirm: true`.
+    #[arg(long, short)]
+    pub yes: bool,
+    /// How long to wait for another promoter that holds TO's lock, in seconds.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    pub lock_wait: u64,
+    /// How long pg_dump may wait for a share lock on one of FROM's tables
+    /// before it gives up (rather than queue behind FROM's users).
+    #[arg(long, default_value = "30s", value_name = "INTERVAL")]
+    pub source_lock_timeout: String,
+    /// Restore without FROM's owners and grants (for roles TO's cluster lacks).
+    #[arg(long)]
+    pub no_owner: bool,
 }
 
 /// How a promotion to a fleet is scheduled.

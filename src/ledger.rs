@@ -32,6 +32,11 @@ pub enum Status {
     /// Not a changeset: the environment's trust policy was pinned (the row's
     /// `changeset_id` is [`TRUST_EVENT`], its `bundle_hash` the policy's hash).
     TrustPinned,
+    /// Not a changeset: the database was replaced by a copy of another
+    /// environment (`promoter clone`). The rows before it are the source's
+    /// history; its `changeset_id` is [`REFRESH_EVENT`], its note a
+    /// [`RefreshNote`].
+    Refreshed,
 }
 
 /// How the error text of a ledger row starts when a changeset's SQL touched
@@ -46,6 +51,152 @@ pub const TRANSACTION_BROKEN: &str = "TRANSACTION BROKEN";
 /// The `changeset_id` of ledger rows that record trust events.
 pub const TRUST_EVENT: &str = "trust-policy";
 
+/// The `changeset_id` of ledger rows that record a refresh (`promoter clone`).
+pub const REFRESH_EVENT: &str = "refresh";
+
+/// A ledger head: a row's sequence number and entry hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Head {
+    pub seq: i64,
+    pub entry_hash: Sha256Digest,
+}
+
+impl Head {
+    pub fn of(entry: &Entry) -> Self {
+        Self {
+            seq: entry.seq,
+            entry_hash: entry.entry_hash,
+        }
+    }
+}
+
+/// The note of a `refreshed` row (JSON, stored and hashed as written):
+/// what the copy replaced and how it was made. The source, its ledger head
+/// and its schema are the row's `promoted_from`, `promoted_from_entry` and
+/// `schema_after`; the replaced database's schema is its `schema_before`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct RefreshNote {
+    /// The head of the ledger this copy replaced (`None`: it had none). Its
+    /// rows are kept in `ledger_replaced`, under this row's `entry_hash`.
+    pub replaced: Option<Head>,
+    /// sha256 of the masking spec the data went through, if any.
+    pub masking_sha256: Option<String>,
+    /// Tables copied, and their rows, as counted in the source's snapshot.
+    pub tables: u64,
+    pub rows: u64,
+}
+
+impl RefreshNote {
+    /// The note of a `refreshed` row; `None` for any other row, or a note
+    /// promoter did not write (which `audit` reports).
+    pub fn of(entry: &Entry) -> Option<Self> {
+        if entry.status != Status::Refreshed {
+            return None;
+        }
+        serde_json::from_str(entry.note.as_deref()?).ok()
+    }
+}
+
+/// A row of a ledger that a refresh replaced, with the `entry_hash` of the
+/// `refreshed` row that replaced it (the `ledger_replaced` table).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplacedRow {
+    pub replaced_by: Sha256Digest,
+    pub entry: Entry,
+}
+
+/// Checks the ledgers that refreshes of `env` replaced against the
+/// `refreshed` rows in `entries` that name them: each kept ledger must be
+/// complete (its own chain intact) and end at the head its `refreshed` row
+/// recorded, and no kept row may belong to no refresh. Returns (seq, why)
+/// per problem; the seq is the `refreshed` row's.
+pub fn check_replaced(
+    entries: &[Entry],
+    env: &str,
+    replaced: &[ReplacedRow],
+) -> Vec<(i64, String)> {
+    let mut problems = Vec::new();
+    // Refreshes in the kept ledgers too: a database refreshed twice keeps
+    // the first refresh's kept rows under a row that is itself kept.
+    let refreshes: Vec<&Entry> = entries
+        .iter()
+        .chain(replaced.iter().map(|k| &k.entry))
+        .filter(|e| e.status == Status::Refreshed && e.environment == env)
+        .collect();
+    for r in &refreshes {
+        let Some(note) = RefreshNote::of(r) else {
+            problems.push((
+                r.seq,
+                "the refreshed row's note was not written by promoter".into(),
+            ));
+            continue;
+        };
+        let kept: Vec<Entry> = replaced
+            .iter()
+            .filter(|k| k.replaced_by == r.entry_hash)
+            .map(|k| k.entry.clone())
+            .collect();
+        match note.replaced {
+            None if kept.is_empty() => {}
+            None => problems.push((
+                r.seq,
+                format!(
+                    "{} kept rows claim a refresh that replaced no ledger",
+                    kept.len()
+                ),
+            )),
+            Some(head) => {
+                if let Some(b) = check_chain(&kept) {
+                    problems.push((
+                        r.seq,
+                        format!("the ledger it replaced, kept in ledger_replaced, is broken at row #{}: {}", b.seq, b.reason),
+                    ));
+                } else if kept.last().map(Head::of) != Some(head) {
+                    problems.push((
+                        r.seq,
+                        format!(
+                            "the ledger it replaced ended at row #{} ({}), but ledger_replaced {}",
+                            head.seq,
+                            head.entry_hash.short(),
+                            match kept.last() {
+                                None => "holds none of its rows".to_owned(),
+                                Some(l) =>
+                                    format!("ends at row #{} ({})", l.seq, l.entry_hash.short()),
+                            }
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    for k in replaced {
+        if !refreshes.iter().any(|r| r.entry_hash == k.replaced_by) {
+            problems.push((
+                k.entry.seq,
+                format!(
+                    "ledger_replaced holds row #{} under {}, which is no refresh of {env} in this ledger",
+                    k.entry.seq,
+                    k.replaced_by.short()
+                ),
+            ));
+        }
+    }
+    problems.sort();
+    problems.dedup();
+    problems
+}
+
+/// Where the rows this environment vouches for row by row begin: after its
+/// last `refreshed` row, the history before which is the copied source's,
+/// covered as a whole by that row's hash chain and receipt. 0 when the
+/// environment was never refreshed.
+pub fn own_rows_start(entries: &[Entry], env: &str) -> usize {
+    entries
+        .iter()
+        .rposition(|e| e.status == Status::Refreshed && e.environment == env)
+        .unwrap_or(0)
+}
+
 impl Status {
     pub fn as_str(self) -> &'static str {
         match self {
@@ -55,6 +206,7 @@ impl Status {
             Self::ResolvedApplied => "resolved-applied",
             Self::ResolvedRolledBack => "resolved-rolled-back",
             Self::TrustPinned => "trust-pinned",
+            Self::Refreshed => "refreshed",
         }
     }
 
@@ -66,8 +218,15 @@ impl Status {
             "resolved-applied" => Self::ResolvedApplied,
             "resolved-rolled-back" => Self::ResolvedRolledBack,
             "trust-pinned" => Self::TrustPinned,
+            "refreshed" => Self::Refreshed,
             _ => return None,
         })
+    }
+
+    /// Whether the row records an event of the environment (a trust pin, a
+    /// refresh) rather than a changeset.
+    pub fn is_event(self) -> bool {
+        matches!(self, Self::TrustPinned | Self::Refreshed)
     }
 
     /// Whether the changeset counts as applied after this row.
@@ -362,6 +521,8 @@ pub enum AuditProblem {
     NoReceipt { seq: i64, reason: String },
     /// The pinned-policy table does not verify.
     PolicyTampered { seq: i64, reason: String },
+    /// A refresh's kept copy of the ledger it replaced does not verify.
+    ReplacedBroken { seq: i64, reason: String },
     /// The ledger lost the head promoter (or an auditor) saw before.
     CheckpointMissing { seq: i64, reason: String },
     /// A downstream environment's row was promoted from an entry this
@@ -384,6 +545,9 @@ impl std::fmt::Display for AuditProblem {
             }
             Self::PolicyTampered { seq, reason } => {
                 write!(f, "pinned policy row #{seq}: {reason}")
+            }
+            Self::ReplacedBroken { seq, reason } => {
+                write!(f, "refresh at ledger row #{seq}: {reason}")
             }
             Self::CheckpointMissing { reason, .. } => write!(f, "checkpoint: {reason}"),
             Self::ReferenceMissing {
@@ -492,6 +656,115 @@ mod tests {
 
     fn digest(pair: &str) -> Sha256Digest {
         Sha256Digest::from_hex(&pair.repeat(32)).unwrap()
+    }
+
+    /// A QAT ledger of `n` rows, and a refresh of it from a PRD ledger of
+    /// `m` rows: (current ledger, kept rows).
+    fn refreshed(n: usize, m: usize) -> (Vec<Entry>, Vec<ReplacedRow>) {
+        let chain = |n: usize, env: &str| {
+            let mut rows: Vec<Entry> = Vec::new();
+            for i in 0..n {
+                let mut e = entry(&format!("{:04}-x", i + 1));
+                e.environment = env.into();
+                e.seal(rows.last());
+                rows.push(e);
+            }
+            rows
+        };
+        let old = chain(n, "qat");
+        let mut rows = chain(m, "prd");
+        let mut r = entry(REFRESH_EVENT);
+        r.status = Status::Refreshed;
+        r.note = Some(
+            serde_json::to_string(&RefreshNote {
+                replaced: old.last().map(Head::of),
+                masking_sha256: None,
+                tables: 1,
+                rows: 1,
+            })
+            .unwrap(),
+        );
+        r.seal(rows.last());
+        let kept = old
+            .into_iter()
+            .map(|entry| ReplacedRow {
+                replaced_by: r.entry_hash,
+                entry,
+            })
+            .collect();
+        rows.push(r);
+        (rows, kept)
+    }
+
+    #[test]
+    fn a_refresh_keeps_the_replaced_ledger_whole_or_audit_says_what_is_missing() {
+        let (rows, kept) = refreshed(3, 2);
+        assert!(check_replaced(&rows, "qat", &kept).is_empty());
+        assert_eq!(own_rows_start(&rows, "qat"), 2);
+        assert_eq!(own_rows_start(&rows[..2], "qat"), 0);
+        type Change = Box<dyn Fn(&mut Vec<ReplacedRow>)>;
+        let cases: [(&str, Change); 4] = [
+            (
+                "newest kept row deleted",
+                Box::new(|k| {
+                    k.pop();
+                }),
+            ),
+            (
+                "a kept row deleted from the middle",
+                Box::new(|k| {
+                    k.remove(1);
+                }),
+            ),
+            (
+                "a kept row edited",
+                Box::new(|k| k[0].entry.db_role = "someone".into()),
+            ),
+            (
+                "a row kept under no refresh",
+                Box::new(|k| {
+                    let mut extra = k[0].clone();
+                    extra.replaced_by = Sha256Digest([7; 32]);
+                    k.push(extra);
+                }),
+            ),
+        ];
+        for (what, change) in cases {
+            let mut k = kept.clone();
+            change(&mut k);
+            assert!(!check_replaced(&rows, "qat", &k).is_empty(), "{what}");
+        }
+        // A note promoter never wrote is reported (and, being hashed, breaks
+        // the chain, which `check_chain` reports).
+        let mut bad = rows.clone();
+        bad[2].note = Some("{}".into());
+        let problems = check_replaced(&bad, "qat", &kept);
+        assert!(
+            problems[0].1.contains("not written by promoter"),
+            "{problems:?}"
+        );
+        assert!(check_chain(&bad).is_some());
+    }
+
+    #[test]
+    fn a_checkpoint_taken_before_a_refresh_is_found_in_the_kept_ledger() {
+        let (rows, kept) = refreshed(3, 2);
+        let cp = |e: &Entry| crate::checkpoint::Checkpoint {
+            environment: "qat".into(),
+            database: "1/qat".into(),
+            seq: e.seq,
+            entry_hash: e.entry_hash,
+            seen_at: "then".into(),
+        };
+        let old_head = cp(&kept[2].entry);
+        assert!(crate::checkpoint::check(&rows, &[], &old_head).is_err());
+        assert_eq!(crate::checkpoint::check(&rows, &kept, &old_head), Ok(()));
+        assert_eq!(
+            crate::checkpoint::check(&rows, &kept, &cp(&kept[0].entry)),
+            Ok(())
+        );
+        // Not if the kept ledger lost rows since.
+        assert!(crate::checkpoint::check(&rows, &kept[..2], &old_head).is_err());
     }
 
     /// Pinned: changing the encoding would make every existing ledger fail its audit.

@@ -161,7 +161,9 @@ pub fn orphan(last: Option<&Entry>, locked: bool) -> Cell {
         Status::Failed => State::Failed,
         Status::Running if locked => State::Running,
         Status::Running => State::Interrupted,
-        Status::ResolvedRolledBack | Status::TrustPinned => State::ResolvedRolledBack,
+        Status::ResolvedRolledBack | Status::TrustPinned | Status::Refreshed => {
+            State::ResolvedRolledBack
+        }
     };
     Cell::of(state, row, Some("not in the work tree".into()))
 }

@@ -124,7 +124,10 @@ fn row_marks(ctx: &Context, env: &str, entries: &[Entry]) -> Vec<Option<String>>
     }
     let known = format!("committed for {env}");
     let now = std::time::SystemTime::now();
-    for (i, e) in entries.iter().enumerate() {
+    // Rows before a refresh are the copied source's, vouched for by the
+    // `refreshed` row's own receipt.
+    let own = crate::ledger::own_rows_start(entries, env);
+    for (i, e) in entries.iter().enumerate().skip(own) {
         if marks[i].is_some() {
             continue;
         }
@@ -211,11 +214,49 @@ fn print_table(env: &str, entries: &[Entry], marks: &[Option<String>]) -> std::i
                 err.replace('\n', "\n    ")
             ))?;
         }
-        if let Some(note) = &e.note {
+        if let Some(refresh) = crate::ledger::RefreshNote::of(e) {
+            output::print(&format!(
+                "#{} {}",
+                e.seq,
+                refresh_line(env, entries, e, &refresh)
+            ))?;
+        } else if let Some(note) = &e.note {
             output::print(&format!("#{} note: {note}", e.seq))?;
         }
     }
     Ok(())
+}
+
+/// What a `refreshed` row says, in words.
+fn refresh_line(
+    env: &str,
+    entries: &[Entry],
+    row: &Entry,
+    note: &crate::ledger::RefreshNote,
+) -> String {
+    let from = row.promoted_from.as_deref().unwrap_or("?");
+    let copied = entries.iter().take_while(|e| e.seq < row.seq).count();
+    let history = match copied {
+        0 => format!("{from} had no ledger rows"),
+        n => format!("#1–#{n} are {from}'s ledger, copied"),
+    };
+    let replaced = match note.replaced {
+        Some(h) => format!(
+            "{env}'s ledger before it (up to #{} {}) is kept in ledger_replaced",
+            h.seq,
+            h.entry_hash.short()
+        ),
+        None => format!("{env} had no ledger before"),
+    };
+    let masked = note
+        .masking_sha256
+        .as_ref()
+        .map(|m| format!(", masked by spec {}", &m[..m.len().min(12)]))
+        .unwrap_or_default();
+    format!(
+        "refreshed from {from}: {history}; {replaced}; {} tables, {} rows{masked}",
+        note.tables, note.rows
+    )
 }
 
 /// JSON: `promoter --json audit ENV`.
@@ -262,7 +303,7 @@ fn checkpoint_problems(
 ) -> anyhow::Result<Vec<AuditProblem>> {
     let mut out = Vec::new();
     let mut check = |cp: &crate::checkpoint::Checkpoint, from: &str| {
-        if let Err(why) = crate::checkpoint::check(&ledger.entries, cp) {
+        if let Err(why) = crate::checkpoint::check(&ledger.entries, &ledger.replaced, cp) {
             out.push(AuditProblem::CheckpointMissing {
                 seq: cp.seq,
                 reason: format!("{why} ({from})"),
@@ -303,8 +344,15 @@ fn checkpoint_problems(
         }
         match ctx.block_on(engine::read_ledger(&downstream, &config.file.ledger_schema)) {
             Ok(d) => {
+                // Entries a refresh replaced are still what those rows were promoted from.
+                let known: Vec<Entry> = ledger
+                    .entries
+                    .iter()
+                    .cloned()
+                    .chain(ledger.replaced.iter().map(|k| k.entry.clone()))
+                    .collect();
                 for (seq, entry) in
-                    crate::checkpoint::missing_references(&env.name, &ledger.entries, &d.entries)
+                    crate::checkpoint::missing_references(&env.name, &known, &d.entries)
                 {
                     out.push(AuditProblem::ReferenceMissing {
                         seq,
@@ -324,7 +372,9 @@ fn checkpoint_problems(
 
 /// In an environment that has a receipt certificate committed at the
 /// audited revision, every row must carry a valid receipt by it: a row
-/// inserted by hand, or re-hashed after an edit, has none.
+/// inserted by hand, or re-hashed after an edit, has none. After a refresh,
+/// the rows before the `refreshed` row are the source's history, which that
+/// row's own receipt covers through the hash chain.
 fn receipt_problems(
     ctx: &Context,
     commit: &str,
@@ -337,7 +387,7 @@ fn receipt_problems(
     }
     let known = format!("committed for {env}");
     let now = std::time::SystemTime::now();
-    Ok(entries
+    Ok(entries[crate::ledger::own_rows_start(entries, env)..]
         .iter()
         .filter_map(|e| {
             let reason = match engine::trust::receipt_of(&git.receipt_certs, env, e, &known, now) {
@@ -381,6 +431,11 @@ pub fn audit(ctx: &Context, args: &AuditArgs) -> anyhow::Result<ExitCode> {
                     &env.name,
                     &l.entries,
                 )?);
+                problems.extend(
+                    crate::ledger::check_replaced(&l.entries, &env.name, &l.replaced)
+                        .into_iter()
+                        .map(|(seq, reason)| AuditProblem::ReplacedBroken { seq, reason }),
+                );
                 if let Some((seq, reason)) = crate::policy::check_pins(&l.pins) {
                     problems.push(AuditProblem::PolicyTampered { seq, reason });
                 }

@@ -3,6 +3,7 @@
 
 mod apply;
 mod approve;
+mod clone;
 mod drift;
 mod fleet;
 mod init;
@@ -126,6 +127,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ledger(args) => ledger::show(&ctx, &args),
         Command::Audit(args) => ledger::audit(&ctx, &args),
         Command::Resolve(args) => resolve::run(&ctx, &args),
+        Command::Clone(args) => clone::run(&ctx, &args),
         Command::Drift(args) => drift::run(&ctx, &args),
         Command::Trust(TrustCommand::Pin(args)) => trust::pin(&ctx, &args),
         Command::Trust(TrustCommand::Show(args)) => trust::show(&ctx, &args),

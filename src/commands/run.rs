@@ -85,6 +85,7 @@ impl Hooks for StderrHooks {
                 "interrupt: cancelling the running statement of {id} on {env}; it will be rolled back and recorded (press Ctrl-C again to abandon cleanup)"
             ),
             Event::Warning(w) => format!("warning: {w}"),
+            Event::Step(s) => s.to_owned(),
         };
         match &self.prefix {
             Some(p) => output::eprint(&format!("[{p}] {line}")),

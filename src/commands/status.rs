@@ -188,7 +188,7 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .flatten()
         .flat_map(|l| l.entries.iter())
-        .filter(|e| e.status != crate::ledger::Status::TrustPinned)
+        .filter(|e| !e.status.is_event())
         .map(|e| e.changeset_id.as_str())
         .filter(|id| !bundles.iter().any(|b| b.id.as_str() == *id))
         .collect();

@@ -109,6 +109,44 @@ fn keywords_to_url(text: &str) -> Result<String, String> {
     Ok(url.to_string())
 }
 
+/// The connection string for a libpq client tool (`pg_dump`,
+/// `pg_restore`), as a URL without its password, which is returned apart
+/// so that it travels in `PGPASSWORD`, never on a command line that `ps`
+/// shows; with `dbname` the database is replaced.
+pub fn for_tool(text: &str, dbname: Option<&str>) -> Result<(String, Option<String>), String> {
+    let url = if is_url(text) {
+        text.to_owned()
+    } else {
+        keywords_to_url(text)?
+    };
+    let mut url = url::Url::parse(&url)
+        .map_err(|_| format!("not a valid connection URL: {}", redact(text)))?;
+    let mut password = url.password().map(|p| {
+        url::form_urlencoded::parse(format!("p={p}").as_bytes())
+            .next()
+            .map_or_else(String::new, |(_, v)| v.into_owned())
+    });
+    let _ = url.set_password(None);
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    for (k, v) in url.query_pairs() {
+        match k.as_ref() {
+            "password" => password = Some(v.into_owned()),
+            "dbname" if dbname.is_some() => {}
+            _ => pairs.push((k.into_owned(), v.into_owned())),
+        }
+    }
+    if pairs.is_empty() {
+        url.set_query(None);
+    } else {
+        url.query_pairs_mut().clear().extend_pairs(&pairs);
+    }
+    if let Some(db) = dbname {
+        let encoded: String = url::form_urlencoded::byte_serialize(db.as_bytes()).collect();
+        url.set_path(&format!("/{}", encoded.replace('+', "%20")));
+    }
+    Ok((url.to_string(), password))
+}
+
 /// A connection string with every secret replaced by `***`: the password of
 /// a URL's user info, a `password` query parameter, a `password=` keyword.
 /// A string that cannot be parsed is never echoed.
@@ -193,6 +231,37 @@ mod tests {
             for secret in ["secret", "s3cr3t", "a b", "a%2Fb", "pw@"] {
                 assert!(!shown.contains(secret), "{text} → {shown}");
             }
+        }
+    }
+
+    #[test]
+    fn client_tools_get_the_password_apart_and_the_database_they_are_told() {
+        let cases = [
+            (
+                "postgres://u:p%40ss@h:5432/shop?sslmode=require",
+                None,
+                "postgres://u@h:5432/shop?sslmode=require",
+                Some("p@ss"),
+            ),
+            (
+                "postgres://u@h/shop?password=s3cr3t&host=/run/pg",
+                Some("shop__promoter_clone"),
+                "postgres://u@h/shop__promoter_clone?host=%2Frun%2Fpg",
+                Some("s3cr3t"),
+            ),
+            (
+                "host=/tmp/sock dbname=shop user=ops password='a b'",
+                Some("my db"),
+                "postgres:///my%20db?host=%2Ftmp%2Fsock&user=ops",
+                Some("a b"),
+            ),
+            ("postgres://h/db", None, "postgres://h/db", None),
+        ];
+        for (text, db, want, password) in cases {
+            let (url, pw) = for_tool(text, db).unwrap();
+            assert_eq!(url, want, "{text}");
+            assert_eq!(pw.as_deref(), password, "{text}");
+            parse(&url).unwrap();
         }
     }
 

@@ -82,26 +82,29 @@ pub async fn catalog(
 }
 
 /// Rows inserted, updated and deleted in each ledger table (ledger,
-/// ledger_progress, policy), as this backend counts them. PostgreSQL 15
+/// ledger_progress, policy, ledger_replaced), as this backend counts them. PostgreSQL 15
 /// flushes these counters only between transactions and not every time, so
 /// they can include earlier transactions: take them at the start of a
 /// transaction and compare the difference at its end.
-pub type Touched = [(i64, i64, i64); 3];
+pub type Touched = [(i64, i64, i64); 4];
 
 /// The counters now (see [`Touched`]).
 pub async fn touched(conn: &mut PgConnection, env: &str, schema: &str) -> Result<Touched, DbError> {
-    // One round trip for the three tables (this runs twice per changeset).
-    let row: (i64, i64, i64, i64, i64, i64, i64, i64, i64) = sqlx::query_as(
-        "WITH t(o) AS (VALUES (pg_catalog.to_regclass($1)), (pg_catalog.to_regclass($2)), (pg_catalog.to_regclass($3))) \
+    // One round trip for the four tables (this runs twice per changeset).
+    type Row = (i64, i64, i64, i64, i64, i64, i64, i64, i64, i64, i64, i64);
+    let row: Row = sqlx::query_as(
+        "WITH t(o) AS (VALUES (pg_catalog.to_regclass($1)), (pg_catalog.to_regclass($2)), (pg_catalog.to_regclass($3)), (pg_catalog.to_regclass($4))) \
          SELECT coalesce(max(ins) FILTER (WHERE n = 1), 0), coalesce(max(upd) FILTER (WHERE n = 1), 0), coalesce(max(del) FILTER (WHERE n = 1), 0), \
                 coalesce(max(ins) FILTER (WHERE n = 2), 0), coalesce(max(upd) FILTER (WHERE n = 2), 0), coalesce(max(del) FILTER (WHERE n = 2), 0), \
-                coalesce(max(ins) FILTER (WHERE n = 3), 0), coalesce(max(upd) FILTER (WHERE n = 3), 0), coalesce(max(del) FILTER (WHERE n = 3), 0) \
+                coalesce(max(ins) FILTER (WHERE n = 3), 0), coalesce(max(upd) FILTER (WHERE n = 3), 0), coalesce(max(del) FILTER (WHERE n = 3), 0), \
+                coalesce(max(ins) FILTER (WHERE n = 4), 0), coalesce(max(upd) FILTER (WHERE n = 4), 0), coalesce(max(del) FILTER (WHERE n = 4), 0) \
            FROM (SELECT row_number() OVER () AS n, pg_catalog.pg_stat_get_xact_tuples_inserted(o) AS ins, \
                         pg_catalog.pg_stat_get_xact_tuples_updated(o) AS upd, pg_catalog.pg_stat_get_xact_tuples_deleted(o) AS del FROM t) c",
     )
     .bind(format!("{schema}.ledger"))
     .bind(format!("{schema}.ledger_progress"))
     .bind(format!("{schema}.policy"))
+    .bind(format!("{schema}.ledger_replaced"))
     .fetch_one(&mut *conn)
     .await
     .map_err(|e| DbError::query(env, e))?;
@@ -109,6 +112,7 @@ pub async fn touched(conn: &mut PgConnection, env: &str, schema: &str) -> Result
         (row.0, row.1, row.2),
         (row.3, row.4, row.5),
         (row.6, row.7, row.8),
+        (row.9, row.10, row.11),
     ])
 }
 
@@ -138,11 +142,12 @@ pub async fn check_transaction(
             now[i].2 - counted[i].2,
         )
     };
-    let (ledger, progress, policy) = (delta(0), delta(1), delta(2));
-    if ledger != (1, 0, 0) || progress != (0, 0, 0) || policy != (0, 0, 0) {
+    let (ledger, progress, policy, replaced) = (delta(0), delta(1), delta(2), delta(3));
+    if ledger != (1, 0, 0) || progress != (0, 0, 0) || policy != (0, 0, 0) || replaced != (0, 0, 0)
+    {
         return Ok(Err(format!(
             "it wrote to the ledger tables: {schema}.ledger {} inserted (promoter wrote 1), {} updated, {} deleted; \
-             {schema}.ledger_progress {}/{}/{}; {schema}.policy {}/{}/{}",
+             {schema}.ledger_progress {}/{}/{}; {schema}.policy {}/{}/{}; {schema}.ledger_replaced {}/{}/{}",
             ledger.0,
             ledger.1,
             ledger.2,
@@ -151,7 +156,10 @@ pub async fn check_transaction(
             progress.2,
             policy.0,
             policy.1,
-            policy.2
+            policy.2,
+            replaced.0,
+            replaced.1,
+            replaced.2
         )));
     }
     let ours: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
@@ -209,6 +217,7 @@ pub async fn protected(
         ("ledger", "ledger_append_only"),
         ("ledger_progress", "ledger_progress_append_only"),
         ("policy", "policy_append_only"),
+        ("ledger_replaced", "ledger_replaced_append_only"),
     ];
     for (table, trigger, enabled) in &rows {
         if !expected.contains(&(table.as_str(), trigger.as_str())) {

@@ -7,10 +7,10 @@ use sqlx::{AssertSqlSafe, Row};
 
 use super::DbError;
 use crate::changeset::Sha256Digest;
-use crate::ledger::{Entry, Progress, Status};
+use crate::ledger::{Entry, Progress, ReplacedRow, Status};
 
 /// Layout version this promoter writes and reads.
-pub const LAYOUT_VERSION: i32 = 2;
+pub const LAYOUT_VERSION: i32 = 3;
 
 /// The ledger's DDL. `schema` is validated as `[a-z_][a-z0-9_]*` when the
 /// configuration loads, so formatting it into SQL is safe; values never are.
@@ -94,6 +94,51 @@ DROP TRIGGER IF EXISTS policy_append_only ON {s}.policy;
 CREATE TRIGGER policy_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON {s}.policy
     FOR EACH STATEMENT EXECUTE FUNCTION {s}.ledger_append_only();
 INSERT INTO {s}.ledger_version (version) VALUES (2) ON CONFLICT DO NOTHING;
+"#,
+        s = schema
+    )
+}
+
+/// Layout 3: `refreshed` rows, and `ledger_replaced`, which keeps the
+/// ledger of a database that `promoter clone` replaced, row for row, under
+/// the `entry_hash` of the `refreshed` row that replaced it.
+fn v3_ddl(schema: &str) -> String {
+    format!(
+        r#"
+ALTER TABLE {s}.ledger DROP CONSTRAINT IF EXISTS ledger_status_check;
+ALTER TABLE {s}.ledger ADD CONSTRAINT ledger_status_check
+    CHECK (status IN ('applied', 'failed', 'running', 'resolved-applied', 'resolved-rolled-back', 'trust-pinned', 'refreshed'));
+CREATE TABLE IF NOT EXISTS {s}.ledger_replaced (
+    replaced_by         char(64) NOT NULL,
+    seq                 bigint NOT NULL CHECK (seq > 0),
+    changeset_id        text NOT NULL,
+    bundle_hash         char(64) NOT NULL,
+    environment         text NOT NULL,
+    status              text NOT NULL,
+    signers             text NOT NULL,
+    promoted_from       text,
+    promoted_from_entry char(64),
+    git_commit          text,
+    os_user             text NOT NULL,
+    host                text NOT NULL,
+    db_role             text NOT NULL,
+    started_at          timestamptz NOT NULL,
+    finished_at         timestamptz,
+    schema_before       char(64),
+    schema_after        char(64),
+    statements          bigint NOT NULL,
+    error               text,
+    note                text,
+    prev_hash           char(64) NOT NULL,
+    entry_hash          char(64) NOT NULL,
+    receipt             text,
+    PRIMARY KEY (replaced_by, seq)
+);
+COMMENT ON TABLE {s}.ledger_replaced IS 'promoter: the ledgers of databases that promoter clone replaced, kept row for row under the refreshed row that replaced them';
+DROP TRIGGER IF EXISTS ledger_replaced_append_only ON {s}.ledger_replaced;
+CREATE TRIGGER ledger_replaced_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON {s}.ledger_replaced
+    FOR EACH STATEMENT EXECUTE FUNCTION {s}.ledger_append_only();
+INSERT INTO {s}.ledger_version (version) VALUES (3) ON CONFLICT DO NOTHING;
 "#,
         s = schema
     )
@@ -218,6 +263,24 @@ pub async fn ensure(conn: &mut PgConnection, env: &str, schema: &str) -> Result<
                     env,
                     format!(
                         "upgrading {schema}.ledger to layout 2: {}",
+                        super::describe(&e)
+                    ),
+                )
+            })?;
+        tx.commit().await.map_err(|e| DbError::query(env, e))?;
+    }
+    if version < 3 {
+        let mut tx = sqlx::Connection::begin(&mut *conn)
+            .await
+            .map_err(|e| DbError::query(env, e))?;
+        sqlx::raw_sql(AssertSqlSafe(v3_ddl(schema)))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| {
+                DbError::query(
+                    env,
+                    format!(
+                        "upgrading {schema}.ledger to layout 3: {}",
                         super::describe(&e)
                     ),
                 )
@@ -402,16 +465,45 @@ pub async fn append(
         })?),
         None => None,
     };
+    insert(conn, env, schema, entry, None).await
+}
+
+/// Inserts `entry` exactly as it is (already chained and signed): into the
+/// ledger, or with `replaced_by` into `ledger_replaced`.
+pub async fn insert(
+    conn: &mut PgConnection,
+    env: &str,
+    schema: &str,
+    entry: &Entry,
+    replaced_by: Option<Sha256Digest>,
+) -> Result<(), DbError> {
+    let (table, extra, first) = match replaced_by {
+        None => ("ledger", "", 1),
+        Some(_) => ("ledger_replaced", "replaced_by, ", 2),
+    };
+    let n = |i: usize| format!("${}", i + first - 1);
+    let placeholders: Vec<String> = (1..=22)
+        .map(|i| match i {
+            13 | 14 => format!(
+                "to_timestamp(0) + {}::bigint * interval '1 microsecond'",
+                n(i)
+            ),
+            _ => n(i),
+        })
+        .collect();
     let sql = format!(
-        "INSERT INTO {schema}.ledger (seq, changeset_id, bundle_hash, environment, status, signers, \
+        "INSERT INTO {schema}.{table} ({extra}seq, changeset_id, bundle_hash, environment, status, signers, \
          promoted_from, promoted_from_entry, git_commit, os_user, host, db_role, started_at, finished_at, \
          schema_before, schema_after, statements, error, note, prev_hash, entry_hash, receipt) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
-         to_timestamp(0) + $13::bigint * interval '1 microsecond', \
-         to_timestamp(0) + $14::bigint * interval '1 microsecond', \
-         $15, $16, $17, $18, $19, $20, $21, $22)"
+         VALUES ({}{})",
+        if replaced_by.is_some() { "$1, " } else { "" },
+        placeholders.join(", ")
     );
-    sqlx::query(AssertSqlSafe(sql))
+    let mut query = sqlx::query(AssertSqlSafe(sql));
+    if let Some(by) = replaced_by {
+        query = query.bind(by.to_hex());
+    }
+    query
         .bind(entry.seq)
         .bind(&entry.changeset_id)
         .bind(entry.bundle_hash.to_hex())
@@ -440,13 +532,43 @@ pub async fn append(
             DbError::query(
                 env,
                 format!(
-                    "writing the ledger row for {}: {}",
+                    "writing the {table} row for {}: {}",
                     entry.changeset_id,
                     super::describe(&e)
                 ),
             )
         })?;
     Ok(())
+}
+
+/// Every row of `ledger_replaced`, by replacing row and `seq` (empty if the
+/// table does not exist yet).
+pub async fn load_replaced(
+    conn: &mut PgConnection,
+    env: &str,
+    schema: &str,
+) -> Result<Vec<ReplacedRow>, DbError> {
+    if !relation_exists(conn, env, &format!("{schema}.ledger_replaced")).await? {
+        return Ok(Vec::new());
+    }
+    let rows = sqlx::query(AssertSqlSafe(format!(
+        "SELECT {COLUMNS}, receipt, replaced_by FROM {schema}.ledger_replaced ORDER BY replaced_by, seq"
+    )))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(|e| DbError::query(env, e))?;
+    rows.iter()
+        .map(|row| {
+            let entry = from_row(row)?;
+            let by: String = row.try_get(22)?;
+            let replaced_by = Sha256Digest::from_hex(&by).ok_or_else(|| RowError::Malformed {
+                seq: entry.seq,
+                reason: format!("{schema}.ledger_replaced: replaced_by is not a sha256 digest"),
+            })?;
+            Ok(ReplacedRow { replaced_by, entry })
+        })
+        .collect::<Result<_, RowError>>()
+        .map_err(|e| row_error(env, schema, e))
 }
 
 /// The database role promoter is connected as.

@@ -6,7 +6,9 @@
 //! - [`ledger`]: the ledger table: created on first use, read, appended to.
 //! - [`fingerprint`]: a hash of the normalized catalog.
 //! - [`executor`]: runs a bundle's scripts statement by statement.
+//! - [`admin`]: whole databases: pg_dump/pg_restore, create, swap, drop.
 
+pub mod admin;
 pub mod conninfo;
 pub mod executor;
 pub mod fingerprint;
@@ -124,13 +126,27 @@ pub struct Settings {
 
 /// Opens a connection to environment `env`.
 pub async fn connect(env: &str, url: &str, settings: &Settings) -> Result<PgConnection, DbError> {
+    connect_database(env, url, None, settings).await
+}
+
+/// Opens a connection to another database (`database`) of the cluster
+/// behind environment `env`'s URL.
+pub async fn connect_database(
+    env: &str,
+    url: &str,
+    database: Option<&str>,
+    settings: &Settings,
+) -> Result<PgConnection, DbError> {
     let shown = redact(url);
-    let mut options = conninfo::parse(url)
-        .map_err(|message| DbError::BadUrl {
-            env: env.to_owned(),
-            url: shown.clone(),
-            message: strip_url(&message, url, &shown),
-        })?
+    let mut options = conninfo::parse(url).map_err(|message| DbError::BadUrl {
+        env: env.to_owned(),
+        url: shown.clone(),
+        message: strip_url(&message, url, &shown),
+    })?;
+    if let Some(db) = database {
+        options = options.database(db);
+    }
+    let mut options = options
         .application_name(&format!("promoter {env}"))
         // No named prepared statements: a script's DEALLOCATE ALL or
         // DISCARD ALL must not break promoter's own queries.

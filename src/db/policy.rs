@@ -82,6 +82,16 @@ pub async fn append(
     previous: Option<&PinRecord>,
 ) -> Result<(), DbError> {
     record.seal(previous);
+    insert(conn, env, schema, record).await
+}
+
+/// Inserts a pin record exactly as it is (already chained).
+pub async fn insert(
+    conn: &mut PgConnection,
+    env: &str,
+    schema: &str,
+    record: &PinRecord,
+) -> Result<(), DbError> {
     sqlx::query(AssertSqlSafe(format!(
         "INSERT INTO {schema}.policy (seq, environment, policy, policy_hash, kind, reason, signers, certificates, \
          pinned_at, os_user, host, db_role, prev_hash, entry_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, \

@@ -6,6 +6,7 @@
 //! back as a typed [`Report`] or [`RunError`]. It prints nothing itself: the
 //! command layer renders.
 
+pub mod clone;
 pub mod fleet;
 pub mod interrupt;
 pub mod join;
@@ -67,6 +68,8 @@ pub enum Event<'a> {
     Interrupting { env: &'a str, id: &'a str },
     /// Something worth knowing that does not stop the run.
     Warning(&'a str),
+    /// A step of a whole-database operation (clone) starts or ends.
+    Step(&'a str),
 }
 
 /// What the engine needs from whoever drives it: somewhere to report
@@ -317,6 +320,8 @@ pub struct Ledger {
     pub progress: crate::ledger::Progress,
     /// The pinned trust policies, in order (empty if never pinned).
     pub pins: Vec<crate::policy::PinRecord>,
+    /// The ledgers that refreshes of this database replaced, row for row.
+    pub replaced: Vec<crate::ledger::ReplacedRow>,
     /// Whether a promoter holds the environment's lock right now (so a
     /// `running` row may really be running).
     pub locked: bool,
@@ -330,6 +335,7 @@ pub async fn read_ledger(env: &Environment, schema: &str) -> Result<Ledger, DbEr
     let entries = ledger::load(&mut conn, &env.name, schema).await;
     let progress = ledger::load_progress(&mut conn, &env.name, schema).await;
     let pins = db::policy::load(&mut conn, &env.name, schema).await;
+    let replaced = ledger::load_replaced(&mut conn, &env.name, schema).await;
     let locked = lock::is_held(&mut conn, lock::key(schema)).await;
     let identity = db::identity(&mut conn, &env.name).await;
     db::close(conn).await;
@@ -337,6 +343,7 @@ pub async fn read_ledger(env: &Environment, schema: &str) -> Result<Ledger, DbEr
         entries: entries?,
         progress: progress?,
         pins: pins?,
+        replaced: replaced?,
         locked,
         identity,
     })
@@ -400,22 +407,29 @@ impl Target {
     }
 
     /// Refuses a ledger that lost the head promoter last saw.
-    fn check_checkpoint(&self, entries: &[Entry]) -> Option<Refusal> {
+    async fn check_checkpoint(&mut self, entries: &[Entry]) -> Result<Option<Refusal>, DbError> {
         let cp = match crate::checkpoint::load(&crate::checkpoint::state_dir(), &self.identity) {
-            Ok(cp) => cp?,
+            Ok(None) => return Ok(None),
+            Ok(Some(cp)) => cp,
             Err(why) => {
-                return Some(Refusal::CheckpointMissing {
+                return Ok(Some(Refusal::CheckpointMissing {
                     env: self.env.clone(),
                     why,
-                });
+                }));
             }
         };
-        crate::checkpoint::check(entries, &cp)
+        // The kept ledgers of refreshes are read only when the head is not
+        // in the ledger itself.
+        if crate::checkpoint::check(entries, &[], &cp).is_ok() {
+            return Ok(None);
+        }
+        let replaced = ledger::load_replaced(&mut self.conn, &self.env, &self.schema).await?;
+        Ok(crate::checkpoint::check(entries, &replaced, &cp)
             .err()
             .map(|why| Refusal::CheckpointMissing {
                 env: self.env.clone(),
                 why,
-            })
+            }))
     }
 
     /// Records the ledger's head as seen now (best effort: a run that
@@ -627,7 +641,7 @@ pub async fn apply(
                 why,
             });
         }
-        refusals.extend(target.check_checkpoint(&entries));
+        refusals.extend(target.check_checkpoint(&entries).await?);
         let eff = effective(&mut target, env, trust, hooks, &mut refusals).await?;
         if let Some((_, pinned)) = &eff.pinned {
             if let Some(from) = &pinned.promote_from {
@@ -715,7 +729,7 @@ pub async fn promote(
         crate::checkpoint::load(&crate::checkpoint::state_dir(), &source_ledger.identity)
             .ok()
             .flatten();
-    let source = source_ledger.entries;
+    let source = &source_ledger.entries;
     // Drift matters once the source is itself a controlled environment (QAT → PRD).
     let check_drift = from.config.promote_from.is_some() && !opts.allow_drift;
     let mut target = Target::open(to, schema, opts.lock_wait, hooks).await?;
@@ -729,9 +743,9 @@ pub async fn promote(
                 why,
             });
         }
-        refusals.extend(target.check_checkpoint(&entries));
+        refusals.extend(target.check_checkpoint(&entries).await?);
         if let Some(cp) = source_checkpoint.as_ref()
-            && let Err(why) = crate::checkpoint::check(&source, cp)
+            && let Err(why) = crate::checkpoint::check(source, &source_ledger.replaced, cp)
         {
             refusals.push(Refusal::CheckpointMissing {
                 env: from.name.clone(),
@@ -751,7 +765,7 @@ pub async fn promote(
         let plan = plan::plan_promotion(
             &from.name,
             &to.name,
-            &crate::ledger::applied(&source),
+            &crate::ledger::applied(source),
             &crate::ledger::applied(&entries),
             &sketch(bundles),
             opts.upto.as_deref(),
@@ -769,7 +783,7 @@ pub async fn promote(
         }
         let now = SystemTime::now();
         // The source's chain is checked once, not once per candidate.
-        let chain_break = crate::ledger::check_chain(&source);
+        let chain_break = crate::ledger::check_chain(source);
         let pinned = eff.pinned.as_ref().map(|(_, p)| p);
         let keyrings = &eff.keyrings;
         let from_name = from.name.clone();
@@ -786,7 +800,7 @@ pub async fn promote(
                 .any(|r| r.environment == from_name);
             let receipt_key = if needs_receipt {
                 match trust::check_receipt(
-                    &source,
+                    source,
                     chain_break.as_ref(),
                     entry,
                     &from_name,

@@ -38,9 +38,32 @@ pub fn admin_url() -> &'static str {
     })
 }
 
+/// The admin URL of a second cluster (`scripts/pg-cluster start test2`),
+/// for what must cross clusters (clone).
+pub fn second_admin_url() -> &'static str {
+    static URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    URL.get_or_init(|| {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/pg-cluster");
+        let out = std::process::Command::new(script)
+            .args(["start", "test2"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "starting the second test cluster failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    })
+}
+
 /// The URL of database `name` on the test cluster.
 pub fn database_url(name: &str) -> String {
-    let admin = admin_url();
+    url_on(admin_url(), name)
+}
+
+/// The URL of database `name` on the cluster of `admin`.
+pub fn url_on(admin: &str, name: &str) -> String {
     let (head, query) = admin.split_once('?').unwrap_or((admin, ""));
     let base = &head[..head.rfind('/').unwrap()];
     if query.is_empty() {
@@ -182,6 +205,20 @@ impl TestContext {
         .unwrap();
         ctx.receipt_key = Some(PathBuf::from(v["secret"].as_str().unwrap()));
         ctx
+    }
+
+    /// Moves `env`'s (still empty) database to the second cluster.
+    pub fn move_to_second_cluster(&mut self, env: &str) {
+        let entry = self
+            .databases
+            .iter_mut()
+            .find(|(e, _, _)| e == env)
+            .unwrap();
+        psql(admin_url(), &format!("DROP DATABASE IF EXISTS {}", entry.1)).ok();
+        let admin = second_admin_url();
+        psql(admin, &format!("DROP DATABASE IF EXISTS {}", entry.1)).ok();
+        psql(admin, &format!("CREATE DATABASE {}", entry.1)).ok();
+        entry.2 = url_on(admin, &entry.1);
     }
 
     /// `promoter trust pin ENV --yes` (the policy comes from git at HEAD).
@@ -469,9 +506,10 @@ impl Drop for Held {
 
 impl Drop for TestContext {
     fn drop(&mut self) {
-        for (_, name, _) in &self.databases {
+        for (_, name, url) in &self.databases {
+            let admin = url.replacen(&format!("/{name}"), "/postgres", 1);
             let _ = psql(
-                admin_url(),
+                &admin,
                 &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
             );
         }

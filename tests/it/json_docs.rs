@@ -207,6 +207,9 @@ fn every_json_document_matches_docs_json_md() {
         &["promote", "qat", "prd", "--yes"],
         true,
     );
+    // QAT refreshed from one target of the fleet.
+    run("promoter clone", &["clone", "prd/a", "qat", "--yes"], true);
+    run("promoter ledger", &["ledger", "qat"], true);
     crate::common::psql(
         crate::common::admin_url(),
         &format!("DROP DATABASE IF EXISTS {b} WITH (FORCE)"),
