@@ -316,6 +316,14 @@ pub struct CloneArgs {
     /// Restore without FROM's owners and grants (for roles TO's cluster lacks).
     #[arg(long)]
     pub no_owner: bool,
+    /// Mask data on the way with this spec (docs/masking.md); the salt is
+    /// read from $PROMOTER_MASK_SALT or the variable the spec names.
+    #[arg(long, value_name = "MASKING.YAML")]
+    pub mask: Option<PathBuf>,
+    /// With --mask: every table is sensitive (each column must be
+    /// transformed or kept, or the clone is refused).
+    #[arg(long, requires = "mask")]
+    pub strict: bool,
 }
 
 /// How a promotion to a fleet is scheduled.

@@ -64,7 +64,7 @@ fn default_ledger_schema() -> String {
 
 /// Deserializes a map, refusing a key that appears twice (YAML parsers keep
 /// the last one silently, which would hide a misconfigured environment).
-fn unique_keys<'de, D, V>(deserializer: D) -> Result<BTreeMap<String, V>, D::Error>
+pub(crate) fn unique_keys<'de, D, V>(deserializer: D) -> Result<BTreeMap<String, V>, D::Error>
 where
     D: serde::Deserializer<'de>,
     V: Deserialize<'de>,

@@ -33,6 +33,7 @@ pub mod engine;
 pub mod error;
 pub mod ledger;
 pub mod limits;
+pub mod masking;
 pub mod output;
 pub mod plan;
 pub mod policy;

@@ -28,6 +28,14 @@ pub fn run(ctx: &Context, args: &CloneArgs) -> anyhow::Result<ExitCode> {
         lock_wait: Duration::from_secs(args.lock_wait),
         source_lock_timeout: args.source_lock_timeout.clone(),
         no_owner: args.no_owner,
+        mask: match &args.mask {
+            None => None,
+            Some(path) => Some(
+                crate::masking::Spec::load(&ctx.root.join(path))
+                    .map_err(|e| CommandError::usage(e.to_string()))?,
+            ),
+        },
+        strict: args.strict,
     };
     let mut hooks = StderrHooks {
         assume_yes: args.yes,
@@ -83,6 +91,20 @@ pub fn run(ctx: &Context, args: &CloneArgs) -> anyhow::Result<ExitCode> {
             "  {}'s earlier ledger (up to #{}) is kept in {}.ledger_replaced; its pinned trust policy is its own",
             report.to, h.seq, config.file.ledger_schema
         ));
+    }
+    if let Some(sha) = &report.masking_sha256 {
+        lines.push(format!(
+            "  masked {} (spec sha256 {})",
+            if report.masked_columns.is_empty() {
+                "nothing".to_owned()
+            } else {
+                report.masked_columns.join(", ")
+            },
+            &sha[..12]
+        ));
+        for p in &report.propagated {
+            lines.push(format!("    along a foreign key: {p}"));
+        }
     }
     if report.sessions_ended > 0 {
         lines.push(format!(

@@ -11,6 +11,7 @@ use sqlx::postgres::PgConnection;
 use sqlx::{AssertSqlSafe, Row};
 
 use super::DbError;
+use crate::masking;
 
 /// A PostgreSQL client tool that failed, or could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -472,6 +473,231 @@ pub fn size_of(dir: &Path) -> u64 {
             Err(_) => 0,
         })
         .sum()
+}
+
+/// The source's tables with their columns, and its foreign keys, as the
+/// masking plan checks a spec against them.
+pub async fn mask_catalog(
+    conn: &mut PgConnection,
+    env: &str,
+    skip_schema: &str,
+) -> Result<(Vec<masking::Table>, Vec<masking::ForeignKey>), DbError> {
+    let q = |e| DbError::query(env, e);
+    type ColumnRow = (
+        String,
+        String,
+        String,
+        String,
+        String,
+        String,
+        Option<i32>,
+        bool,
+        bool,
+    );
+    let rows: Vec<ColumnRow> = sqlx::query_as(
+        "SELECT n.nspname::text, c.relname::text, c.relkind::text, a.attname::text, \
+                format_type(a.atttypid, a.atttypmod), t.typcategory::text, \
+                CASE WHEN a.atttypid IN ('varchar'::regtype, 'bpchar'::regtype) AND a.atttypmod > 4 \
+                     THEN a.atttypmod - 4 END, \
+                a.attnotnull, a.attgenerated <> '' \
+           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+           JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
+           JOIN pg_type t ON t.oid = a.atttypid \
+          WHERE c.relkind IN ('r', 'p') \
+            AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast', $1) \
+            AND n.nspname NOT LIKE 'pg\\_temp\\_%' AND n.nspname NOT LIKE 'pg\\_toast\\_temp\\_%' \
+          ORDER BY 1, 2, a.attnum",
+    )
+    .bind(skip_schema)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(q)?;
+    let mut tables: Vec<masking::Table> = Vec::new();
+    for (schema, name, kind, column, type_name, category, max_chars, not_null, generated) in rows {
+        if tables
+            .last()
+            .is_none_or(|t| t.schema != schema || t.name != name)
+        {
+            tables.push(masking::Table {
+                schema: schema.clone(),
+                name: name.clone(),
+                kind: kind.chars().next().unwrap_or('r'),
+                columns: Vec::new(),
+            });
+        }
+        tables
+            .last_mut()
+            .expect("pushed")
+            .columns
+            .push(masking::Column {
+                name: column,
+                type_name,
+                category: category.chars().next().unwrap_or(' '),
+                max_chars: max_chars.and_then(|n| usize::try_from(n).ok()),
+                not_null,
+                generated,
+            });
+    }
+    type FkRow = (
+        String,
+        String,
+        String,
+        Vec<String>,
+        String,
+        String,
+        Vec<String>,
+    );
+    let fks: Vec<FkRow> = sqlx::query_as(
+        "SELECT con.conname::text, fn.nspname::text, fc.relname::text, \
+                (SELECT array_agg(a.attname::text ORDER BY k.i) FROM unnest(con.conkey) WITH ORDINALITY k(n, i) \
+                   JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n), \
+                rn.nspname::text, rc.relname::text, \
+                (SELECT array_agg(a.attname::text ORDER BY k.i) FROM unnest(con.confkey) WITH ORDINALITY k(n, i) \
+                   JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.n) \
+           FROM pg_constraint con \
+           JOIN pg_class fc ON fc.oid = con.conrelid JOIN pg_namespace fn ON fn.oid = fc.relnamespace \
+           JOIN pg_class rc ON rc.oid = con.confrelid JOIN pg_namespace rn ON rn.oid = rc.relnamespace \
+          WHERE con.contype = 'f' ORDER BY 2, 3, 1",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(q)?;
+    let fks = fks
+        .into_iter()
+        .map(
+            |(name, s, t, columns, rs, rt, ref_columns)| masking::ForeignKey {
+                name,
+                table: (s, t),
+                columns,
+                ref_table: (rs, rt),
+                ref_columns,
+            },
+        )
+        .collect();
+    Ok((tables, fks))
+}
+
+/// Why streaming a masked table stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    #[error("{env}: {table}: {message}")]
+    Sql {
+        env: String,
+        table: String,
+        message: String,
+    },
+    #[error("{0}")]
+    Row(String),
+    #[error("interrupted")]
+    Interrupted,
+}
+
+/// How many bytes of masked rows are sent to the copy at once.
+const SEND_CHUNK: usize = 256 * 1024;
+
+/// Streams one table from `source` (inside its snapshot) through the
+/// masker into `target`: `COPY (SELECT …) TO STDOUT` → transform →
+/// `COPY … FROM STDIN`, a bounded buffer at a time. `sql:` transforms are
+/// the SELECT's own expressions. Returns the rows copied.
+pub async fn stream_masked(
+    source: &mut PgConnection,
+    from: &str,
+    target: &mut PgConnection,
+    to: &str,
+    table: &masking::MaskedTable,
+    masker: &masking::Masker,
+    stop: &dyn Fn() -> bool,
+) -> Result<u64, StreamError> {
+    let qualified = format!("{}.{}", ident(&table.schema), ident(&table.name));
+    let select: Vec<String> = table
+        .columns
+        .iter()
+        .map(|(c, t)| match t {
+            masking::Transform::Sql(expr) => format!("({expr})::{}", c.type_name),
+            _ => ident(&c.name),
+        })
+        .collect();
+    let names: Vec<String> = table.columns.iter().map(|(c, _)| ident(&c.name)).collect();
+    let shown = table.qualified();
+    let sql_err = |env: &str, e: &sqlx::Error| StreamError::Sql {
+        env: env.to_owned(),
+        table: shown.clone(),
+        message: super::describe(e),
+    };
+    let mut copy_in = target
+        .copy_in_raw(&format!(
+            "COPY {qualified} ({}) FROM STDIN",
+            names.join(", ")
+        ))
+        .await
+        .map_err(|e| sql_err(to, &e))?;
+    let mut rows = match source
+        .copy_out_raw(&format!(
+            "COPY (SELECT {} FROM ONLY {qualified}) TO STDOUT",
+            select.join(", ")
+        ))
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = copy_in.abort("the source could not be read").await;
+            return Err(sql_err(from, &e));
+        }
+    };
+    let mut pending: Vec<u8> = Vec::new();
+    let mut out: Vec<u8> = Vec::with_capacity(SEND_CHUNK + 4096);
+    let mut count = 0u64;
+    let mut failure: Option<StreamError> = None;
+    while let Some(chunk) = std::future::poll_fn(|cx| rows.as_mut().poll_next(cx)).await {
+        if failure.is_some() {
+            continue; // read to the end: the source connection must leave COPY
+        }
+        let chunk = match chunk {
+            Ok(c) => c,
+            Err(e) => {
+                failure = Some(sql_err(from, &e));
+                continue;
+            }
+        };
+        pending.extend_from_slice(&chunk);
+        let mut start = 0;
+        while let Some(end) = pending[start..].iter().position(|b| *b == b'\n') {
+            if let Err(why) =
+                masking::mask_row(masker, table, &pending[start..start + end], &mut out)
+            {
+                failure = Some(StreamError::Row(why));
+                break;
+            }
+            count += 1;
+            start += end + 1;
+        }
+        pending.drain(..start);
+        if failure.is_none() && stop() {
+            failure = Some(StreamError::Interrupted);
+        }
+        if failure.is_none()
+            && out.len() >= SEND_CHUNK
+            && let Err(e) = copy_in.send(std::mem::take(&mut out)).await
+        {
+            failure = Some(sql_err(to, &e));
+        }
+    }
+    drop(rows);
+    if let Some(f) = failure {
+        let _ = copy_in.abort("promoter stopped the masked copy").await;
+        return Err(f);
+    }
+    if !pending.is_empty() {
+        let _ = copy_in.abort("the source's COPY ended inside a row").await;
+        return Err(StreamError::Row(format!(
+            "{shown}: the source's COPY ended inside a row"
+        )));
+    }
+    if !out.is_empty() {
+        copy_in.send(out).await.map_err(|e| sql_err(to, &e))?;
+    }
+    copy_in.finish().await.map_err(|e| sql_err(to, &e))?;
+    Ok(count)
 }
 
 #[cfg(test)]

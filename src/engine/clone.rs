@@ -26,6 +26,7 @@ use crate::config::{Config, Environment};
 use crate::db::admin::{self, DatabaseProps, ToolError};
 use crate::db::{self, DbError, conninfo, fingerprint, ledger};
 use crate::ledger::{Entry, GENESIS, Head, REFRESH_EVENT, RefreshNote, ReplacedRow, Status};
+use crate::masking::{self, Masker};
 
 /// How to clone.
 #[derive(Debug, Clone)]
@@ -43,6 +44,10 @@ pub struct CloneOptions {
     /// Restore without the source's owners and grants (roles that exist
     /// in the source's cluster but not in TO's).
     pub no_owner: bool,
+    /// Mask the data on the way (`clone prd dev --mask masking.yaml`).
+    pub mask: Option<masking::Spec>,
+    /// Treat every table as sensitive (deny-by-default everywhere).
+    pub strict: bool,
 }
 
 /// Seconds spent per phase.
@@ -78,6 +83,12 @@ pub struct CloneReport {
     pub sessions_ended: i64,
     /// `pg_dump --version`.
     pub tool: String,
+    /// sha256 of the masking spec, when the data was masked.
+    pub masking_sha256: Option<String>,
+    /// `schema.table.column` of every masked column.
+    pub masked_columns: Vec<String>,
+    /// Transforms the spec did not name, carried along foreign keys.
+    pub propagated: Vec<String>,
     pub seconds: Phases,
 }
 
@@ -322,6 +333,16 @@ async fn copy(
     let source_major = admin::server_major(source, &from.name).await?;
     let tables = admin::tables(source, &from.name, schema).await?;
     let counts = admin::row_counts(source, &from.name, &tables).await?;
+    // A masking spec is checked against this very catalog before anything
+    // is copied.
+    let masking = match &opts.mask {
+        None => None,
+        Some(spec) => Some(
+            mask_plan(source, from, spec, opts.strict, schema)
+                .await
+                .map_err(refused)?,
+        ),
+    };
 
     let tools =
         admin::find_tools(source_major.max(old.major)).map_err(|e| refused(e.to_string()))?;
@@ -356,7 +377,7 @@ async fn copy(
         from.name, opts.jobs, tools.version
     )));
     let t = Instant::now();
-    let dump_args = vec![
+    let mut dump_args = vec![
         "--format=directory".to_owned(),
         format!("--jobs={}", opts.jobs),
         format!("--file={}", dump_dir.display()),
@@ -366,6 +387,14 @@ async fn copy(
         "--no-sync".to_owned(),
         format!("--dbname={from_tool_url}"),
     ];
+    // Masked tables' rows never reach the dump: they are streamed later.
+    for t in masking.iter().flat_map(|(plan, _)| &plan.tables) {
+        dump_args.push(format!(
+            "--exclude-table-data={}.{}",
+            pattern(&t.schema),
+            pattern(&t.name)
+        ));
+    }
     interruptible(
         &to.name,
         admin::run_tool(
@@ -376,8 +405,11 @@ async fn copy(
         ),
     )
     .await?;
-    // The snapshot is no longer needed: the source is left alone from here.
-    let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *source).await;
+    // Without masking the snapshot is no longer needed: the source is left
+    // alone from here. (Masked tables are still to be read in it.)
+    if masking.is_none() {
+        let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *source).await;
+    }
     let dump_seconds = t.elapsed().as_secs_f64();
     let dump_bytes = admin::size_of(&dump_dir);
 
@@ -399,21 +431,54 @@ async fn copy(
         let t = Instant::now();
         let (new_url, to_password) = conninfo::for_tool(to_url, Some(&new_db))
             .map_err(|e| refused(format!("{}: {e}", to.name)))?;
-        let mut restore_args = vec![
-            format!("--dbname={new_url}"),
-            format!("--jobs={}", opts.jobs),
-            "--exit-on-error".to_owned(),
-        ];
-        if opts.no_owner {
-            restore_args.push("--no-owner".into());
-            restore_args.push("--no-privileges".into());
+        let restore = |section: Option<&str>| {
+            let mut args = vec![
+                format!("--dbname={new_url}"),
+                format!("--jobs={}", opts.jobs),
+                "--exit-on-error".to_owned(),
+            ];
+            if let Some(s) = section {
+                args.push(format!("--section={s}"));
+            }
+            if opts.no_owner {
+                args.push("--no-owner".into());
+                args.push("--no-privileges".into());
+            }
+            args.push(dump_dir.display().to_string());
+            args
+        };
+        let pg_restore = |args: Vec<String>| {
+            let (program, password) = (tools.pg_restore.clone(), to_password.clone());
+            async move { admin::run_tool("pg_restore", &program, &args, password.as_deref()).await }
+        };
+        match &masking {
+            None => interruptible(&to.name, pg_restore(restore(None))).await?,
+            Some((plan, masker)) => {
+                // Tables first, their unmasked rows, then the masked rows
+                // streamed from the snapshot; indexes, constraints and
+                // triggers last, built over the masked data.
+                interruptible(&to.name, pg_restore(restore(Some("pre-data")))).await?;
+                interruptible(&to.name, pg_restore(restore(Some("data")))).await?;
+                let mut copy = db::connect_database(&to.name, to_url, Some(&new_db), &super::settings(to)).await?;
+                let streamed = async {
+                    for table in &plan.tables {
+                        hooks.event(Event::Step(&format!("masking {} …", table.qualified())));
+                        admin::stream_masked(source, &from.name, &mut copy, &to.name, table, masker, &interrupt::requested)
+                            .await
+                            .map_err(|e| match e {
+                                admin::StreamError::Interrupted => CloneError::Interrupted { to: to.name.clone() },
+                                other => failed(other.to_string()),
+                            })?;
+                    }
+                    Ok::<_, CloneError>(())
+                }
+                .await;
+                db::close(copy).await;
+                let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *source).await;
+                streamed?;
+                interruptible(&to.name, pg_restore(restore(Some("post-data")))).await?;
+            }
         }
-        restore_args.push(dump_dir.display().to_string());
-        interruptible(
-            &to.name,
-            admin::run_tool("pg_restore", &tools.pg_restore, &restore_args, to_password.as_deref()),
-        )
-        .await?;
         let restore_seconds = t.elapsed().as_secs_f64();
 
         hooks.event(Event::Step(&format!("verifying {new_db} …")));
@@ -450,6 +515,7 @@ async fn copy(
             let entry = write_ledger(
                 &mut copy, to, &from.name, schema, &history, old, copy_fp, trust, started_at,
                 tables.len() as u64, counts.iter().sum::<i64>() as u64,
+                opts.mask.as_ref().map(|m| m.sha256.to_hex()),
             )
             .await?;
             Ok(entry)
@@ -475,6 +541,15 @@ async fn copy(
                 receipt: entry.receipt.is_some(),
                 sessions_ended: 0,
                 tool: tools.version.clone(),
+                masking_sha256: opts.mask.as_ref().map(|m| m.sha256.to_hex()),
+                masked_columns: masking
+                    .as_ref()
+                    .map(|(p, _)| masking::masked_columns(p).into_iter().collect())
+                    .unwrap_or_default(),
+                propagated: masking
+                    .as_ref()
+                    .map(|(p, _)| p.propagated.clone())
+                    .unwrap_or_default(),
                 seconds: Phases {
                     dump: dump_seconds,
                     restore: restore_seconds,
@@ -499,6 +574,53 @@ async fn copy(
     }
     db::close(admin_conn).await;
     result
+}
+
+/// Checks a masking spec against the source's catalog (in its snapshot)
+/// and reads the salt: every problem at once, before anything is copied.
+async fn mask_plan(
+    source: &mut db::Connection,
+    from: &Environment,
+    spec: &masking::Spec,
+    strict: bool,
+    schema: &str,
+) -> Result<(masking::Plan, Masker), String> {
+    let (catalog, fks) = admin::mask_catalog(source, &from.name, schema)
+        .await
+        .map_err(|e| e.to_string())?;
+    let plan = masking::plan(spec, &catalog, &fks, strict).map_err(|problems| {
+        format!(
+            "{} does not fit {}'s live catalog:\n  - {}",
+            spec.path.display(),
+            from.label(),
+            problems.join("\n  - ")
+        )
+    })?;
+    let salt = if spec.needs_salt() {
+        let salt = std::env::var(&spec.salt_env).unwrap_or_default();
+        if salt.len() < masking::MIN_SALT_BYTES {
+            return Err(format!(
+                "{}: the salt is read from ${}, which is {}: set it to a secret of at least {} bytes (the same salt gives the same masked values, so keep it to refresh consistently)",
+                spec.path.display(),
+                spec.salt_env,
+                if salt.is_empty() {
+                    "not set".to_owned()
+                } else {
+                    format!("only {} bytes", salt.len())
+                },
+                masking::MIN_SALT_BYTES
+            ));
+        }
+        salt.into_bytes()
+    } else {
+        Vec::new()
+    };
+    Ok((plan, Masker::new(&salt)))
+}
+
+/// A name as an exact pg_dump pattern (quoted: no wildcards, case kept).
+fn pattern(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// Runs a client tool unless a signal arrives first (then the tool is
@@ -545,6 +667,7 @@ async fn write_ledger(
     started_at: i64,
     tables: u64,
     rows: u64,
+    mask_sha256: Option<String>,
 ) -> Result<Entry, CloneError> {
     let env = to.name.as_str();
     ledger::ensure(copy, env, schema).await?;
@@ -552,7 +675,7 @@ async fn write_ledger(
     let db_role = ledger::current_role(copy, env).await?;
     let note = RefreshNote {
         replaced: old.entries.last().map(Head::of),
-        masking_sha256: None,
+        masking_sha256: mask_sha256.clone(),
         tables,
         rows,
     };

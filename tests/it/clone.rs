@@ -99,14 +99,19 @@ impl Setup {
         )
     }
 
-    /// Databases of `env`'s cluster that a clone of it left behind.
+    /// Databases next to `env`'s that a clone of it left behind.
     fn leftovers(&self, env: &str) -> String {
-        self.t.sql(
-            env,
-            "SELECT coalesce(string_agg(datname, ','), '') FROM pg_database WHERE datname LIKE '%\\_\\_promoter\\_%'",
-        )
-        .trim()
-        .to_owned()
+        let name = self.t.sql(env, "SELECT current_database()");
+        self.t
+            .sql(
+                env,
+                &format!(
+                    "SELECT coalesce(string_agg(datname, ','), '') FROM pg_database WHERE datname LIKE '{}\\_\\_promoter\\_%'",
+                    name.trim()
+                ),
+            )
+            .trim()
+            .to_owned()
     }
 }
 
@@ -292,4 +297,176 @@ fn an_interrupted_clone_leaves_qat_as_it_was() {
             .trim(),
         "t"
     );
+}
+
+/// PRD gains contacts (email is a key that mail references) for masking.
+fn with_contacts(s: &Setup) {
+    s.t.sql(
+        "prd",
+        "CREATE TABLE contacts (email text PRIMARY KEY, phone text, notes text, \
+                                 shout text GENERATED ALWAYS AS (upper(email)) STORED); \
+         CREATE TABLE mail (id int PRIMARY KEY, to_email text REFERENCES contacts (email), subject text); \
+         INSERT INTO contacts SELECT 'person' || g || '@corp.example', '+1 (555) ' || lpad(g::text, 3, '0') || '-0000', \
+                'note\tnumber ' || g FROM generate_series(1, 300) g; \
+         INSERT INTO mail SELECT g, 'person' || (1 + g % 300) || '@corp.example', 'hello ' || g FROM generate_series(1, 900) g;",
+    );
+}
+
+const MASKING: &str = "\
+tables:
+  customers:
+    sensitive: true
+    columns:
+      id: { keep: \"surrogate key\" }
+      email: email
+  contacts:
+    sensitive: true
+    columns:
+      email: email
+      phone: phone
+      notes: { sql: \"'(' || length(notes) || ' characters)'\" }
+";
+
+/// Every value of `column` in `table`, sorted.
+fn values(
+    t: &TestContext,
+    env: &str,
+    table: &str,
+    column: &str,
+) -> std::collections::BTreeSet<String> {
+    t.sql(env, &format!("SELECT {column} FROM {table}"))
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn a_masked_clone_leaks_no_masked_value_and_keeps_foreign_keys_joining() {
+    let s = Setup::new();
+    let t = &s.t;
+    with_contacts(&s);
+    t.write("masking.yaml", MASKING);
+    let salt = [("PROMOTER_MASK_SALT", "a salt of some length 1")];
+    let out = t
+        .promoter_env(&["clone", "prd", "dev", "--mask", "masking.yaml"], &salt)
+        .ok();
+    assert!(
+        out.contains("mail.to_email: email (from its foreign key"),
+        "{out}"
+    );
+    // None of PRD's values of a masked column is in DEV, anywhere it was masked.
+    for (table, column) in [
+        ("customers", "email"),
+        ("contacts", "email"),
+        ("contacts", "phone"),
+        ("contacts", "notes"),
+        ("mail", "to_email"),
+    ] {
+        let (prd, dev) = (
+            values(t, "prd", table, column),
+            values(t, "dev", table, column),
+        );
+        if column != "notes" {
+            assert_eq!(
+                dev.len(),
+                prd.len(),
+                "{table}.{column}: distinct values kept"
+            );
+        }
+        let leaked: Vec<&String> = prd.intersection(&dev).collect();
+        assert!(leaked.is_empty(), "{table}.{column} leaked {leaked:?}");
+    }
+    assert_eq!(
+        values(t, "dev", "mail", "subject"),
+        values(t, "prd", "mail", "subject")
+    );
+    let joined = "SELECT count(*) FROM mail JOIN contacts ON contacts.email = mail.to_email";
+    assert_eq!(t.sql("dev", joined), t.sql("prd", joined));
+    assert_eq!(t.sql("dev", joined).trim(), "900");
+    let shout = t.sql(
+        "dev",
+        "SELECT count(*) FROM contacts WHERE shout = upper(email)",
+    );
+    assert_eq!(
+        shout.trim(),
+        "300",
+        "generated columns follow the masked ones"
+    );
+    let phone = t.sql("dev", "SELECT phone FROM contacts LIMIT 1");
+    assert!(phone.starts_with("+") && phone.contains(") "), "{phone}");
+    t.promoter(&["drift", "dev", "prd"]).ok();
+    let note = t.sql(
+        "dev",
+        "SELECT note FROM promoter.ledger WHERE status = 'refreshed'",
+    );
+    let sha = promoter::changeset::Sha256Digest::of(MASKING.as_bytes()).to_hex();
+    assert!(note.contains(&sha), "{note}");
+
+    // The same salt gives the same DEV; another salt another one.
+    let digest = "SELECT md5(string_agg(email || phone, ',' ORDER BY email)) FROM contacts";
+    let first = t.sql("dev", digest);
+    t.promoter_env(&["clone", "prd", "dev", "--mask", "masking.yaml"], &salt)
+        .ok();
+    assert_eq!(t.sql("dev", digest), first);
+    t.promoter_env(
+        &["clone", "prd", "dev", "--mask", "masking.yaml"],
+        &[("PROMOTER_MASK_SALT", "another salt, as long")],
+    )
+    .ok();
+    assert_ne!(t.sql("dev", digest), first);
+    assert_eq!(s.leftovers("dev"), "");
+}
+
+#[test]
+fn an_unlisted_column_of_a_sensitive_table_refuses_the_clone_before_anything_is_written() {
+    let s = Setup::new();
+    let t = &s.t;
+    with_contacts(&s);
+    let dev_before = t.sql("dev", "SELECT count(*) FROM promoter.ledger");
+    let salt = [("PROMOTER_MASK_SALT", "a salt of some length 1")];
+    // A column added last week, not yet in the spec.
+    t.write("masking.yaml", &MASKING.replace("      phone: phone\n", ""));
+    let run = t.promoter_env(&["clone", "prd", "dev", "--mask", "masking.yaml"], &salt);
+    assert_eq!(run.code, 3, "{}", run.all());
+    assert!(
+        run.all()
+            .contains("table contacts is sensitive: column phone is neither transformed nor kept"),
+        "{}",
+        run.all()
+    );
+    assert!(
+        !run.all().contains("dumping"),
+        "nothing was copied: {}",
+        run.all()
+    );
+    // No salt, a wrong type, an unknown column: each named.
+    t.write("masking.yaml", MASKING);
+    let run = t.promoter(&["clone", "prd", "dev", "--mask", "masking.yaml"]);
+    assert_eq!(run.code, 3, "{}", run.all());
+    assert!(
+        run.all().contains("$PROMOTER_MASK_SALT, which is not set"),
+        "{}",
+        run.all()
+    );
+    t.write(
+        "masking.yaml",
+        "tables:\n  orders:\n    columns:\n      total: email\n      nope: hash\n",
+    );
+    let run = t.promoter_env(&["clone", "prd", "dev", "--mask", "masking.yaml"], &salt);
+    assert!(
+        run.all()
+            .contains("table orders, column total (numeric): `email` makes text"),
+        "{}",
+        run.all()
+    );
+    assert!(
+        run.all().contains("table orders: no column nope"),
+        "{}",
+        run.all()
+    );
+    assert_eq!(
+        t.sql("dev", "SELECT count(*) FROM promoter.ledger"),
+        dev_before
+    );
+    assert_eq!(s.leftovers("dev"), "");
 }
