@@ -178,6 +178,19 @@ fn literal(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''"))
 }
 
+/// What tells two databases apart even across URLs that differ (a host
+/// name and its address, a socket and TCP): the server instance's start
+/// time, the database's OID and name. Readable by any role.
+pub async fn instance(conn: &mut PgConnection, env: &str) -> Result<String, DbError> {
+    sqlx::query_scalar(
+        "SELECT pg_postmaster_start_time()::text || '/' || d.oid::text || '/' || d.datname::text \
+           FROM pg_database d WHERE d.datname = current_database()",
+    )
+    .fetch_one(conn)
+    .await
+    .map_err(|e| DbError::query(env, e))
+}
+
 /// The server's major version.
 pub async fn server_major(conn: &mut PgConnection, env: &str) -> Result<u32, DbError> {
     let num: String = sqlx::query_scalar("SELECT current_setting('server_version_num')")

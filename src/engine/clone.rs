@@ -243,6 +243,8 @@ struct OldTarget {
     fingerprint: Sha256Digest,
     props: DatabaseProps,
     major: u32,
+    /// [`admin::instance`] of TO.
+    instance: String,
 }
 
 async fn read_target(target: &mut Target, schema: &str) -> Result<OldTarget, CloneError> {
@@ -255,6 +257,7 @@ async fn read_target(target: &mut Target, schema: &str) -> Result<OldTarget, Clo
         fingerprint: fingerprint::fingerprint(conn, &env, schema).await?,
         props: admin::props(conn, &env).await?,
         major: admin::server_major(conn, &env).await?,
+        instance: admin::instance(conn, &env).await?,
     })
 }
 
@@ -326,6 +329,16 @@ async fn copy(
         return Err(refused(format!(
             "{}'s ledger shows {} left unfinished (row #{}); a copy would carry that state: resolve it first (`promoter resolve {} {}`)",
             from.name, d.row.changeset_id, d.row.seq, from.name, d.row.changeset_id
+        )));
+    }
+    // Two URLs for one database (a slip in environments.yaml) would make
+    // this clone replace the source with a copy of itself.
+    if admin::instance(source, &from.name).await? == old.instance {
+        return Err(refused(format!(
+            "{} and {} are the same database ({}): check their database_url",
+            from.label(),
+            to.label(),
+            old.props.name
         )));
     }
     let source_fp = fingerprint::fingerprint(source, &from.name, schema).await?;

@@ -216,6 +216,13 @@ fn clone_refuses_to_copy_over_the_stage_it_feeds_or_an_unrelated_one() {
         assert_eq!(run.code, 3, "{from} → {to}: {}", run.all());
         assert!(run.all().contains(why), "{from} → {to}: {}", run.all());
     }
+    // PRD's URL given to QAT by mistake: refused before anything is made.
+    let run = t.promoter_env(
+        &["clone", "prd", "qat", "--yes"],
+        &[("QAT_DATABASE_URL", &t.url("prd"))],
+    );
+    assert_eq!(run.code, 3, "{}", run.all());
+    assert!(run.all().contains("are the same database"), "{}", run.all());
 }
 
 #[test]
