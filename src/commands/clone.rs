@@ -136,5 +136,12 @@ fn error(e: CloneError) -> anyhow::Error {
         CloneError::Interrupted { .. } => ErrorKind::Interrupted,
         _ => ErrorKind::Refused,
     };
-    CommandError::new(kind, e.to_string()).into()
+    let text = e.to_string();
+    let mut err = CommandError::new(kind, text.clone());
+    if text.contains("role \"") && text.contains("does not exist") {
+        err = err.with_hint(
+            "TO's cluster lacks a role that owns or is granted something in FROM: create it there, or pass --no-owner",
+        );
+    }
+    err.into()
 }

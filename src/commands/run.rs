@@ -86,6 +86,8 @@ impl Hooks for StderrHooks {
             ),
             Event::Warning(w) => format!("warning: {w}"),
             Event::Step(s) => s.to_owned(),
+            Event::Progress(_) if !output::stderr_is_terminal() => return,
+            Event::Progress(p) => p.to_owned(),
         };
         match &self.prefix {
             Some(p) => output::eprint(&format!("[{p}] {line}")),

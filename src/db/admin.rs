@@ -121,15 +121,41 @@ pub fn find_tools(need: u32) -> Result<Tools, ToolError> {
     })
 }
 
-/// Runs a client tool to its end, with `password` in `PGPASSWORD`. Its
-/// standard error is kept (the last 8 KiB) and is the error's text when it
-/// fails. The process is killed if the future is dropped (an interrupt).
+/// A table whose data a client tool started to dump or restore, from its
+/// `--verbose` line (`pg_dump: dumping contents of table "public.a"`,
+/// `pg_restore: processing data for table "public.a"`).
+pub fn table_of_verbose_line(line: &str) -> Option<&str> {
+    let rest = line
+        .strip_prefix("pg_dump: dumping contents of table ")
+        .or_else(|| line.strip_prefix("pg_restore: processing data for table "))?;
+    Some(rest.trim_matches('"'))
+}
+
+/// Whether a `--verbose` line is only a report of progress (kept out of
+/// the error text, which is the tool's errors and what follows them).
+fn chatter(tool: &str, line: &str) -> bool {
+    line.strip_prefix(tool)
+        .and_then(|r| r.strip_prefix(": "))
+        .is_some_and(|r| {
+            !["error", "warning", "detail", "hint", "fatal"]
+                .iter()
+                .any(|w| r.to_ascii_lowercase().starts_with(w))
+        })
+}
+
+/// Runs a client tool to its end, with `password` in `PGPASSWORD`, handing
+/// each line of its standard error to `on_line` as it comes (for progress).
+/// The lines that are not progress chatter are kept (the last 8 KiB) and are
+/// the error's text when it fails. The process is killed if the future is
+/// dropped (an interrupt).
 pub async fn run_tool(
     tool: &'static str,
     program: &Path,
     args: &[String],
     password: Option<&str>,
+    on_line: &mut dyn FnMut(&str),
 ) -> Result<(), ToolError> {
+    use tokio::io::AsyncBufReadExt;
     let mut cmd = tokio::process::Command::new(program);
     cmd.args(args)
         .stdin(Stdio::null())
@@ -140,31 +166,42 @@ pub async fn run_tool(
     if let Some(p) = password {
         cmd.env("PGPASSWORD", p);
     }
-    let child = cmd.spawn().map_err(|e| ToolError::Io {
+    let io = |e: std::io::Error| ToolError::Io {
+        tool,
+        message: e.to_string(),
+    };
+    let mut child = cmd.spawn().map_err(|e| ToolError::Io {
         tool,
         message: format!("{}: {e}", program.display()),
     })?;
-    let out = child.wait_with_output().await.map_err(|e| ToolError::Io {
-        tool,
-        message: e.to_string(),
-    })?;
-    if out.status.success() {
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let mut lines = tokio::io::BufReader::new(stderr).lines();
+    let mut kept: std::collections::VecDeque<String> = std::collections::VecDeque::new();
+    let mut kept_bytes = 0;
+    let mut cut = false;
+    while let Some(line) = lines.next_line().await.map_err(io)? {
+        on_line(&line);
+        if chatter(tool, &line) {
+            continue;
+        }
+        kept_bytes += line.len() + 1;
+        kept.push_back(line);
+        while kept_bytes > 8192 && kept.len() > 1 {
+            kept_bytes -= kept.pop_front().map_or(0, |l| l.len() + 1);
+            cut = true;
+        }
+    }
+    let status = child.wait().await.map_err(io)?;
+    if status.success() {
         return Ok(());
     }
-    let text = String::from_utf8_lossy(&out.stderr);
-    let tail = if text.len() > 8192 {
-        let mut start = text.len() - 8192;
-        while !text.is_char_boundary(start) {
-            start += 1;
-        }
-        format!("…{}", &text[start..])
-    } else {
-        text.into_owned()
-    };
+    let text: Vec<String> = kept.into_iter().collect();
     Err(ToolError::Failed {
         tool,
-        status: out.status.to_string(),
-        stderr: tail.trim_end().to_owned(),
+        status: status.to_string(),
+        stderr: format!("{}{}", if cut { "…\n" } else { "" }, text.join("\n"))
+            .trim_end()
+            .to_owned(),
     })
 }
 
@@ -731,6 +768,32 @@ mod tests {
         ] {
             assert_eq!(major_of(line), want, "{line}");
         }
+    }
+
+    #[test]
+    fn verbose_lines_say_which_table_and_are_kept_out_of_errors() {
+        assert_eq!(
+            table_of_verbose_line("pg_dump: dumping contents of table \"public.a b\""),
+            Some("public.a b")
+        );
+        assert_eq!(
+            table_of_verbose_line("pg_restore: processing data for table \"app.t\""),
+            Some("app.t")
+        );
+        assert_eq!(
+            table_of_verbose_line("pg_restore: finished item 3 TABLE DATA a"),
+            None
+        );
+        assert!(chatter(
+            "pg_restore",
+            "pg_restore: launching item 3342 TABLE DATA a"
+        ));
+        assert!(!chatter(
+            "pg_restore",
+            "pg_restore: error: could not execute query"
+        ));
+        assert!(!chatter("pg_restore", "Command was: CREATE TABLE a ();"));
+        assert!(!chatter("pg_dump", "pg_dump: warning: errors ignored"));
     }
 
     #[test]

@@ -408,13 +408,16 @@ async fn copy(
             pattern(&t.name)
         ));
     }
+    dump_args.push("--verbose".into());
     interruptible(
         &to.name,
-        admin::run_tool(
+        run_reporting(
             "pg_dump",
             &tools.pg_dump,
             &dump_args,
             from_password.as_deref(),
+            "dumping",
+            hooks,
         ),
     )
     .await?;
@@ -453,6 +456,7 @@ async fn copy(
             if let Some(s) = section {
                 args.push(format!("--section={s}"));
             }
+            args.push("--verbose".into());
             if opts.no_owner {
                 args.push("--no-owner".into());
                 args.push("--no-privileges".into());
@@ -460,28 +464,41 @@ async fn copy(
             args.push(dump_dir.display().to_string());
             args
         };
-        let pg_restore = |args: Vec<String>| {
-            let (program, password) = (tools.pg_restore.clone(), to_password.clone());
-            async move { admin::run_tool("pg_restore", &program, &args, password.as_deref()).await }
-        };
+        let (program, password) = (tools.pg_restore.clone(), to_password.clone());
+        let password = password.as_deref();
+        macro_rules! pg_restore {
+            ($section:expr) => {
+                interruptible(
+                    &to.name,
+                    run_reporting("pg_restore", &program, &restore($section), password, "restoring", &mut *hooks),
+                )
+                .await?
+            };
+        }
         match &masking {
-            None => interruptible(&to.name, pg_restore(restore(None))).await?,
+            None => pg_restore!(None),
             Some((plan, masker)) => {
                 // Tables first, their unmasked rows, then the masked rows
                 // streamed from the snapshot; indexes, constraints and
                 // triggers last, built over the masked data.
-                interruptible(&to.name, pg_restore(restore(Some("pre-data")))).await?;
-                interruptible(&to.name, pg_restore(restore(Some("data")))).await?;
+                pg_restore!(Some("pre-data"));
+                pg_restore!(Some("data"));
                 let mut copy = db::connect_database(&to.name, to_url, Some(&new_db), &super::settings(to)).await?;
                 let streamed = async {
                     for table in &plan.tables {
                         hooks.event(Event::Step(&format!("masking {} …", table.qualified())));
-                        admin::stream_masked(source, &from.name, &mut copy, &to.name, table, masker, &interrupt::requested)
+                        let t = Instant::now();
+                        let rows = admin::stream_masked(source, &from.name, &mut copy, &to.name, table, masker, &interrupt::requested)
                             .await
                             .map_err(|e| match e {
                                 admin::StreamError::Interrupted => CloneError::Interrupted { to: to.name.clone() },
                                 other => failed(other.to_string()),
                             })?;
+                        hooks.event(Event::Step(&format!(
+                            "masked {}: {rows} rows in {:.1} s",
+                            table.qualified(),
+                            t.elapsed().as_secs_f64()
+                        )));
                     }
                     Ok::<_, CloneError>(())
                 }
@@ -489,7 +506,7 @@ async fn copy(
                 db::close(copy).await;
                 let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *source).await;
                 streamed?;
-                interruptible(&to.name, pg_restore(restore(Some("post-data")))).await?;
+                pg_restore!(Some("post-data"));
             }
         }
         let restore_seconds = t.elapsed().as_secs_f64();
@@ -634,6 +651,23 @@ async fn mask_plan(
 /// A name as an exact pg_dump pattern (quoted: no wildcards, case kept).
 fn pattern(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Runs a client tool, reporting each table it starts on as progress.
+async fn run_reporting(
+    tool: &'static str,
+    program: &std::path::Path,
+    args: &[String],
+    password: Option<&str>,
+    doing: &str,
+    hooks: &mut dyn Hooks,
+) -> Result<(), ToolError> {
+    admin::run_tool(tool, program, args, password, &mut |line| {
+        if let Some(table) = admin::table_of_verbose_line(line) {
+            hooks.event(Event::Progress(&format!("  {doing} {table}")));
+        }
+    })
+    .await
 }
 
 /// Runs a client tool unless a signal arrives first (then the tool is

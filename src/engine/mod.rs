@@ -70,6 +70,9 @@ pub enum Event<'a> {
     Warning(&'a str),
     /// A step of a whole-database operation (clone) starts or ends.
     Step(&'a str),
+    /// Finer progress within a step (a table being copied): shown on a
+    /// terminal only.
+    Progress(&'a str),
 }
 
 /// What the engine needs from whoever drives it: somewhere to report

@@ -477,3 +477,33 @@ fn an_unlisted_column_of_a_sensitive_table_refuses_the_clone_before_anything_is_
     );
     assert_eq!(s.leftovers("dev"), "");
 }
+
+#[test]
+fn a_masked_unique_column_that_loses_uniqueness_fails_the_clone_naming_it() {
+    let s = Setup::new();
+    let t = &s.t;
+    t.sql(
+        "prd",
+        "CREATE TABLE handles (id int PRIMARY KEY, nick text UNIQUE); \
+         INSERT INTO handles SELECT g, 'nick' || g FROM generate_series(1, 2000) g;",
+    );
+    // 2,000 distinct nicks into 1,024 names: some must collide.
+    t.write(
+        "masking.yaml",
+        "tables:\n  handles:\n    columns:\n      nick: name\n",
+    );
+    let dev_before = t.sql("dev", "SELECT count(*) FROM promoter.ledger");
+    let run = t.promoter_env(
+        &["clone", "prd", "dev", "--mask", "masking.yaml"],
+        &[("PROMOTER_MASK_SALT", "a salt of some length 1")],
+    );
+    assert_eq!(run.code, 4, "{}", run.all());
+    assert!(run.all().contains("handles_nick_key"), "{}", run.all());
+    assert!(run.all().contains("Key (nick)="), "{}", run.all());
+    assert!(run.all().contains("dev was not changed"), "{}", run.all());
+    assert_eq!(
+        t.sql("dev", "SELECT count(*) FROM promoter.ledger"),
+        dev_before
+    );
+    assert_eq!(s.leftovers("dev"), "");
+}
