@@ -247,6 +247,11 @@ pub struct GenerateArgs {
     /// Validity in days; 0 for a key that never expires.
     #[arg(long, default_value_t = 1095)]
     pub valid_days: u64,
+    /// Write the secret key unprotected (throw-away keys, tests). Otherwise
+    /// it is encrypted with $PROMOTER_PASSPHRASE or a passphrase asked twice
+    /// on the terminal, and without either nothing is written.
+    #[arg(long)]
+    pub no_passphrase: bool,
 }
 
 #[derive(Debug, Args)]

@@ -12,6 +12,15 @@ const GITATTRIBUTES: &str = "\
 changesets/** -text
 ";
 
+const GITIGNORE: &str = "\
+# Secret keys and revocation certificates never belong in the repository:
+# only public certificates (<FPR>.asc) go into keys/.
+*.secret.asc
+*.rev.asc
+# Data profiles and other local state.
+.promoter/
+";
+
 /// JSON: `promoter --json init`.
 #[derive(Serialize)]
 struct InitView {
@@ -33,6 +42,7 @@ pub fn run(ctx: &Context) -> anyhow::Result<ExitCode> {
     let files = [
         (crate::config::CONFIG_FILE, crate::config::TEMPLATE),
         (".gitattributes", GITATTRIBUTES),
+        (".gitignore", GITIGNORE),
         ("keys/developers/.gitkeep", ""),
         ("keys/customers/.gitkeep", ""),
         ("changesets/.gitkeep", ""),
@@ -55,6 +65,14 @@ pub fn run(ctx: &Context) -> anyhow::Result<ExitCode> {
                 view.created.push(name.to_owned());
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                if name == ".gitignore" {
+                    let existing = std::fs::read_to_string(&path).unwrap_or_default();
+                    if !existing.lines().any(|l| l.trim() == "*.secret.asc") {
+                        output::eprint(
+                            "warning: .gitignore exists without `*.secret.asc`; add it (and `*.rev.asc`) so a secret key is never committed",
+                        );
+                    }
+                }
                 if name == ".gitattributes" {
                     let existing = std::fs::read_to_string(&path).unwrap_or_default();
                     if !existing.lines().any(|l| l.trim() == "changesets/** -text") {

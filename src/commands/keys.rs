@@ -1,5 +1,6 @@
 //! `promoter keys generate` and `promoter keys list`.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
@@ -23,20 +24,101 @@ struct GeneratedView {
     revocation: String,
 }
 
+/// The passphrase that protects a new secret key: `PROMOTER_PASSPHRASE`,
+/// or asked twice on a terminal; `None` only with `--no-passphrase`.
+fn new_passphrase(args: &GenerateArgs) -> anyhow::Result<Option<String>> {
+    if args.no_passphrase {
+        return Ok(None);
+    }
+    if let Some(p) = std::env::var("PROMOTER_PASSPHRASE")
+        .ok()
+        .filter(|p| !p.is_empty())
+    {
+        return Ok(Some(p));
+    }
+    if !output::stdin_is_terminal() {
+        return Err(CommandError::refused(
+            "refusing to write an unprotected secret key: there is no terminal to ask for a passphrase on, and $PROMOTER_PASSPHRASE is not set",
+        )
+        .with_hint("set PROMOTER_PASSPHRASE, run it on a terminal, or pass --no-passphrase for a throw-away key")
+        .into());
+    }
+    let first = rpassword::prompt_password("passphrase for the new secret key: ")?;
+    if first.is_empty() {
+        return Err(CommandError::refused(
+            "an empty passphrase protects nothing; nothing was written",
+        )
+        .with_hint("pass --no-passphrase if the key really is to be unprotected")
+        .into());
+    }
+    let second = rpassword::prompt_password("the same passphrase again: ")?;
+    if first != second {
+        return Err(
+            CommandError::refused("the two passphrases differ; nothing was written").into(),
+        );
+    }
+    Ok(Some(first))
+}
+
+/// The work tree `dir` lies in: the nearest ancestor holding `.git`.
+fn work_tree_of(dir: &Path) -> Option<PathBuf> {
+    dir.ancestors()
+        .find(|d| d.join(".git").exists())
+        .map(Path::to_path_buf)
+}
+
+/// `path` made absolute and without `.`/`..`, as far as it exists resolved
+/// through symlinks (the rest kept as written).
+fn normalized(path: &Path) -> PathBuf {
+    let mut existing = path.to_path_buf();
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_owned());
+                existing = parent.to_path_buf();
+            }
+            _ => break,
+        }
+    }
+    let mut out = existing.canonicalize().unwrap_or(existing);
+    for part in rest.iter().rev() {
+        match part.to_str() {
+            Some("..") => {
+                out.pop();
+            }
+            Some(".") => {}
+            _ => out.push(part),
+        }
+    }
+    out
+}
+
 /// Writes a new key's public certificate, secret key (mode 0600, encrypted
-/// with `PROMOTER_PASSPHRASE` if set) and revocation certificate. Refuses to
-/// overwrite files.
+/// with a passphrase unless `--no-passphrase`) and revocation certificate.
+/// Refuses to overwrite files, and to write inside the project's
+/// repository, where a secret key is one `git add -A` from being published.
 pub fn generate(ctx: &Context, args: &GenerateArgs) -> anyhow::Result<ExitCode> {
     let valid_for = (args.valid_days > 0).then(|| Duration::from_secs(args.valid_days * 86_400));
-    let passphrase = std::env::var("PROMOTER_PASSPHRASE")
-        .ok()
-        .filter(|p| !p.is_empty());
-    let key = signing::generate_key(&args.name, valid_for, passphrase)?;
-    let out = if args.out.is_absolute() {
+    let out = normalized(&if args.out.is_absolute() {
         args.out.clone()
     } else {
         ctx.root.join(&args.out)
-    };
+    });
+    let root = normalized(&ctx.root);
+    let repo = work_tree_of(&root).unwrap_or(root);
+    if out.starts_with(&repo) {
+        return Err(CommandError::refused(format!(
+            "--out {} is inside the repository {}: a secret key there is one `git add -A` away from being published",
+            out.display(),
+            repo.display()
+        ))
+        .with_hint("write keys outside the project, e.g. --out ~/.promoter-keys, and copy only the public <FPR>.asc into keys/")
+        .into());
+    }
+    let passphrase = new_passphrase(args)?;
+    let protected = passphrase.is_some();
+    let key = signing::generate_key(&args.name, valid_for, passphrase)?;
     std::fs::create_dir_all(&out).map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))?;
     let files = [
         (format!("{}.asc", key.fingerprint), &key.public),
@@ -74,8 +156,13 @@ pub fn generate(ctx: &Context, args: &GenerateArgs) -> anyhow::Result<ExitCode> 
         output::print(&format!("generated {} ({})", view.fingerprint, args.name))?;
         output::print(&format!("  public certificate  {}", view.public))?;
         output::print(&format!(
-            "  secret key          {}   (keep it private)",
-            view.secret
+            "  secret key          {}   (keep it private{})",
+            view.secret,
+            if protected {
+                "; protected by its passphrase"
+            } else {
+                "; NOT protected by a passphrase"
+            }
         ))?;
         output::print(&format!(
             "  revocation          {}   (keep it safe)",
@@ -116,6 +203,17 @@ struct ListView {
     certificates: Vec<CertView>,
     /// Configuration errors (a certificate in two roles).
     errors: Vec<String>,
+    /// Files in the keyring directories that are not certificates.
+    ignored: Vec<IgnoredView>,
+}
+
+/// JSON: a file `keys list` skipped.
+#[derive(Serialize)]
+struct IgnoredView {
+    /// Relative to the project.
+    file: String,
+    /// What it is.
+    what: String,
 }
 
 /// Lists certificates per role; a certificate in two roles is reported and
@@ -143,6 +241,14 @@ pub fn list(ctx: &Context) -> anyhow::Result<ExitCode> {
             .iter()
             .map(ToString::to_string)
             .collect(),
+        ignored: keyrings
+            .ignored()
+            .iter()
+            .map(|(file, what)| IgnoredView {
+                file: ctx.relative(file).display().to_string(),
+                what: what.clone(),
+            })
+            .collect(),
     };
     if ctx.json {
         output::print_json(&view)?;
@@ -169,6 +275,9 @@ pub fn list(ctx: &Context) -> anyhow::Result<ExitCode> {
             for line in output::table(&rows) {
                 output::print(&line)?;
             }
+        }
+        for i in &view.ignored {
+            output::eprint(&format!("note: {} is {}", i.file, i.what));
         }
         for e in &view.errors {
             output::eprint(&format!("error: {e}"));

@@ -64,6 +64,8 @@ pub struct Keyrings {
     certs: Vec<RoleCert>,
     conflicts: Vec<RoleConflict>,
     dirs: Vec<(String, PathBuf)>,
+    /// Files in a keyring directory that are not certificates, and what they are.
+    ignored: Vec<(PathBuf, String)>,
 }
 
 /// What `keys list` shows about one certificate.
@@ -137,6 +139,16 @@ impl Keyrings {
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
+            // A revocation certificate next to its key is no key: say so in
+            // `keys list`, count nothing.
+            if name.ends_with(".rev.asc") {
+                keyrings.ignored.push((
+                    path,
+                    "a revocation certificate (publish it if the key is lost); not a signing key"
+                        .into(),
+                ));
+                continue;
+            }
             if !(name.ends_with(".asc") || name.ends_with(".pgp")) {
                 return Err(SigningError::BadCertificate {
                     path,
@@ -155,6 +167,11 @@ impl Keyrings {
             keyrings.load_file(&role, &path, &bytes)?;
         }
         Ok(keyrings)
+    }
+
+    /// Files the keyrings skipped, and what each is.
+    pub fn ignored(&self) -> &[(PathBuf, String)] {
+        &self.ignored
     }
 
     fn load_file(&mut self, role: &str, path: &Path, bytes: &[u8]) -> Result<(), SigningError> {

@@ -115,6 +115,7 @@ fn every_json_document_matches_docs_json_md() {
             "--json",
             "keys",
             "generate",
+            "--no-passphrase",
             "--name",
             "Dev <dev@example.com>",
             "--out",
@@ -130,6 +131,12 @@ fn every_json_document_matches_docs_json_md() {
     )
     .unwrap();
     let (_, customer) = t.promoter_key("Customer <c@example.com>", "keys/customers");
+    // The revocation certificate copied along with the public one.
+    std::fs::copy(
+        g["revocation"].as_str().unwrap(),
+        t.path(&format!("keys/developers/{fpr}.rev.asc")),
+    )
+    .unwrap();
     run("promoter keys list", &["keys", "list"], true);
     run(
         "promoter sign",

@@ -185,6 +185,7 @@ fn sign_refuses_a_key_in_no_keyring_and_a_modified_bundle() {
             "--json",
             "keys",
             "generate",
+            "--no-passphrase",
             "--name",
             "S <s@x>",
             "--out",
@@ -963,4 +964,87 @@ fn oversized_files_and_deeply_nested_yaml_are_refused_at_once() {
         out.contains("environments.yaml: nests deeper than 32 levels"),
         "{out}"
     );
+}
+
+#[test]
+fn keys_generate_never_writes_an_unprotected_secret_key_unasked_nor_inside_the_repository() {
+    let t = TestContext::new();
+    let out = t.dir.path().join("keys-out");
+    let args = [
+        "keys",
+        "generate",
+        "--name",
+        "Ada <ada@example.com>",
+        "--out",
+    ];
+    // No terminal, no PROMOTER_PASSPHRASE: refused, nothing written.
+    let mut plain = args.to_vec();
+    plain.push(out.to_str().unwrap());
+    let run = t.promoter(&plain);
+    assert_eq!(run.code, 3, "{}", run.all());
+    assert!(
+        run.all()
+            .contains("refusing to write an unprotected secret key"),
+        "{}",
+        run.all()
+    );
+    assert!(run.all().contains("--no-passphrase"), "{}", run.all());
+    assert!(!out.exists(), "nothing may be written");
+    // Inside the project (and so inside its repository): refused, whatever the passphrase.
+    t.commit_all("init");
+    for inside in ["my-keys", "keys/developers", "./changesets/../secret"] {
+        let mut a = args.to_vec();
+        a.extend([inside, "--no-passphrase"]);
+        let run = t.promoter(&a);
+        assert_eq!(run.code, 3, "{inside}: {}", run.all());
+        assert!(
+            run.all().contains("is inside the repository"),
+            "{inside}: {}",
+            run.all()
+        );
+    }
+    assert!(crate::common::names(&t.path("keys/developers")) == [".gitkeep"]);
+    // With a passphrase from the environment the key is written, encrypted.
+    let mut a = args.to_vec();
+    a.push(out.to_str().unwrap());
+    let done = t
+        .promoter_env(&a, &[("PROMOTER_PASSPHRASE", "correct horse")])
+        .ok();
+    assert!(done.contains("protected by its passphrase"), "{done}");
+}
+
+#[test]
+fn init_keeps_secret_keys_out_of_git_and_keys_list_says_what_a_revocation_certificate_is() {
+    let t = TestContext::new();
+    let ignore = t.read(".gitignore");
+    assert!(ignore.lines().any(|l| l == "*.secret.asc"), "{ignore}");
+    assert!(ignore.lines().any(|l| l == "*.rev.asc"), "{ignore}");
+    t.commit_all("init");
+    t.write("keys/developers/ABC.secret.asc", "x");
+    let ignored = t.git(&["check-ignore", "keys/developers/ABC.secret.asc"]);
+    assert_eq!(
+        ignored.code,
+        0,
+        "git must ignore secret keys: {}",
+        ignored.all()
+    );
+    std::fs::remove_file(t.path("keys/developers/ABC.secret.asc")).unwrap();
+    // A developer copies the whole output directory into keys/developers/.
+    let (fpr, secret) = t.promoter_key("Dev <dev@example.com>", "keys/developers");
+    let rev = secret.with_file_name(format!("{fpr}.rev.asc"));
+    std::fs::copy(&rev, t.path(&format!("keys/developers/{fpr}.rev.asc"))).unwrap();
+    let run = t.promoter(&["keys", "list"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(run.stdout.contains(&fpr), "{}", run.all());
+    assert!(
+        run.stderr.contains(&format!(
+            "keys/developers/{fpr}.rev.asc is a revocation certificate"
+        )),
+        "{}",
+        run.all()
+    );
+    // A secret key copied in is refused by name.
+    std::fs::copy(&secret, t.path("keys/developers/oops.asc")).unwrap();
+    let err = t.promoter(&["keys", "list"]).fails();
+    assert!(err.contains("oops.asc"), "{err}");
 }
