@@ -22,9 +22,26 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> BundleError + '_ {
     }
 }
 
-/// Lists `changesets/*` in the work tree, ordered by number. Every entry must
-/// be a changeset directory (hidden files such as `.gitkeep` are ignored);
-/// numbers must be unique.
+/// A file in `changesets/` that is not a changeset (a README): ignored,
+/// said once per process. A *directory* with such a name stays an error:
+/// it may be a changeset with a mistyped name.
+fn note_stray(shown: &str) {
+    static SEEN: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut seen = SEEN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let name = shown.split('@').next().unwrap_or(shown).to_owned();
+    if !seen.contains(&name) {
+        crate::output::eprint(&format!(
+            "note: {name} is not a changeset (those are NNNN-slug directories); ignored"
+        ));
+        seen.push(name);
+    }
+}
+
+/// Lists `changesets/*` in the work tree, ordered by number. Every
+/// directory must be a changeset (hidden files such as `.gitkeep`, and other
+/// files, with a note, are ignored); numbers must be unique.
 pub fn discover(root: &Path) -> Result<Vec<BundleDir>, BundleError> {
     let dir = root.join(CHANGESETS_DIR);
     let mut out = Vec::new();
@@ -40,11 +57,20 @@ pub fn discover(root: &Path) -> Result<Vec<BundleDir>, BundleError> {
             continue;
         }
         let file_type = entry.file_type().map_err(io_err(&entry.path()))?;
-        let id = ChangesetId::parse(&name).map_err(|source| BundleError::BadDirectory {
-            location: CHANGESETS_DIR.to_owned(),
-            name: name.clone(),
-            source,
-        })?;
+        let id = match ChangesetId::parse(&name) {
+            Ok(id) => id,
+            Err(_) if file_type.is_file() => {
+                note_stray(&format!("{CHANGESETS_DIR}/{name}"));
+                continue;
+            }
+            Err(source) => {
+                return Err(BundleError::BadDirectory {
+                    location: CHANGESETS_DIR.to_owned(),
+                    name: name.clone(),
+                    source,
+                });
+            }
+        };
         if file_type.is_symlink() {
             return Err(BundleError::Symlink {
                 location: CHANGESETS_DIR.to_owned(),
@@ -245,11 +271,20 @@ pub fn load_git(root: &Path, rev: &str) -> Result<GitSnapshot, BundleError> {
         if name.starts_with('.') {
             continue;
         }
-        let id = ChangesetId::parse(&name).map_err(|source| BundleError::BadDirectory {
-            location: format!("{CHANGESETS_DIR}@{short}"),
-            name: name.clone(),
-            source,
-        })?;
+        let id = match ChangesetId::parse(&name) {
+            Ok(id) => id,
+            Err(_) if entry.kind() == Some(git2::ObjectType::Blob) => {
+                note_stray(&format!("{CHANGESETS_DIR}/{name}@{short}"));
+                continue;
+            }
+            Err(source) => {
+                return Err(BundleError::BadDirectory {
+                    location: format!("{CHANGESETS_DIR}@{short}"),
+                    name: name.clone(),
+                    source,
+                });
+            }
+        };
         if entry.kind() != Some(git2::ObjectType::Tree) {
             return Err(BundleError::NotRegular {
                 location: format!("{CHANGESETS_DIR}@{short}"),

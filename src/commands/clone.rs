@@ -31,7 +31,7 @@ pub fn run(ctx: &Context, args: &CloneArgs) -> anyhow::Result<ExitCode> {
         mask: match &args.mask {
             None => None,
             Some(path) => Some(
-                crate::masking::Spec::load(&ctx.root.join(path))
+                crate::masking::Spec::load(&ctx.cwd.join(path))
                     .map_err(|e| CommandError::usage(e.to_string()))?,
             ),
         },

@@ -103,7 +103,7 @@ pub fn generate(ctx: &Context, args: &GenerateArgs) -> anyhow::Result<ExitCode> 
     let out = normalized(&if args.out.is_absolute() {
         args.out.clone()
     } else {
-        ctx.root.join(&args.out)
+        ctx.cwd.join(&args.out)
     });
     let root = normalized(&ctx.root);
     let repo = work_tree_of(&root).unwrap_or(root);

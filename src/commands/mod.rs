@@ -32,7 +32,12 @@ use crate::signing::Keyrings;
 /// tokio runtime of the process.
 #[derive(Debug)]
 pub struct Context {
+    /// The project: the nearest directory, from `cwd` up, that holds
+    /// `environments.yaml` (like git and cargo find theirs); `cwd` if none.
     pub root: PathBuf,
+    /// Where promoter runs (`-C DIR`, or the current directory): paths the
+    /// user gives (`--out`, `--mask`) are relative to it.
+    pub cwd: PathBuf,
     pub json: bool,
     runtime: tokio::runtime::Runtime,
 }
@@ -47,7 +52,7 @@ impl Context {
     pub fn config(&self) -> anyhow::Result<Config> {
         if !self.root.join(config::CONFIG_FILE).exists() {
             return Err(CommandError::usage(format!(
-                "{} not found in {}",
+                "{} not found in {} or any directory above it",
                 config::CONFIG_FILE,
                 self.root.display()
             ))
@@ -96,11 +101,32 @@ impl Context {
     }
 }
 
+/// The nearest directory from `dir` up that holds `environments.yaml`
+/// (`dir` itself when none does).
+fn project_root(dir: &Path) -> PathBuf {
+    let absolute = if dir.is_absolute() {
+        dir.to_path_buf()
+    } else {
+        std::env::current_dir().map_or_else(|_| dir.to_path_buf(), |c| c.join(dir))
+    };
+    absolute
+        .ancestors()
+        .find(|d| d.join(config::CONFIG_FILE).is_file())
+        .map_or_else(|| dir.to_path_buf(), Path::to_path_buf)
+}
+
 /// Runs the parsed command line; returns the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let root = match &cli.directory {
+    let cwd = match &cli.directory {
         Some(dir) => dir.clone(),
         None => std::env::current_dir()?,
+    };
+    // `init` lays out a project where it is told; every other command finds
+    // the one it is in.
+    let root = if matches!(cli.command, Command::Init) {
+        cwd.clone()
+    } else {
+        project_root(&cwd)
     };
     // One current-thread runtime for the whole process: promoter does one
     // thing at a time, and a signal handler needs a runtime to run on.
@@ -109,6 +135,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .build()?;
     let ctx = Context {
         root,
+        cwd,
         json: cli.json,
         runtime,
     };

@@ -1048,3 +1048,42 @@ fn init_keeps_secret_keys_out_of_git_and_keys_list_says_what_a_revocation_certif
     let err = t.promoter(&["keys", "list"]).fails();
     assert!(err.contains("oops.asc"), "{err}");
 }
+
+#[test]
+fn commands_find_the_project_from_a_subdirectory_and_a_stray_readme_is_only_noted() {
+    let t = TestContext::new();
+    let id = t.changeset("customers", SQL);
+    t.write("changesets/README.md", "# our changesets\n");
+    let run = t.promoter(&["seal"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(
+        run.stderr
+            .contains("changesets/README.md is not a changeset"),
+        "{}",
+        run.all()
+    );
+    // From inside a changeset directory, as from the project root.
+    let sub = t.path(&format!("changesets/{id}"));
+    let out = t.cmd().current_dir(&sub).args(["verify"]).output().unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(all.contains(&id), "{all}");
+    assert!(!all.contains("not found"), "{all}");
+    // Outside any project the error says where it looked.
+    let out = t
+        .cmd()
+        .current_dir(t.dir.path())
+        .args(["status"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("or any directory above it"), "{err}");
+    // A directory with a bad name is still an error: it may be a mistyped changeset.
+    std::fs::create_dir(t.path("changesets/add-orders")).unwrap();
+    let err = t.promoter(&["seal"]).fails();
+    assert!(err.contains("add-orders"), "{err}");
+}
