@@ -84,6 +84,24 @@ pub enum Command {
     /// Signed ledger rows (receipts) for approving or auditing offline.
     #[command(subcommand)]
     Receipt(ReceiptCommand),
+    /// Print a shell completion script: `source <(promoter completions bash)`.
+    Completions(CompletionsArgs),
+    /// Write roff man pages for promoter and every subcommand into DIR.
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Directory to write promoter.1, promoter-apply.1, … into (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]

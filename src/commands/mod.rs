@@ -4,6 +4,7 @@
 mod apply;
 mod approve;
 mod clone;
+mod docs;
 mod drift;
 mod fleet;
 mod init;
@@ -160,6 +161,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Trust(TrustCommand::Show(args)) => trust::show(&ctx, &args),
         Command::Trust(TrustCommand::Sign(args)) => trust::sign(&ctx, &args),
         Command::Receipt(ReceiptCommand::Export(args)) => approve::export_receipt(&ctx, &args),
+        Command::Completions(args) => docs::completions(&ctx, &args),
+        Command::Man(args) => docs::man(&ctx, &args),
     }
 }
 

@@ -101,6 +101,13 @@ fn every_json_document_matches_docs_json_md() {
         check(&docs, section, &r.stdout, &seen);
     };
     run("promoter init", &["init"], true);
+    run("promoter completions", &["completions", "bash"], true);
+    let man = t.dir.path().join("man");
+    run(
+        "promoter man",
+        &["man", "--out", man.to_str().unwrap()],
+        true,
+    );
     let out = t.promoter(&["--json", "new", "customers"]).ok();
     check(&docs, "promoter new", &out, &seen);
     t.write(

@@ -1087,3 +1087,65 @@ fn commands_find_the_project_from_a_subdirectory_and_a_stray_readme_is_only_note
     let err = t.promoter(&["seal"]).fails();
     assert!(err.contains("add-orders"), "{err}");
 }
+
+#[test]
+fn completions_load_in_bash_and_man_pages_render_with_man() {
+    let t = TestContext::new();
+    let script = t.promoter(&["completions", "bash"]).ok();
+    let file = t.dir.path().join("promoter.bash");
+    std::fs::write(&file, &script).unwrap();
+    let out = std::process::Command::new("bash")
+        .args([
+            "-c",
+            &format!("source {} && complete -p promoter", file.display()),
+        ])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && shown.contains("promoter"),
+        "{shown}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for shell in ["zsh", "fish"] {
+        assert!(
+            !t.promoter(&["completions", shell]).ok().is_empty(),
+            "{shell}"
+        );
+    }
+    let dir = t.dir.path().join("man");
+    t.promoter(&["man", "--out", dir.to_str().unwrap()]).ok();
+    let pages = crate::common::names(&dir);
+    for page in [
+        "promoter.1",
+        "promoter-clone.1",
+        "promoter-keys-generate.1",
+        "promoter-trust-pin.1",
+    ] {
+        assert!(pages.contains(&page.to_owned()), "{page} in {pages:?}");
+    }
+    let man = std::process::Command::new("man")
+        .args(["-P", "cat", "-l"])
+        .arg(dir.join("promoter-clone.1"))
+        .env("MANWIDTH", "100")
+        .output();
+    match man {
+        Ok(out) => {
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(
+                text.contains("promoter-clone") && text.contains("--mask"),
+                "{text}"
+            );
+        }
+        // No man on this machine: the page must at least be roff.
+        Err(_) => {
+            let roff = std::fs::read_to_string(dir.join("promoter-clone.1")).unwrap();
+            assert!(roff.starts_with(".ie") || roff.contains(".TH"), "{roff}");
+        }
+    }
+}
