@@ -402,6 +402,13 @@ pub struct StatusArgs {
 pub struct LedgerArgs {
     /// The environment whose ledger to print.
     pub env: String,
+    /// Only the rows of this changeset (id, number or slug).
+    #[arg(long, value_name = "CHANGESET")]
+    pub changeset: Option<String>,
+    /// Only rows that finished (or started) at or after this time: a date
+    /// (2026-12-01, UTC) or an RFC 3339 time (2026-12-01T10:00:00+01:00).
+    #[arg(long, value_name = "DATE")]
+    pub since: Option<String>,
 }
 
 #[derive(Debug, Args)]

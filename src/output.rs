@@ -139,6 +139,78 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
+// The inverse: days since 1970-01-01 of a civil date.
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = i64::from(if m > 2 { m - 3 } else { m + 9 });
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Microseconds since the Unix epoch of an RFC 3339 time
+/// (`2026-12-01T10:00:00Z`, `…+01:00`, fractions allowed) or a date
+/// (`2026-12-01`, meaning its start in UTC).
+pub fn parse_time(text: &str) -> Result<i64, String> {
+    let bad = || {
+        format!("{text:?} is not a date (2026-12-01) or an RFC 3339 time (2026-12-01T10:00:00Z)")
+    };
+    let num = |s: &str| -> Result<i64, String> {
+        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        s.parse().map_err(|_| bad())
+    };
+    let (date, time) = match text.split_once(['T', 't', ' ']) {
+        Some((d, t)) => (d, Some(t)),
+        None => (text, None),
+    };
+    let parts: Vec<&str> = date.split('-').collect();
+    let [y, m, d] = parts.as_slice() else {
+        return Err(bad());
+    };
+    let (y, m, d) = (num(y)?, num(m)?, num(d)?);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return Err(bad());
+    }
+    let days = days_from_civil(y, m as u32, d as u32);
+    if civil_from_days(days) != (y, m as u32, d as u32) {
+        return Err(bad());
+    }
+    let mut micros = days * 86_400_000_000;
+    if let Some(t) = time {
+        let (clock, offset) = if let Some(c) = t.strip_suffix(['Z', 'z']) {
+            (c, 0)
+        } else if let Some(i) = t.rfind(['+', '-']) {
+            let (c, o) = t.split_at(i);
+            let sign = if o.starts_with('-') { -1 } else { 1 };
+            let (oh, om) = o[1..].split_once(':').ok_or_else(bad)?;
+            (c, sign * (num(oh)? * 3600 + num(om)? * 60))
+        } else {
+            return Err(bad());
+        };
+        let (hms, frac) = clock.split_once('.').unwrap_or((clock, ""));
+        let hms: Vec<&str> = hms.split(':').collect();
+        let [h, mi, se] = hms.as_slice() else {
+            return Err(bad());
+        };
+        let (h, mi, se) = (num(h)?, num(mi)?, num(se)?);
+        if h > 23 || mi > 59 || se > 60 {
+            return Err(bad());
+        }
+        let frac_micros = if frac.is_empty() {
+            0
+        } else {
+            let digits: String = frac.chars().chain("000000".chars()).take(6).collect();
+            num(&digits)?
+        };
+        micros += ((h * 3600 + mi * 60 + se) - offset) * 1_000_000 + frac_micros;
+    }
+    Ok(micros)
+}
+
 /// `1 changeset`, `2 changesets`.
 pub fn plural(n: usize, word: &str) -> String {
     format!("{n} {word}{}", if n == 1 { "" } else { "s" })
@@ -175,6 +247,42 @@ pub fn table(rows: &[Vec<String>]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_parse_as_rfc_3339_or_dates_and_round_trip() {
+        for (text, micros) in [
+            ("1970-01-01", 0),
+            ("2026-12-01", 1_796_083_200_000_000),
+            (
+                "2026-12-01T10:00:00Z",
+                1_796_083_200_000_000 + 36_000_000_000,
+            ),
+            (
+                "2026-12-01T11:00:00+01:00",
+                1_796_083_200_000_000 + 36_000_000_000,
+            ),
+            (
+                "2026-12-01T10:00:00.5Z",
+                1_796_083_200_000_000 + 36_000_500_000,
+            ),
+        ] {
+            assert_eq!(parse_time(text), Ok(micros), "{text}");
+        }
+        assert_eq!(
+            format_micros(parse_time("2026-12-01T10:00:00.123456Z").unwrap()),
+            "2026-12-01T10:00:00.123456Z"
+        );
+        for bad in [
+            "yesterday",
+            "2026-13-01",
+            "2026-02-30",
+            "2026-12-01T10:00",
+            "2026-12-01T25:00:00Z",
+            "",
+        ] {
+            assert!(parse_time(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn formats_unix_times() {

@@ -87,7 +87,25 @@ pub fn show(ctx: &Context, args: &LedgerArgs) -> anyhow::Result<ExitCode> {
     let entries = ctx
         .block_on(engine::read_ledger(&env, &config.file.ledger_schema))?
         .entries;
+    // Marks are computed over the whole chain, then the rows filtered.
     let marks = row_marks(ctx, &env.name, &entries);
+    let since = args
+        .since
+        .as_deref()
+        .map(output::parse_time)
+        .transpose()
+        .map_err(|e| CommandError::usage(format!("--since: {e}")))?;
+    let keep = |e: &Entry| {
+        args.changeset.as_deref().is_none_or(|c| {
+            crate::changeset::ChangesetId::parse(&e.changeset_id).is_ok_and(|id| id.matches(c))
+                || e.changeset_id == c
+        }) && since.is_none_or(|t| e.finished_at.unwrap_or(e.started_at) >= t)
+    };
+    let (entries, marks): (Vec<Entry>, Vec<Option<String>>) = entries
+        .into_iter()
+        .zip(marks)
+        .filter(|(e, _)| keep(e))
+        .unzip();
     if ctx.json {
         output::print_json(&LedgerView {
             environment: &env.name,

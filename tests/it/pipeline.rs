@@ -804,3 +804,38 @@ fn the_demo_runs_to_the_end_twice() {
             .output();
     }
 }
+
+#[test]
+fn ledger_filters_by_changeset_and_time_and_keeps_marking_the_chain() {
+    let t = TestContext::with_databases();
+    t.changeset("customers", "CREATE TABLE customers (id int);\n");
+    t.changeset("orders", "CREATE TABLE orders (id int);\n");
+    t.promoter(&["seal"]).ok();
+    t.promoter(&["apply", "dev"]).ok();
+    let rows = |args: &[&str]| -> Vec<String> {
+        let mut full = vec!["--json", "ledger", "dev"];
+        full.extend_from_slice(args);
+        let v: serde_json::Value = serde_json::from_str(&t.promoter(&full).ok()).unwrap();
+        v["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["changeset_id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(rows(&[]), ["0001-customers", "0002-orders"]);
+    assert_eq!(rows(&["--changeset", "2"]), ["0002-orders"]);
+    assert_eq!(rows(&["--changeset", "customers"]), ["0001-customers"]);
+    assert_eq!(rows(&["--since", "2000-01-01"]).len(), 2);
+    assert!(rows(&["--since", "2999-01-01T00:00:00+02:00"]).is_empty());
+    let run = t.promoter(&["ledger", "dev", "--since", "last tuesday"]);
+    assert_eq!(run.code, 2, "{}", run.all());
+    assert!(run.all().contains("--since"), "{}", run.all());
+    // An edited row is still marked when only it is shown.
+    t.sql(
+        "dev",
+        "ALTER TABLE promoter.ledger DISABLE TRIGGER ledger_append_only; UPDATE promoter.ledger SET host = 'x' WHERE seq = 2",
+    );
+    let out = t.promoter(&["ledger", "dev", "--changeset", "2"]).ok();
+    assert!(out.contains("#2 PROBLEM: chain broken"), "{out}");
+}
