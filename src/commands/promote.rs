@@ -102,6 +102,77 @@ pub fn run(ctx: &Context, args: &PromoteArgs) -> anyhow::Result<ExitCode> {
             ctx.json,
             &format!("{} is up to date with {}", to.name, from.name),
         ),
-        Err(e) => Err(run::error(e, opts.dry_run, ctx.json)),
+        Err(e) => {
+            let extra = match &e {
+                engine::RunError::Refused { refusals, .. } => {
+                    uncommitted_signatures(ctx, &snapshot, refusals, &args.rev)
+                }
+                _ => Vec::new(),
+            };
+            let mut err = run::error(e, opts.dry_run, ctx.json);
+            if let Some(c) = err.downcast_mut::<CommandError>() {
+                c.hints.extend(extra);
+            }
+            Err(err)
+        }
     }
+}
+
+/// For changesets refused for want of signatures or approvals: signature
+/// files in the work tree that the commit promote read does not hold (the
+/// usual slip: signed, not committed).
+fn uncommitted_signatures(
+    ctx: &Context,
+    snapshot: &source::GitSnapshot,
+    refusals: &[crate::plan::Refusal],
+    rev: &str,
+) -> Vec<String> {
+    use crate::plan::Refusal;
+    let mut ids: Vec<&str> = refusals
+        .iter()
+        .filter_map(|r| match r {
+            Refusal::MissingSignatures { id, .. } | Refusal::MissingApprovals { id, .. } => {
+                Some(id.as_str())
+            }
+            _ => None,
+        })
+        .collect();
+    ids.dedup();
+    let mut hints = Vec::new();
+    for id in ids {
+        let dir = ctx
+            .root
+            .join(crate::changeset::CHANGESETS_DIR)
+            .join(id)
+            .join("signatures");
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        let in_git = snapshot.bundles.iter().find(|b| b.id.as_str() == id);
+        let mut missing: Vec<String> = entries
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with('.') {
+                    return None;
+                }
+                let bytes = std::fs::read(e.path()).ok()?;
+                let committed = in_git.is_some_and(|b| {
+                    b.signatures
+                        .iter()
+                        .any(|s| s.name == name && s.bytes == bytes)
+                });
+                (!committed).then_some(name)
+            })
+            .collect();
+        missing.sort();
+        if !missing.is_empty() {
+            hints.push(format!(
+                "changesets/{id}/signatures/ holds {} not committed at {rev} ({}): promote reads git, not the work tree — commit them first",
+                crate::output::plural(missing.len(), "signature file"),
+                missing.join(", ")
+            ));
+        }
+    }
+    hints
 }

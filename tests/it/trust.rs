@@ -873,3 +873,20 @@ fn approve_and_trust_pin_ask_first_and_do_nothing_unasked() {
     let show = t.promoter(&["trust", "show", "prd"]).ok();
     assert!(!show.contains("break-glass"), "nothing was pinned: {show}");
 }
+
+#[test]
+fn an_approval_signed_but_not_committed_is_named_in_the_refusal() {
+    let s = Setup::new();
+    s.approve(&["1"], &[]).ok();
+    // Not committed: promote reads git.
+    let all = s.refused(&["promote", "qat", "prd", "--yes"], "customer");
+    assert!(
+        all.contains(
+            "changesets/0001-customers/signatures/ holds 2 signature files not committed at HEAD"
+        ),
+        "{all}"
+    );
+    assert!(all.contains("promote reads git"), "{all}");
+    s.t.commit_all("approved");
+    s.t.promoter(&["promote", "qat", "prd", "--yes"]).ok();
+}
