@@ -86,6 +86,35 @@ pub fn run(ctx: &Context) -> anyhow::Result<ExitCode> {
             Err(e) => return Err(anyhow::anyhow!("{}: {e}", path.display())),
         }
     }
+    // promote reads bundles, keys and environments.yaml from git: a project
+    // needs a repository. Offered on a terminal, said otherwise.
+    let in_repository = ctx.root.ancestors().any(|d| d.join(".git").exists());
+    if !in_repository {
+        let ask = !ctx.json && output::stdin_is_terminal();
+        let yes = ask
+            && {
+                eprint!(
+                    "{} is not in a git repository, which `promoter promote` reads from; run `git init` here? [y/N] ",
+                    ctx.root.display()
+                );
+                let mut answer = String::new();
+                std::io::stdin().read_line(&mut answer)?;
+                matches!(answer.trim(), "y" | "Y" | "yes")
+            };
+        if yes {
+            git2::Repository::init(&ctx.root)
+                .map_err(|e| anyhow::anyhow!("git init {}: {}", ctx.root.display(), e.message()))?;
+            output::eprint(&format!(
+                "initialized an empty git repository in {}",
+                ctx.root.display()
+            ));
+        } else {
+            output::eprint(&format!(
+                "note: {} is not in a git repository; `promoter promote` reads from git: run `git init` and commit",
+                ctx.root.display()
+            ));
+        }
+    }
     if ctx.json {
         output::print_json(&view)?;
     } else {
