@@ -16,7 +16,7 @@ const HIDDEN: &str = "***";
 /// Over a unix socket TLS is off whatever `sslmode` says, as in libpq.
 pub fn parse(text: &str) -> Result<PgConnectOptions, String> {
     let url = if is_url(text) {
-        text.to_owned()
+        url_with_service(text)?
     } else {
         keywords_to_url(text)?
     };
@@ -51,7 +51,112 @@ const KEYWORDS: &[&str] = &[
     "sslkey",
     "application_name",
     "options",
+    "service",
 ];
+
+/// The parameters of service `name` in libpq's service files: the user's
+/// (`$PGSERVICEFILE`, else `~/.pg_service.conf`), then the system's
+/// (`$PGSYSCONFDIR/pg_service.conf`, else Debian's
+/// `/etc/postgresql-common/pg_service.conf`); the first file that has the
+/// service decides, as in libpq.
+fn service(name: &str) -> Result<Vec<(String, String)>, String> {
+    let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+    let user = std::env::var_os("PGSERVICEFILE")
+        .map(std::path::PathBuf::from)
+        .or_else(|| home.map(|h| h.join(".pg_service.conf")));
+    let system = std::env::var_os("PGSYSCONFDIR")
+        .map_or_else(
+            || std::path::PathBuf::from("/etc/postgresql-common"),
+            std::path::PathBuf::from,
+        )
+        .join("pg_service.conf");
+    let mut looked = Vec::new();
+    for file in user.into_iter().chain([system]) {
+        looked.push(file.display().to_string());
+        let Ok(text) = std::fs::read_to_string(&file) else {
+            continue;
+        };
+        if let Some(params) = service_in(&text, name, &file.display().to_string())? {
+            return Ok(params);
+        }
+    }
+    Err(format!(
+        "definition of service \"{name}\" not found (looked in {})",
+        looked.join(", ")
+    ))
+}
+
+/// Service `name`'s parameters in the text of a service file, if it is there.
+fn service_in(text: &str, name: &str, file: &str) -> Result<Option<Vec<(String, String)>>, String> {
+    let mut current: Option<&str> = None;
+    let mut found: Option<Vec<(String, String)>> = None;
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if let Some(section) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            if found.is_some() {
+                break;
+            }
+            current = Some(section.trim());
+            if current == Some(name) {
+                found = Some(Vec::new());
+            }
+            continue;
+        }
+        let Some(params) = found.as_mut().filter(|_| current == Some(name)) else {
+            continue;
+        };
+        let (k, v) = line
+            .split_once('=')
+            .ok_or_else(|| format!("{file}:{}: syntax error in service file", i + 1))?;
+        let (k, v) = (k.trim(), v.trim());
+        if k == "service" || !KEYWORDS.contains(&k) {
+            return Err(format!(
+                "{file}:{}: invalid connection option \"{k}\"",
+                i + 1
+            ));
+        }
+        params.push((k.to_owned(), v.to_owned()));
+    }
+    Ok(found)
+}
+
+/// A URL whose `service` query parameter is replaced by that service's
+/// parameters (those the URL does not set itself).
+fn url_with_service(text: &str) -> Result<String, String> {
+    let Ok(mut url) = url::Url::parse(text) else {
+        return Ok(text.to_owned());
+    };
+    let Some(name) = url
+        .query_pairs()
+        .find(|(k, _)| k == "service")
+        .map(|(_, v)| v.into_owned())
+    else {
+        return Ok(text.to_owned());
+    };
+    let mut pairs: Vec<(String, String)> = url
+        .query_pairs()
+        .filter(|(k, _)| k != "service")
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let set_in_url = |k: &str, url: &url::Url| match k {
+        "host" | "hostaddr" => url.host_str().is_some_and(|h| !h.is_empty()),
+        "port" => url.port().is_some(),
+        "user" => !url.username().is_empty(),
+        "password" => url.password().is_some(),
+        "dbname" => url.path().len() > 1,
+        _ => false,
+    };
+    for (k, v) in service(&name)? {
+        if !pairs.iter().any(|(p, _)| *p == k) && !set_in_url(&k, &url) {
+            pairs.push((k, v));
+        }
+    }
+    url.query_pairs_mut().clear().extend_pairs(&pairs);
+    Ok(url.to_string())
+}
 
 /// Splits `key=value key='quoted \' value'` the way libpq's conninfo parser does.
 fn keywords(text: &str) -> Result<Vec<(String, String)>, String> {
@@ -100,12 +205,22 @@ fn keywords(text: &str) -> Result<Vec<(String, String)>, String> {
 }
 
 /// The URL equivalent to a key/value connection string.
+// Every keyword travels as a query parameter (sqlx reads `host`, `port`,
+// `dbname`, `user` and `password` there too), so socket directories, IP
+// addresses and odd names need no URL escaping rules of their own.
 fn keywords_to_url(text: &str) -> Result<String, String> {
-    // Every keyword travels as a query parameter (sqlx reads `host`, `port`,
-    // `dbname`, `user` and `password` there too), so socket directories, IP
-    // addresses and odd names need no URL escaping rules of their own.
+    let mut pairs = keywords(text)?;
+    // `service=name`: the service file's parameters, under explicit ones.
+    if let Some(i) = pairs.iter().position(|(k, _)| k == "service") {
+        let (_, name) = pairs.remove(i);
+        for (k, v) in service(&name)? {
+            if !pairs.iter().any(|(p, _)| *p == k) {
+                pairs.push((k, v));
+            }
+        }
+    }
     let mut url = url::Url::parse("postgres://").map_err(|e| e.to_string())?;
-    url.query_pairs_mut().extend_pairs(keywords(text)?);
+    url.query_pairs_mut().extend_pairs(pairs);
     Ok(url.to_string())
 }
 
@@ -115,7 +230,7 @@ fn keywords_to_url(text: &str) -> Result<String, String> {
 /// shows; with `dbname` the database is replaced.
 pub fn for_tool(text: &str, dbname: Option<&str>) -> Result<(String, Option<String>), String> {
     let url = if is_url(text) {
-        text.to_owned()
+        url_with_service(text)?
     } else {
         keywords_to_url(text)?
     };
@@ -263,6 +378,24 @@ mod tests {
             assert_eq!(pw.as_deref(), password, "{text}");
             parse(&url).unwrap();
         }
+    }
+
+    #[test]
+    fn service_files_are_read_as_libpq_reads_them() {
+        let text = "# shared\n[other]\nhost=elsewhere\n\n[shop]\nhost=/run/pg\nport = 5433\ndbname=shop\n[later]\nuser=x\n";
+        assert_eq!(
+            service_in(text, "shop", "f").unwrap().unwrap(),
+            [
+                ("host".to_owned(), "/run/pg".to_owned()),
+                ("port".to_owned(), "5433".to_owned()),
+                ("dbname".to_owned(), "shop".to_owned())
+            ]
+        );
+        assert_eq!(service_in(text, "nope", "f").unwrap(), None);
+        let err = service_in("[shop]\ncolour=red\n", "shop", "f").unwrap_err();
+        assert_eq!(err, "f:2: invalid connection option \"colour\"");
+        let err = service_in("[shop]\nhost\n", "shop", "f").unwrap_err();
+        assert!(err.contains("f:2: syntax error"), "{err}");
     }
 
     #[test]

@@ -686,3 +686,49 @@ fn a_dry_run_of_a_refused_plan_shows_every_check_and_marks_the_failing_ones() {
         "t\n"
     );
 }
+
+#[test]
+fn a_service_name_from_pg_service_conf_works_as_database_url() {
+    let t = TestContext::with_databases();
+    let url = url::Url::parse(&t.url("dev")).unwrap();
+    let host = url
+        .query_pairs()
+        .find(|(k, _)| k == "host")
+        .map(|(_, v)| v.into_owned())
+        .unwrap();
+    let service = t.dir.path().join("pg_service.conf");
+    std::fs::write(
+        &service,
+        format!(
+            "# the team's services\n[shop_dev]\nhost={host}\nport={}\ndbname={}\nuser={}\n",
+            url.port().unwrap_or(5432),
+            url.path().trim_start_matches('/'),
+            url.username()
+        ),
+    )
+    .unwrap();
+    let yaml = t.read("environments.yaml").replace(
+        "${DEV_DATABASE_URL}",
+        "\"service=shop_dev application_name=x\"",
+    );
+    t.write("environments.yaml", &yaml);
+    t.changeset("customers", "CREATE TABLE customers (id int);\n");
+    t.promoter(&["seal"]).ok();
+    let file = service.to_str().unwrap();
+    t.promoter_env(&["apply", "dev"], &[("PGSERVICEFILE", file)])
+        .ok();
+    assert_eq!(t.sql("dev", "SELECT count(*) FROM customers").trim(), "0");
+    // An unknown service is an error that says where promoter looked.
+    let yaml = t
+        .read("environments.yaml")
+        .replace("service=shop_dev", "service=shop_qa");
+    t.write("environments.yaml", &yaml);
+    let err = t
+        .promoter_env(&["status"], &[("PGSERVICEFILE", file)])
+        .all();
+    assert!(
+        err.contains("definition of service \"shop_qa\" not found"),
+        "{err}"
+    );
+    assert!(err.contains(file), "{err}");
+}
