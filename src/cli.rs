@@ -84,10 +84,21 @@ pub enum Command {
     /// Signed ledger rows (receipts) for approving or auditing offline.
     #[command(subcommand)]
     Receipt(ReceiptCommand),
+    /// Show one changeset: files, signatures, every environment it ran in with its receipt, and its SQL.
+    Show(ShowArgs),
     /// Print a shell completion script: `source <(promoter completions bash)`.
     Completions(CompletionsArgs),
     /// Write roff man pages for promoter and every subcommand into DIR.
     Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The changeset (id, number or slug), from the work tree.
+    pub changeset: String,
+    /// Leave the SQL out (and so the pager).
+    #[arg(long)]
+    pub no_sql: bool,
 }
 
 #[derive(Debug, Args)]

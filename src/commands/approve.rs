@@ -53,7 +53,7 @@ fn approving_env(config: &Config) -> anyhow::Result<Environment> {
 
 /// Verifies a receipt against the certificates committed for `env`:
 /// returns the fingerprint that signed it.
-fn verify_receipt(git: &GitTrust, env: &str, entry: &Entry) -> Result<String, String> {
+pub(super) fn verify_receipt(git: &GitTrust, env: &str, entry: &Entry) -> Result<String, String> {
     if entry.compute_hash() != entry.entry_hash {
         return Err(format!(
             "row #{}'s content does not match its entry_hash",
@@ -75,7 +75,7 @@ fn verify_receipt(git: &GitTrust, env: &str, entry: &Entry) -> Result<String, St
 }
 
 /// Statement count of a script, as promoter (and psql) splits it.
-fn statements(bytes: &[u8]) -> usize {
+pub(super) fn statements(bytes: &[u8]) -> usize {
     let mut splitter = crate::sql::Splitter::new(BufReader::new(bytes));
     let mut n = 0;
     while let Ok(Some(item)) = splitter.next_item() {

@@ -15,6 +15,7 @@ mod promote;
 mod resolve;
 mod run;
 mod seal;
+mod show;
 mod sign;
 mod status;
 pub mod trust;
@@ -161,6 +162,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Trust(TrustCommand::Show(args)) => trust::show(&ctx, &args),
         Command::Trust(TrustCommand::Sign(args)) => trust::sign(&ctx, &args),
         Command::Receipt(ReceiptCommand::Export(args)) => approve::export_receipt(&ctx, &args),
+        Command::Show(args) => show::run(&ctx, &args),
         Command::Completions(args) => docs::completions(&ctx, &args),
         Command::Man(args) => docs::man(&ctx, &args),
     }

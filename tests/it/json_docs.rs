@@ -191,6 +191,7 @@ fn every_json_document_matches_docs_json_md() {
         true,
     );
     run("promoter audit", &["audit", "prd"], true);
+    run("promoter show", &["show", "1"], true);
     // An edited row: the audit fails and lists its problems.
     t.sql(
         "dev",

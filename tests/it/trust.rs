@@ -890,3 +890,32 @@ fn an_approval_signed_but_not_committed_is_named_in_the_refusal() {
     s.t.commit_all("approved");
     s.t.promoter(&["promote", "qat", "prd", "--yes"]).ok();
 }
+
+#[test]
+fn show_gives_the_customer_files_signatures_receipts_and_the_sql() {
+    let s = Setup::new();
+    s.approve(&["1"], &[]).ok();
+    s.t.commit_all("approved");
+    s.t.promoter(&["promote", "qat", "prd", "--yes"]).ok();
+    let out = s.t.promoter(&["show", "1"]).ok();
+    for want in [
+        "0001-customers",
+        "001-customers.sql",
+        "1 statements",
+        "developer",
+        "Dev <dev@example.com>",
+        "customer",
+        "good",
+        "dev        #1 applied",
+        "prd        #2 applied",
+        "receipt verified (",
+        "── 001-customers.sql ──",
+        "CREATE TABLE customers",
+    ] {
+        assert!(out.contains(want), "wanted {want:?} in\n{out}");
+    }
+    let brief = s.t.promoter(&["show", "customers", "--no-sql"]).ok();
+    assert!(!brief.contains("CREATE TABLE"), "{brief}");
+    let err = s.t.promoter(&["show", "9"]).fails();
+    assert!(err.contains('9'), "{err}");
+}
