@@ -62,7 +62,92 @@ impl Write for RunOutput {
 
 /// Writes a diagnostic line to stderr.
 pub fn eprint(line: &str) {
+    let line = if colour(Stream::Stderr) {
+        let tone = [
+            ("error: ", Tone::Bad),
+            ("warning: ", Tone::Warn),
+            ("hint: ", Tone::Note),
+            ("note: ", Tone::Note),
+        ];
+        let mut painted = String::with_capacity(line.len() + 16);
+        for l in line.split_inclusive('\n') {
+            match tone.iter().find(|(p, _)| l.starts_with(p)) {
+                Some((p, t)) => {
+                    painted.push_str(&paint(p.trim_end(), *t));
+                    painted.push(' ');
+                    painted.push_str(&l[p.len()..]);
+                }
+                None => painted.push_str(l),
+            }
+        }
+        painted
+    } else {
+        line.to_owned()
+    };
     let _ = writeln!(io::stderr().lock(), "{line}");
+}
+
+/// Which output a colour decision is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// Whether to colour `stream`: a terminal, `NO_COLOR` unset or empty,
+/// `TERM` not `dumb`.
+pub fn colour(stream: Stream) -> bool {
+    let terminal = match stream {
+        Stream::Stdout => io::stdout().is_terminal(),
+        Stream::Stderr => io::stderr().is_terminal(),
+    };
+    terminal
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        && std::env::var_os("TERM").is_none_or(|t| t != "dumb")
+}
+
+/// What a coloured word says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tone {
+    /// Applied, ok.
+    Good,
+    /// Pending, waiting on someone.
+    Waiting,
+    /// Failed, refused, modified, an error.
+    Bad,
+    Warn,
+    Note,
+}
+
+/// `text` in its tone's colour (call only after [`colour`] said yes).
+pub fn paint(text: &str, tone: Tone) -> String {
+    use anstyle::{AnsiColor, Style};
+    let style = match tone {
+        Tone::Good => Style::new().fg_color(Some(AnsiColor::Green.into())),
+        Tone::Waiting => Style::new().fg_color(Some(AnsiColor::Yellow.into())),
+        Tone::Bad => Style::new().fg_color(Some(AnsiColor::Red.into())).bold(),
+        Tone::Warn => Style::new().fg_color(Some(AnsiColor::Yellow.into())).bold(),
+        Tone::Note => Style::new().fg_color(Some(AnsiColor::Cyan.into())),
+    };
+    format!("{}{text}{}", style.render(), style.render_reset())
+}
+
+/// Characters of `s` as a terminal shows them: escape sequences take none.
+fn visible_width(s: &str) -> usize {
+    let mut n = 0;
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            n += 1;
+        }
+    }
+    n
 }
 
 /// A `--json` document: the view's fields after `format_version`.
@@ -223,7 +308,7 @@ pub fn table(rows: &[Vec<String>]) -> Vec<String> {
         .map(|c| {
             rows.iter()
                 .filter_map(|r| r.get(c))
-                .map(|s| s.chars().count())
+                .map(|s| visible_width(s))
                 .max()
                 .unwrap_or(0)
         })
@@ -236,7 +321,7 @@ pub fn table(rows: &[Vec<String>]) -> Vec<String> {
                     line.push_str(cell);
                 } else {
                     line.push_str(cell);
-                    line.push_str(&" ".repeat(widths[i] - cell.chars().count() + 2));
+                    line.push_str(&" ".repeat(widths[i] - visible_width(cell) + 2));
                 }
             }
             line.trim_end().to_owned()
@@ -247,6 +332,40 @@ pub fn table(rows: &[Vec<String>]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn painted_cells_keep_the_table_aligned() {
+        let rows = vec![
+            vec!["A".to_owned(), "B".to_owned(), "C".to_owned()],
+            vec![
+                paint("applied", Tone::Good),
+                "x".to_owned(),
+                "end".to_owned(),
+            ],
+        ];
+        let lines = table(&rows);
+        let plain: Vec<String> = lines
+            .iter()
+            .map(|l| {
+                let mut out = String::new();
+                let mut chars = l.chars();
+                while let Some(c) = chars.next() {
+                    if c == '\x1b' {
+                        for c in chars.by_ref() {
+                            if c.is_ascii_alphabetic() {
+                                break;
+                            }
+                        }
+                    } else {
+                        out.push(c);
+                    }
+                }
+                out
+            })
+            .collect();
+        assert_eq!(plain, ["A        B  C", "applied  x  end"]);
+        assert_eq!(visible_width(&paint("abc", Tone::Bad)), 3);
+    }
 
     #[test]
     fn times_parse_as_rfc_3339_or_dates_and_round_trip() {

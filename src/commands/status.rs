@@ -250,6 +250,7 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> anyhow::Result<ExitCode> {
         );
         h
     }];
+    let coloured = output::colour(output::Stream::Stdout);
     for c in &view.changesets {
         let mut row = vec![
             c.id.clone(),
@@ -266,6 +267,20 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> anyhow::Result<ExitCode> {
                 }
                 if let Some(d) = &cell.detail {
                     text = format!("{text} ({d})");
+                }
+                if coloured {
+                    let tone = match cell.state {
+                        State::Applied => Some(output::Tone::Good),
+                        State::Pending | State::Running => Some(output::Tone::Waiting),
+                        State::Failed
+                        | State::Modified
+                        | State::Interrupted
+                        | State::Unreachable => Some(output::Tone::Bad),
+                        _ => None,
+                    };
+                    if let Some(t) = tone {
+                        text = output::paint(&text, t);
+                    }
                 }
                 text
             };
