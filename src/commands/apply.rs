@@ -54,7 +54,7 @@ pub fn run(ctx: &Context, args: &ApplyArgs) -> anyhow::Result<ExitCode> {
         &mut trust,
         git_commit,
         &opts,
-        &mut StderrHooks::default(),
+        &mut StderrHooks::interactive(ctx.json, false),
     ));
     match outcome {
         Ok(report) => run::render(&report, ctx.json, &format!("{} is up to date", env.name)),

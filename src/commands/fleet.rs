@@ -129,9 +129,11 @@ pub fn promote(
                 git_policy: git_policy.clone(),
                 receipt: signer.as_mut(),
             },
+            // One line per target as it goes; no bar (many targets share stderr).
             hooks: Box::new(StderrHooks {
                 assume_yes: true,
                 prefix: Some(env.label()),
+                ..StderrHooks::default()
             }),
             env,
         })

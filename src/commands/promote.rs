@@ -94,7 +94,7 @@ pub fn run(ctx: &Context, args: &PromoteArgs) -> anyhow::Result<ExitCode> {
         &mut trust,
         snapshot.commit.clone(),
         &opts,
-        &mut StderrHooks::default(),
+        &mut StderrHooks::interactive(ctx.json, false),
     ));
     match outcome {
         Ok(report) => run::render(

@@ -37,6 +37,40 @@ pub struct StderrHooks {
     pub assume_yes: bool,
     /// For a target of a fleet: its name, before each line.
     pub prefix: Option<String>,
+    /// Draw a progress bar (changesets done of total) under the lines: set
+    /// only when stderr is a terminal and the run is not `--json`.
+    pub progress: bool,
+    /// The bar, once the first changeset starts.
+    pub bar: Option<Bar>,
+}
+
+/// A progress bar that clears itself when the hooks go.
+#[derive(Debug)]
+pub struct Bar(indicatif::ProgressBar);
+
+impl Drop for Bar {
+    fn drop(&mut self) {
+        self.0.finish_and_clear();
+    }
+}
+
+impl StderrHooks {
+    /// Hooks for an interactive run: a progress bar when stderr is a
+    /// terminal and stdout is not carrying `--json`.
+    pub fn interactive(json: bool, assume_yes: bool) -> Self {
+        Self {
+            assume_yes,
+            progress: !json && output::stderr_is_terminal(),
+            ..Self::default()
+        }
+    }
+
+    fn line(&self, line: &str) {
+        match &self.bar {
+            Some(bar) => bar.0.suspend(|| output::eprint(line)),
+            None => output::eprint(line),
+        }
+    }
 }
 
 impl Hooks for StderrHooks {
@@ -59,6 +93,35 @@ impl Hooks for StderrHooks {
     }
 
     fn event(&mut self, event: Event<'_>) {
+        if self.progress {
+            match &event {
+                Event::Starting {
+                    id, index, total, ..
+                } => {
+                    let bar = self.bar.get_or_insert_with(|| {
+                        let bar = indicatif::ProgressBar::new(*total as u64);
+                        bar.set_style(
+                            indicatif::ProgressStyle::with_template(
+                                "{bar:30.cyan/blue} {pos}/{len} changesets  {elapsed}  {wide_msg}",
+                            )
+                            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                        );
+                        bar.enable_steady_tick(Duration::from_millis(200));
+                        Bar(bar)
+                    });
+                    let bar = &bar.0;
+                    bar.set_length(*total as u64);
+                    bar.set_position(index.saturating_sub(1) as u64);
+                    bar.set_message(id.to_string());
+                }
+                Event::Applied { .. } | Event::Failed { .. } => {
+                    if let Some(bar) = &self.bar {
+                        bar.0.inc(1);
+                    }
+                }
+                _ => {}
+            }
+        }
         let line = match event {
             Event::Waiting(w) => w.to_owned(),
             Event::Starting {
@@ -90,8 +153,8 @@ impl Hooks for StderrHooks {
             Event::Progress(p) => p.to_owned(),
         };
         match &self.prefix {
-            Some(p) => output::eprint(&format!("[{p}] {line}")),
-            None => output::eprint(&line),
+            Some(p) => self.line(&format!("[{p}] {line}")),
+            None => self.line(&line),
         }
     }
 
