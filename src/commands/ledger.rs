@@ -320,8 +320,9 @@ fn checkpoint_problems(
     ledger: &engine::Ledger,
 ) -> anyhow::Result<Vec<AuditProblem>> {
     let mut out = Vec::new();
+    let replaced = ledger.replaced.as_deref().unwrap_or_default();
     let mut check = |cp: &crate::checkpoint::Checkpoint, from: &str| {
-        if let Err(why) = crate::checkpoint::check(&ledger.entries, &ledger.replaced, cp) {
+        if let Err(why) = crate::checkpoint::check(&ledger.entries, replaced, cp) {
             out.push(AuditProblem::CheckpointMissing {
                 seq: cp.seq,
                 reason: format!("{why} ({from})"),
@@ -367,7 +368,7 @@ fn checkpoint_problems(
                     .entries
                     .iter()
                     .cloned()
-                    .chain(ledger.replaced.iter().map(|k| k.entry.clone()))
+                    .chain(replaced.iter().map(|k| k.entry.clone()))
                     .collect();
                 for (seq, entry) in
                     crate::checkpoint::missing_references(&env.name, &known, &d.entries)
@@ -428,56 +429,62 @@ pub fn audit(ctx: &Context, args: &AuditArgs) -> anyhow::Result<ExitCode> {
     let snapshot = source::load_git(&ctx.root, &args.rev)?;
     let mut trust_events = Vec::new();
     let mut identity = None;
-    let (entries, problems) =
-        match ctx.block_on(engine::read_ledger(&env, &config.file.ledger_schema)) {
-            Ok(l) => {
-                let mut problems = crate::ledger::audit(&l.entries, |id| {
-                    match snapshot.bundles.iter().find(|b| b.id.as_str() == id) {
-                        None => InGit::Missing,
-                        Some(b) => InGit::Present {
-                            hash: b.hash(),
-                            files: b
-                                .check_files()
-                                .map(|p| p.iter().map(ToString::to_string).collect())
-                                .map_err(|e| e.to_string()),
-                        },
-                    }
-                });
-                problems.extend(receipt_problems(
-                    ctx,
-                    &snapshot.commit,
-                    &env.name,
-                    &l.entries,
-                )?);
-                problems.extend(
-                    crate::ledger::check_replaced(&l.entries, &env.name, &l.replaced)
-                        .into_iter()
-                        .map(|(seq, reason)| AuditProblem::ReplacedBroken { seq, reason }),
-                );
-                if let Some((seq, reason)) = crate::policy::check_pins(&l.pins) {
-                    problems.push(AuditProblem::PolicyTampered { seq, reason });
+    let (entries, problems) = match ctx.block_on(engine::read_ledger_with_replaced(
+        &env,
+        &config.file.ledger_schema,
+    )) {
+        Ok(l) => {
+            let mut problems = crate::ledger::audit(&l.entries, |id| {
+                match snapshot.bundles.iter().find(|b| b.id.as_str() == id) {
+                    None => InGit::Missing,
+                    Some(b) => InGit::Present {
+                        hash: b.hash(),
+                        files: b
+                            .check_files()
+                            .map(|p| p.iter().map(ToString::to_string).collect())
+                            .map_err(|e| e.to_string()),
+                    },
                 }
-                problems.extend(checkpoint_problems(ctx, args, &config, &env, &l)?);
-                identity = Some(l.identity.clone());
-                trust_events = l
-                    .pins
-                    .iter()
-                    .map(|p| TrustEventView {
-                        seq: p.seq,
-                        kind: p.kind.as_str(),
-                        reason: p.reason.clone(),
-                        pinned_at: output::format_micros(p.pinned_at),
-                        by: format!("{}@{} as {}", p.os_user, p.host, p.db_role),
-                        policy_hash: p.policy_hash.to_hex(),
-                    })
-                    .collect();
-                (l.entries, problems)
+            });
+            problems.extend(receipt_problems(
+                ctx,
+                &snapshot.commit,
+                &env.name,
+                &l.entries,
+            )?);
+            problems.extend(
+                crate::ledger::check_replaced(
+                    &l.entries,
+                    &env.name,
+                    l.replaced.as_deref().unwrap_or_default(),
+                )
+                .into_iter()
+                .map(|(seq, reason)| AuditProblem::ReplacedBroken { seq, reason }),
+            );
+            if let Some((seq, reason)) = crate::policy::check_pins(&l.pins) {
+                problems.push(AuditProblem::PolicyTampered { seq, reason });
             }
-            Err(DbError::MalformedLedger { seq, reason, .. }) => {
-                (Vec::new(), vec![AuditProblem::Malformed { seq, reason }])
-            }
-            Err(e) => return Err(e.into()),
-        };
+            problems.extend(checkpoint_problems(ctx, args, &config, &env, &l)?);
+            identity = Some(l.identity.clone());
+            trust_events = l
+                .pins
+                .iter()
+                .map(|p| TrustEventView {
+                    seq: p.seq,
+                    kind: p.kind.as_str(),
+                    reason: p.reason.clone(),
+                    pinned_at: output::format_micros(p.pinned_at),
+                    by: format!("{}@{} as {}", p.os_user, p.host, p.db_role),
+                    policy_hash: p.policy_hash.to_hex(),
+                })
+                .collect();
+            (l.entries, problems)
+        }
+        Err(DbError::MalformedLedger { seq, reason, .. }) => {
+            (Vec::new(), vec![AuditProblem::Malformed { seq, reason }])
+        }
+        Err(e) => return Err(e.into()),
+    };
     let view = AuditView {
         environment: env.name.clone(),
         ok: problems.is_empty(),

@@ -323,8 +323,10 @@ pub struct Ledger {
     pub progress: crate::ledger::Progress,
     /// The pinned trust policies, in order (empty if never pinned).
     pub pins: Vec<crate::policy::PinRecord>,
-    /// The ledgers that refreshes of this database replaced, row for row.
-    pub replaced: Vec<crate::ledger::ReplacedRow>,
+    /// The ledgers that refreshes of this database replaced, row for row:
+    /// read only by [`read_ledger_with_replaced`] (`audit`), `None` otherwise,
+    /// so that `status` and `promote` do not pay for history they rarely need.
+    pub replaced: Option<Vec<crate::ledger::ReplacedRow>>,
     /// Whether a promoter holds the environment's lock right now (so a
     /// `running` row may really be running).
     pub locked: bool,
@@ -334,11 +336,26 @@ pub struct Ledger {
 
 /// Reads an environment's ledger without locking (empty if it has none yet).
 pub async fn read_ledger(env: &Environment, schema: &str) -> Result<Ledger, DbError> {
+    read(env, schema, false).await
+}
+
+/// [`read_ledger`], with the ledgers refreshes replaced.
+pub async fn read_ledger_with_replaced(env: &Environment, schema: &str) -> Result<Ledger, DbError> {
+    read(env, schema, true).await
+}
+
+async fn read(env: &Environment, schema: &str, with_replaced: bool) -> Result<Ledger, DbError> {
     let mut conn = connect(env).await?;
     let entries = ledger::load(&mut conn, &env.name, schema).await;
     let progress = ledger::load_progress(&mut conn, &env.name, schema).await;
     let pins = db::policy::load(&mut conn, &env.name, schema).await;
-    let replaced = ledger::load_replaced(&mut conn, &env.name, schema).await;
+    let replaced = if with_replaced {
+        ledger::load_replaced(&mut conn, &env.name, schema)
+            .await
+            .map(Some)
+    } else {
+        Ok(None)
+    };
     let locked = lock::is_held(&mut conn, lock::key(schema)).await;
     let identity = db::identity(&mut conn, &env.name).await;
     db::close(conn).await;
@@ -747,9 +764,27 @@ pub async fn promote(
             });
         }
         refusals.extend(target.check_checkpoint(&entries).await?);
-        if let Some(cp) = source_checkpoint.as_ref()
-            && let Err(why) = crate::checkpoint::check(source, &source_ledger.replaced, cp)
-        {
+        // The source's kept ledgers are read only when its checkpointed head
+        // is not in its ledger itself (after a refresh of the source).
+        let source_checked = match source_checkpoint.as_ref() {
+            None => Ok(()),
+            Some(cp) => match crate::checkpoint::check(source, &[], cp) {
+                Ok(()) => Ok(()),
+                Err(_) => {
+                    let replaced = read_ledger_with_replaced(from, schema)
+                        .await
+                        .map_err(|error| RunError::SourceUnreadable {
+                            env: to.name.clone(),
+                            from: from.name.clone(),
+                            error,
+                        })?
+                        .replaced
+                        .unwrap_or_default();
+                    crate::checkpoint::check(source, &replaced, cp)
+                }
+            },
+        };
+        if let Err(why) = source_checked {
             refusals.push(Refusal::CheckpointMissing {
                 env: from.name.clone(),
                 why,
