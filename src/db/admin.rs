@@ -312,16 +312,7 @@ pub async fn create_like(
         literal(&like.collate),
         literal(&like.ctype)
     );
-    sqlx::raw_sql(AssertSqlSafe(sql))
-        .execute(conn)
-        .await
-        .map(|_| ())
-        .map_err(|e| {
-            DbError::query(
-                env,
-                format!("creating database {name}: {}", super::describe(&e)),
-            )
-        })
+    execute(conn, env, sql, &format!("creating database {name}")).await
 }
 
 /// Gives database `name` the owner, access list and settings of `from`.
@@ -362,12 +353,24 @@ pub async fn adopt_props(
         ));
     }
     for statement in sql {
-        sqlx::raw_sql(AssertSqlSafe(statement.clone()))
-            .execute(&mut *conn)
-            .await
-            .map_err(|e| DbError::query(env, format!("{statement}: {}", super::describe(&e))))?;
+        let what = statement.clone();
+        execute(conn, env, statement, &what).await?;
     }
     Ok(())
+}
+
+/// Runs one statement; `what` says what it was for in the error.
+async fn execute(
+    conn: &mut PgConnection,
+    env: &str,
+    sql: String,
+    what: &str,
+) -> Result<(), DbError> {
+    sqlx::raw_sql(AssertSqlSafe(sql))
+        .execute(conn)
+        .await
+        .map(|_| ())
+        .map_err(|e| DbError::query(env, format!("{what}: {}", super::describe(&e))))
 }
 
 /// Whether database `name` exists.
@@ -381,19 +384,8 @@ pub async fn exists(conn: &mut PgConnection, env: &str, name: &str) -> Result<bo
 
 /// Drops database `name` if it exists, ending its sessions.
 pub async fn drop_database(conn: &mut PgConnection, env: &str, name: &str) -> Result<(), DbError> {
-    sqlx::raw_sql(AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-        ident(name)
-    )))
-    .execute(conn)
-    .await
-    .map(|_| ())
-    .map_err(|e| {
-        DbError::query(
-            env,
-            format!("dropping database {name}: {}", super::describe(&e)),
-        )
-    })
+    let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", ident(name));
+    execute(conn, env, sql, &format!("dropping database {name}")).await
 }
 
 /// Allows or refuses new connections to database `name`.
@@ -403,19 +395,11 @@ pub async fn allow_connections(
     name: &str,
     allow: bool,
 ) -> Result<(), DbError> {
-    sqlx::raw_sql(AssertSqlSafe(format!(
+    let sql = format!(
         "ALTER DATABASE {} WITH ALLOW_CONNECTIONS {allow}",
         ident(name)
-    )))
-    .execute(conn)
-    .await
-    .map(|_| ())
-    .map_err(|e| {
-        DbError::query(
-            env,
-            format!("ALTER DATABASE {name}: {}", super::describe(&e)),
-        )
-    })
+    );
+    execute(conn, env, sql, &format!("ALTER DATABASE {name}")).await
 }
 
 /// Ends every other session connected to database `name`; returns how many.

@@ -204,6 +204,18 @@ pub async fn load_progress(
     Ok(rows.into_iter().collect())
 }
 
+/// Runs DDL in one transaction; `what` says what it was for in the error.
+async fn run_ddl(conn: &mut PgConnection, env: &str, sql: &str, what: &str) -> Result<(), DbError> {
+    let mut tx = sqlx::Connection::begin(&mut *conn)
+        .await
+        .map_err(|e| DbError::query(env, e))?;
+    sqlx::raw_sql(AssertSqlSafe(sql.to_owned()))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| DbError::query(env, format!("{what}: {}", super::describe(&e))))?;
+    tx.commit().await.map_err(|e| DbError::query(env, e))
+}
+
 /// Whether the ledger exists in this database.
 pub async fn exists(conn: &mut PgConnection, env: &str, schema: &str) -> Result<bool, DbError> {
     relation_exists(conn, env, &format!("{schema}.ledger")).await
@@ -221,29 +233,21 @@ async fn relation_exists(conn: &mut PgConnection, env: &str, name: &str) -> Resu
 /// while holding the advisory lock, so that two promoters never race here.
 pub async fn ensure(conn: &mut PgConnection, env: &str, schema: &str) -> Result<(), DbError> {
     if !exists(conn, env, schema).await? {
-        let mut tx = sqlx::Connection::begin(&mut *conn)
-            .await
-            .map_err(|e| DbError::query(env, e))?;
-        sqlx::raw_sql(AssertSqlSafe(ddl(schema)))
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| {
-                DbError::query(
-                    env,
-                    format!("creating {schema}.ledger: {}", super::describe(&e)),
-                )
-            })?;
-        tx.commit().await.map_err(|e| DbError::query(env, e))?;
+        run_ddl(
+            conn,
+            env,
+            &ddl(schema),
+            &format!("creating {schema}.ledger"),
+        )
+        .await?;
     } else if !relation_exists(conn, env, &format!("{schema}.ledger_progress")).await? {
-        sqlx::raw_sql(AssertSqlSafe(progress_ddl(schema)))
-            .execute(&mut *conn)
-            .await
-            .map_err(|e| {
-                DbError::query(
-                    env,
-                    format!("creating {schema}.ledger_progress: {}", super::describe(&e)),
-                )
-            })?;
+        run_ddl(
+            conn,
+            env,
+            &progress_ddl(schema),
+            &format!("creating {schema}.ledger_progress"),
+        )
+        .await?;
     }
     let version: i32 = sqlx::query_scalar(AssertSqlSafe(format!(
         "SELECT max(version) FROM {schema}.ledger_version"
@@ -251,41 +255,14 @@ pub async fn ensure(conn: &mut PgConnection, env: &str, schema: &str) -> Result<
     .fetch_one(&mut *conn)
     .await
     .map_err(|e| DbError::query(env, e))?;
-    if version < 2 {
-        let mut tx = sqlx::Connection::begin(&mut *conn)
-            .await
-            .map_err(|e| DbError::query(env, e))?;
-        sqlx::raw_sql(AssertSqlSafe(v2_ddl(schema)))
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| {
-                DbError::query(
-                    env,
-                    format!(
-                        "upgrading {schema}.ledger to layout 2: {}",
-                        super::describe(&e)
-                    ),
-                )
-            })?;
-        tx.commit().await.map_err(|e| DbError::query(env, e))?;
-    }
-    if version < 3 {
-        let mut tx = sqlx::Connection::begin(&mut *conn)
-            .await
-            .map_err(|e| DbError::query(env, e))?;
-        sqlx::raw_sql(AssertSqlSafe(v3_ddl(schema)))
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| {
-                DbError::query(
-                    env,
-                    format!(
-                        "upgrading {schema}.ledger to layout 3: {}",
-                        super::describe(&e)
-                    ),
-                )
-            })?;
-        tx.commit().await.map_err(|e| DbError::query(env, e))?;
+    // Each layout's upgrade in order, each in its own transaction.
+    type Upgrade = fn(&str) -> String;
+    let upgrades: [(i32, Upgrade); 2] = [(2, v2_ddl), (3, v3_ddl)];
+    for (layout, upgrade) in upgrades {
+        if version < layout {
+            let what = format!("upgrading {schema}.ledger to layout {layout}");
+            run_ddl(conn, env, &upgrade(schema), &what).await?;
+        }
     }
     if version > LAYOUT_VERSION {
         return Err(DbError::LedgerTooNew {
