@@ -20,6 +20,8 @@ pub const CERTIFICATE: u64 = 1024 * 1024;
 pub const RECEIPT: u64 = 1024 * 1024;
 /// Any other small file read whole from git (policy signatures, policy text).
 pub const SMALL_FILE: u64 = 1024 * 1024;
+/// A masking spec (`masking.yaml`).
+pub const MASKING_SPEC: u64 = 1024 * 1024;
 /// How deep YAML flow collections (`[`, `{`) may nest.
 pub const YAML_DEPTH: usize = 32;
 

@@ -204,10 +204,15 @@ fn split_name(name: &str) -> (String, String) {
 impl Spec {
     /// Reads and parses a spec file.
     pub fn load(path: &Path) -> Result<Self, SpecError> {
-        let bytes = std::fs::read(path).map_err(|e| SpecError {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })?;
+        // The message of `limits::read` names the file already.
+        let bytes =
+            crate::limits::read(path, crate::limits::MASKING_SPEC).map_err(|e| SpecError {
+                path: path.to_owned(),
+                message: e
+                    .strip_prefix(&format!("{}: ", path.display()))
+                    .unwrap_or(&e)
+                    .to_owned(),
+            })?;
         Self::parse(path, &bytes)
     }
 
@@ -218,6 +223,7 @@ impl Spec {
             message,
         };
         let text = std::str::from_utf8(bytes).map_err(|_| err("not UTF-8".into()))?;
+        crate::limits::yaml_depth(text).map_err(err)?;
         let file: SpecFile = serde_yaml_ng::from_str(text)
             .map_err(|e| err(crate::config::describe_yaml_error(&e)))?;
         let salt_env = file.salt_env.unwrap_or_else(|| DEFAULT_SALT_ENV.to_owned());
@@ -864,6 +870,21 @@ mod tests {
             assert!(e.starts_with("masking.yaml: "), "{e}");
             assert!(e.contains(want), "{bad:?} → {e}");
         }
+    }
+
+    #[test]
+    fn an_oversized_or_deeply_nested_spec_is_refused_before_it_is_parsed() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("masking.yaml");
+        std::fs::write(&big, vec![b'#'; crate::limits::MASKING_SPEC as usize + 1]).unwrap();
+        let e = Spec::load(&big).unwrap_err().to_string();
+        assert!(
+            e.contains("masking.yaml") && e.contains("bytes allowed"),
+            "{e}"
+        );
+        let deep = format!("tables: {}{}\n", "[".repeat(40), "]".repeat(40));
+        let e = spec(&deep).unwrap_err().to_string();
+        assert!(e.contains("nest"), "{e}");
     }
 
     #[test]
