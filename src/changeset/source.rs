@@ -544,6 +544,15 @@ pub fn head_commit(root: &Path) -> Option<String> {
     Some(commit.id().to_string())
 }
 
+/// The work tree of the git repository `dir` lies in, if any (as git finds
+/// it: `.git` directories and files, `GIT_DIR` not consulted).
+pub fn work_tree(dir: &Path) -> Option<PathBuf> {
+    git2::Repository::discover(dir)
+        .ok()?
+        .workdir()
+        .map(|w| w.canonicalize().unwrap_or_else(|_| w.to_path_buf()))
+}
+
 /// A blob of a git repository, opened for streaming.
 #[derive(Debug, Clone)]
 pub struct GitBlob {

@@ -88,7 +88,7 @@ pub fn run(ctx: &Context) -> anyhow::Result<ExitCode> {
     }
     // promote reads bundles, keys and environments.yaml from git: a project
     // needs a repository. Offered on a terminal, said otherwise.
-    let in_repository = ctx.root.ancestors().any(|d| d.join(".git").exists());
+    let in_repository = crate::changeset::source::work_tree(&ctx.root).is_some();
     if !in_repository {
         let ask = !ctx.json && output::stdin_is_terminal();
         let yes = ask

@@ -60,13 +60,6 @@ fn new_passphrase(args: &GenerateArgs) -> anyhow::Result<Option<String>> {
     Ok(Some(first))
 }
 
-/// The work tree `dir` lies in: the nearest ancestor holding `.git`.
-fn work_tree_of(dir: &Path) -> Option<PathBuf> {
-    dir.ancestors()
-        .find(|d| d.join(".git").exists())
-        .map(Path::to_path_buf)
-}
-
 /// `path` made absolute and without `.`/`..`, as far as it exists resolved
 /// through symlinks (the rest kept as written).
 fn normalized(path: &Path) -> PathBuf {
@@ -106,7 +99,7 @@ pub fn generate(ctx: &Context, args: &GenerateArgs) -> anyhow::Result<ExitCode> 
         ctx.cwd.join(&args.out)
     });
     let root = normalized(&ctx.root);
-    let repo = work_tree_of(&root).unwrap_or(root);
+    let repo = crate::changeset::source::work_tree(&root).unwrap_or(root);
     if out.starts_with(&repo) {
         return Err(CommandError::refused(format!(
             "--out {} is inside the repository {}: a secret key there is one `git add -A` away from being published",
