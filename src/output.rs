@@ -132,9 +132,9 @@ pub fn paint(text: &str, tone: Tone) -> String {
     format!("{}{text}{}", style.render(), style.render_reset())
 }
 
-/// Characters of `s` as a terminal shows them: escape sequences take none.
-fn visible_width(s: &str) -> usize {
-    let mut n = 0;
+/// `s` without its terminal escape sequences (as [`paint`] writes them).
+fn strip_escapes(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
     let mut chars = s.chars();
     while let Some(c) = chars.next() {
         if c == '\x1b' {
@@ -144,10 +144,19 @@ fn visible_width(s: &str) -> usize {
                 }
             }
         } else {
-            n += 1;
+            out.push(c);
         }
     }
-    n
+    out
+}
+
+/// Characters of `s` as a terminal shows them: escape sequences take none.
+fn visible_width(s: &str) -> usize {
+    if s.contains('\x1b') {
+        strip_escapes(s).chars().count()
+    } else {
+        s.chars().count()
+    }
 }
 
 /// A `--json` document: the view's fields after `format_version`.
@@ -344,25 +353,7 @@ mod tests {
             ],
         ];
         let lines = table(&rows);
-        let plain: Vec<String> = lines
-            .iter()
-            .map(|l| {
-                let mut out = String::new();
-                let mut chars = l.chars();
-                while let Some(c) = chars.next() {
-                    if c == '\x1b' {
-                        for c in chars.by_ref() {
-                            if c.is_ascii_alphabetic() {
-                                break;
-                            }
-                        }
-                    } else {
-                        out.push(c);
-                    }
-                }
-                out
-            })
-            .collect();
+        let plain: Vec<String> = lines.iter().map(|l| strip_escapes(l)).collect();
         assert_eq!(plain, ["A        B  C", "applied  x  end"]);
         assert_eq!(visible_width(&paint("abc", Tone::Bad)), 3);
     }
