@@ -129,6 +129,7 @@ fn error(e: CloneError) -> anyhow::Error {
     // Connection and query errors carry their own kind (unreachable: 5).
     let e = match e {
         CloneError::Db(db) => return db.into(),
+        CloneError::CannotAsk(asked) => return asked,
         other => other,
     };
     let kind = match &e {

@@ -100,6 +100,10 @@ pub enum CloneError {
     Refused { to: String, why: String },
     #[error("not confirmed; {to} was not changed")]
     NotConfirmed { to: String },
+    /// The confirmation could not be asked (no terminal): the hooks' own
+    /// error, with its hint.
+    #[error(transparent)]
+    CannotAsk(anyhow::Error),
     /// Failed while copying or verifying; the new database was dropped.
     #[error("{to} was not changed: {why}")]
     Failed { to: String, why: String },
@@ -370,7 +374,7 @@ async fn copy(
     );
     if to.config.confirm
         && !opts.assume_yes
-        && !hooks.ask(&question).map_err(|e| refused(e.to_string()))?
+        && !hooks.ask(&question).map_err(CloneError::CannotAsk)?
     {
         return Err(CloneError::NotConfirmed {
             to: to.name.clone(),

@@ -507,3 +507,19 @@ fn a_masked_unique_column_that_loses_uniqueness_fails_the_clone_naming_it() {
     );
     assert_eq!(s.leftovers("dev"), "");
 }
+
+#[test]
+fn clone_into_an_environment_that_asks_first_needs_yes_and_changes_nothing_unasked() {
+    let s = Setup::new();
+    let t = &s.t;
+    t.configure("qat", "confirm: true");
+    let qat_before = s.state("qat");
+    // No terminal to ask on, no --yes: refused before anything is copied.
+    let run = t.promoter(&["clone", "prd", "qat"]);
+    assert_eq!(run.code, 3, "{}", run.all());
+    assert!(run.all().contains("--yes"), "{}", run.all());
+    assert!(!run.all().contains("dumping"), "{}", run.all());
+    assert_eq!(s.state("qat"), qat_before);
+    assert_eq!(s.leftovers("qat"), "");
+    t.promoter(&["clone", "prd", "qat", "--yes"]).ok();
+}

@@ -333,3 +333,28 @@ fn a_script_cannot_shadow_the_guards_functions_with_its_search_path() {
         "evil, pg_catalog\n"
     );
 }
+
+#[test]
+fn a_changeset_that_plants_rows_in_ledger_replaced_is_rolled_back() {
+    let t = TestContext::with_databases();
+    t.changeset("first", "CREATE TABLE first (id int);\n");
+    // Kept rows under a made-up refresh, to pose as history a refresh replaced.
+    t.changeset(
+        "planter",
+        "INSERT INTO promoter.ledger_replaced SELECT repeat('a', 64), * FROM promoter.ledger;\n",
+    );
+    t.promoter(&["seal"]).ok();
+    t.promoter(&["apply", "dev", "--to", "1"]).ok();
+    let run = t.promoter(&["apply", "dev"]);
+    assert_eq!(run.code, 4, "{}", run.all());
+    assert!(
+        run.stderr.contains("failed at 0002-planter")
+            && run.stderr.contains("promoter.ledger_replaced 1/0/0"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        t.sql("dev", "SELECT count(*) FROM promoter.ledger_replaced"),
+        "0\n"
+    );
+}

@@ -919,3 +919,24 @@ fn show_gives_the_customer_files_signatures_receipts_and_the_sql() {
     let err = s.t.promoter(&["show", "9"]).fails();
     assert!(err.contains('9'), "{err}");
 }
+
+#[test]
+fn a_refreshed_row_inserted_into_qat_by_hand_has_no_receipt_and_audit_says_so() {
+    let s = Setup::new();
+    let t = &s.t;
+    // A DBA poses as a refresh, hoping rows before it stop needing receipts.
+    let head = s.exported("qat", "1");
+    let mut forged = head.clone();
+    forged.changeset_id = promoter::ledger::REFRESH_EVENT.into();
+    forged.status = promoter::ledger::Status::Refreshed;
+    forged.promoted_from = Some("prd".into());
+    forged.note = Some(r#"{"replaced":null,"masking_sha256":null,"tables":0,"rows":0}"#.into());
+    forged.receipt = None;
+    forged.seal(Some(&head));
+    insert_row(t, "qat", &forged);
+    let out = t.promoter(&["audit", "qat"]).fails();
+    assert!(
+        out.contains(&format!("ledger row #{}: no valid receipt", forged.seq)),
+        "{out}"
+    );
+}
