@@ -553,6 +553,36 @@ pub fn work_tree(dir: &Path) -> Option<PathBuf> {
         .map(|w| w.canonicalize().unwrap_or_else(|_| w.to_path_buf()))
 }
 
+/// Files in the work tree's `changesets/ID/signatures/` that `snapshot`
+/// (a commit) does not hold with the same bytes, sorted: signed but not
+/// committed. Hidden files are left out; unreadable ones count as missing.
+pub fn uncommitted_signatures(root: &Path, snapshot: &GitSnapshot, id: &str) -> Vec<String> {
+    let dir = root.join(CHANGESETS_DIR).join(id).join("signatures");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let in_git = snapshot.bundles.iter().find(|b| b.id.as_str() == id);
+    let mut missing: Vec<String> = entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                return None;
+            }
+            let limit = crate::limits::in_signatures_dir(&name);
+            let bytes = crate::limits::read(&e.path(), limit).ok();
+            let committed = in_git.is_some_and(|b| {
+                b.signatures
+                    .iter()
+                    .any(|s| s.name == name && Some(&s.bytes) == bytes.as_ref())
+            });
+            (!committed).then_some(name)
+        })
+        .collect();
+    missing.sort();
+    missing
+}
+
 /// A blob of a git repository, opened for streaming.
 #[derive(Debug, Clone)]
 pub struct GitBlob {

@@ -118,9 +118,8 @@ pub fn run(ctx: &Context, args: &PromoteArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// For changesets refused for want of signatures or approvals: signature
-/// files in the work tree that the commit promote read does not hold (the
-/// usual slip: signed, not committed).
+/// For changesets refused for want of signatures or approvals: a hint
+/// naming the signature files the work tree holds and `rev` does not.
 fn uncommitted_signatures(
     ctx: &Context,
     snapshot: &source::GitSnapshot,
@@ -138,41 +137,16 @@ fn uncommitted_signatures(
         })
         .collect();
     ids.dedup();
-    let mut hints = Vec::new();
-    for id in ids {
-        let dir = ctx
-            .root
-            .join(crate::changeset::CHANGESETS_DIR)
-            .join(id)
-            .join("signatures");
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        let in_git = snapshot.bundles.iter().find(|b| b.id.as_str() == id);
-        let mut missing: Vec<String> = entries
-            .flatten()
-            .filter_map(|e| {
-                let name = e.file_name().to_string_lossy().into_owned();
-                if name.starts_with('.') {
-                    return None;
-                }
-                let bytes = std::fs::read(e.path()).ok()?;
-                let committed = in_git.is_some_and(|b| {
-                    b.signatures
-                        .iter()
-                        .any(|s| s.name == name && s.bytes == bytes)
-                });
-                (!committed).then_some(name)
+    ids.into_iter()
+        .filter_map(|id| {
+            let missing = source::uncommitted_signatures(&ctx.root, snapshot, id);
+            (!missing.is_empty()).then(|| {
+                format!(
+                    "changesets/{id}/signatures/ holds {} not committed at {rev} ({}): promote reads git, not the work tree — commit them first",
+                    crate::output::plural(missing.len(), "signature file"),
+                    missing.join(", ")
+                )
             })
-            .collect();
-        missing.sort();
-        if !missing.is_empty() {
-            hints.push(format!(
-                "changesets/{id}/signatures/ holds {} not committed at {rev} ({}): promote reads git, not the work tree — commit them first",
-                crate::output::plural(missing.len(), "signature file"),
-                missing.join(", ")
-            ));
-        }
-    }
-    hints
+        })
+        .collect()
 }
