@@ -86,6 +86,8 @@ pub enum Command {
     Receipt(ReceiptCommand),
     /// Show one changeset: files, signatures, every environment it ran in with its receipt, and its SQL.
     Show(ShowArgs),
+    /// Write one page of everything promoter knows (status, changesets, signatures, ledgers, audits, drift) as HTML, Markdown or JSON.
+    Report(ReportArgs),
     /// Print a shell completion script: `source <(promoter completions bash)`.
     Completions(CompletionsArgs),
     /// Write roff man pages for promoter and every subcommand into DIR.
@@ -453,6 +455,39 @@ pub struct ResolveArgs {
     /// How long to wait for another promoter that holds the lock, in seconds.
     #[arg(long, default_value_t = 30, value_name = "SECONDS")]
     pub lock_wait: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Write the report to FILE (replaced whole, never half-written) instead of stdout.
+    #[arg(long, short, value_name = "FILE")]
+    pub out: Option<std::path::PathBuf>,
+    /// html: one self-contained page to read or print; md: a summary to paste
+    /// into a ticket; json: the data the page shows, whose sha256 the page prints.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Html)]
+    pub format: ReportFormat,
+    /// Read the bundles from this git revision (default: the work tree);
+    /// the ledgers are audited against it (default: HEAD).
+    #[arg(long)]
+    pub rev: Option<String>,
+}
+
+/// What `promoter report` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    Html,
+    Md,
+    Json,
+}
+
+impl ReportFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Html => "html",
+            Self::Md => "md",
+            Self::Json => "json",
+        }
+    }
 }
 
 #[derive(Debug, Args)]

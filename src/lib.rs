@@ -37,6 +37,7 @@ pub mod masking;
 pub mod output;
 pub mod plan;
 pub mod policy;
+pub mod report;
 pub mod signing;
 pub mod sql;
 pub mod status;

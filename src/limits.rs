@@ -22,6 +22,8 @@ pub const RECEIPT: u64 = 1024 * 1024;
 pub const SMALL_FILE: u64 = 1024 * 1024;
 /// A masking spec (`masking.yaml`).
 pub const MASKING_SPEC: u64 = 1024 * 1024;
+/// Ledger rows `promoter report` shows per environment (the newest; `promoter ledger` has all).
+pub const REPORT_LEDGER_ROWS: usize = 200;
 /// How deep YAML flow collections (`[`, `{`) may nest.
 pub const YAML_DEPTH: usize = 32;
 

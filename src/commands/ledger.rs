@@ -127,7 +127,7 @@ pub fn show(ctx: &Context, args: &LedgerArgs) -> anyhow::Result<ExitCode> {
 /// What is wrong with each row, if anything: where the hash chain breaks,
 /// and, when the work tree holds the environment's receipt certificate, a
 /// row without a valid receipt.
-fn row_marks(ctx: &Context, env: &str, entries: &[Entry]) -> Vec<Option<String>> {
+pub(super) fn row_marks(ctx: &Context, env: &str, entries: &[Entry]) -> Vec<Option<String>> {
     let mut marks = vec![None; entries.len()];
     if let Some(brk) = crate::ledger::check_chain(entries)
         && let Some(i) = entries.iter().position(|e| e.seq == brk.seq)
@@ -162,6 +162,27 @@ fn row_marks(ctx: &Context, env: &str, entries: &[Entry]) -> Vec<Option<String>>
     marks
 }
 
+/// The signers a row counted, as `role:fingerprint8` (`(approved)` for an approval).
+pub(super) fn signers_text(e: &Entry) -> String {
+    let signers: Vec<Signer> = serde_json::from_str(&e.signers).unwrap_or_default();
+    if signers.is_empty() {
+        return "-".to_owned();
+    }
+    signers
+        .iter()
+        .map(|s| {
+            let short: String = s.fingerprint.chars().take(8).collect();
+            let how = if s.approval.is_some() {
+                "(approved)"
+            } else {
+                ""
+            };
+            format!("{}:{short}{how}", s.role)
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn print_table(env: &str, entries: &[Entry], marks: &[Option<String>]) -> std::io::Result<()> {
     if entries.is_empty() {
         return output::print(&format!("{env}: the ledger is empty"));
@@ -183,7 +204,6 @@ fn print_table(env: &str, entries: &[Entry], marks: &[Option<String>]) -> std::i
         .to_vec(),
     ];
     for e in entries {
-        let signers: Vec<Signer> = serde_json::from_str(&e.signers).unwrap_or_default();
         rows.push(vec![
             e.seq.to_string(),
             e.changeset_id.clone(),
@@ -192,23 +212,7 @@ fn print_table(env: &str, entries: &[Entry], marks: &[Option<String>]) -> std::i
             output::format_unix(e.finished_at.unwrap_or(e.started_at).div_euclid(1_000_000)),
             format!("{}@{} as {}", e.os_user, e.host, e.db_role),
             e.promoted_from.clone().unwrap_or_else(|| "-".into()),
-            if signers.is_empty() {
-                "-".to_owned()
-            } else {
-                signers
-                    .iter()
-                    .map(|s| {
-                        let short: String = s.fingerprint.chars().take(8).collect();
-                        let how = if s.approval.is_some() {
-                            "(approved)"
-                        } else {
-                            ""
-                        };
-                        format!("{}:{short}{how}", s.role)
-                    })
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            },
+            signers_text(e),
             if e.receipt.is_some() { "signed" } else { "-" }.to_owned(),
             e.entry_hash.short(),
         ]);
@@ -246,7 +250,7 @@ fn print_table(env: &str, entries: &[Entry], marks: &[Option<String>]) -> std::i
 }
 
 /// What a `refreshed` row says, in words.
-fn refresh_line(
+pub(super) fn refresh_line(
     env: &str,
     entries: &[Entry],
     row: &Entry,
@@ -314,7 +318,7 @@ struct TrustEventView {
 /// entry that downstream environments' rows were promoted from.
 fn checkpoint_problems(
     ctx: &Context,
-    args: &AuditArgs,
+    given: Option<&std::path::Path>,
     config: &crate::config::Config,
     env: &crate::config::Environment,
     ledger: &engine::Ledger,
@@ -334,7 +338,7 @@ fn checkpoint_problems(
         Ok(None) => {}
         Err(e) => output::eprint(&format!("warning: {e}")),
     }
-    if let Some(path) = &args.checkpoint {
+    if let Some(path) = given {
         #[derive(serde::Deserialize)]
         struct Given {
             seq: i64,
@@ -419,6 +423,51 @@ fn receipt_problems(
         .collect())
 }
 
+/// Everything wrong with `env`'s ledger (read with what refreshes replaced):
+/// its chain, its applied bundles against git at `snapshot`, its receipts,
+/// its kept ledgers, its pinned policies and the heads it must still hold.
+pub(super) fn audit_problems(
+    ctx: &Context,
+    config: &crate::config::Config,
+    env: &crate::config::Environment,
+    snapshot: &source::GitSnapshot,
+    checkpoint: Option<&std::path::Path>,
+    l: &engine::Ledger,
+) -> anyhow::Result<Vec<AuditProblem>> {
+    let mut problems = crate::ledger::audit(&l.entries, |id| {
+        match snapshot.bundles.iter().find(|b| b.id.as_str() == id) {
+            None => InGit::Missing,
+            Some(b) => InGit::Present {
+                hash: b.hash(),
+                files: b
+                    .check_files()
+                    .map(|p| p.iter().map(ToString::to_string).collect())
+                    .map_err(|e| e.to_string()),
+            },
+        }
+    });
+    problems.extend(receipt_problems(
+        ctx,
+        &snapshot.commit,
+        &env.name,
+        &l.entries,
+    )?);
+    problems.extend(
+        crate::ledger::check_replaced(
+            &l.entries,
+            &env.name,
+            l.replaced.as_deref().unwrap_or_default(),
+        )
+        .into_iter()
+        .map(|(seq, reason)| AuditProblem::ReplacedBroken { seq, reason }),
+    );
+    if let Some((seq, reason)) = crate::policy::check_pins(&l.pins) {
+        problems.push(AuditProblem::PolicyTampered { seq, reason });
+    }
+    problems.extend(checkpoint_problems(ctx, checkpoint, config, env, l)?);
+    Ok(problems)
+}
+
 /// Audits an environment: recomputes the hash chain (catching edited,
 /// deleted and reordered rows) and checks every applied row against the
 /// bundle in git at `--rev`. Exit 1 naming every bad row; a row holding a
@@ -434,37 +483,14 @@ pub fn audit(ctx: &Context, args: &AuditArgs) -> anyhow::Result<ExitCode> {
         &config.file.ledger_schema,
     )) {
         Ok(l) => {
-            let mut problems = crate::ledger::audit(&l.entries, |id| {
-                match snapshot.bundles.iter().find(|b| b.id.as_str() == id) {
-                    None => InGit::Missing,
-                    Some(b) => InGit::Present {
-                        hash: b.hash(),
-                        files: b
-                            .check_files()
-                            .map(|p| p.iter().map(ToString::to_string).collect())
-                            .map_err(|e| e.to_string()),
-                    },
-                }
-            });
-            problems.extend(receipt_problems(
+            let problems = audit_problems(
                 ctx,
-                &snapshot.commit,
-                &env.name,
-                &l.entries,
-            )?);
-            problems.extend(
-                crate::ledger::check_replaced(
-                    &l.entries,
-                    &env.name,
-                    l.replaced.as_deref().unwrap_or_default(),
-                )
-                .into_iter()
-                .map(|(seq, reason)| AuditProblem::ReplacedBroken { seq, reason }),
-            );
-            if let Some((seq, reason)) = crate::policy::check_pins(&l.pins) {
-                problems.push(AuditProblem::PolicyTampered { seq, reason });
-            }
-            problems.extend(checkpoint_problems(ctx, args, &config, &env, &l)?);
+                &config,
+                &env,
+                &snapshot,
+                args.checkpoint.as_deref(),
+                &l,
+            )?;
             identity = Some(l.identity.clone());
             trust_events = l
                 .pins

@@ -12,6 +12,7 @@ mod keys;
 mod ledger;
 mod new;
 mod promote;
+mod report;
 mod resolve;
 mod run;
 mod seal;
@@ -158,6 +159,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Resolve(args) => resolve::run(&ctx, &args),
         Command::Clone(args) => clone::run(&ctx, &args),
         Command::Drift(args) => drift::run(&ctx, &args),
+        Command::Report(args) => report::run(&ctx, &args),
         Command::Trust(TrustCommand::Pin(args)) => trust::pin(&ctx, &args),
         Command::Trust(TrustCommand::Show(args)) => trust::show(&ctx, &args),
         Command::Trust(TrustCommand::Sign(args)) => trust::sign(&ctx, &args),

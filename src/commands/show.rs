@@ -17,32 +17,32 @@ use crate::output;
 
 /// JSON: one file of the bundle.
 #[derive(Serialize)]
-struct FileView {
-    name: String,
-    bytes: usize,
+pub(super) struct FileView {
+    pub name: String,
+    pub bytes: usize,
     /// Statements, as psql (and promoter) split the script; null for other files.
-    statements: Option<usize>,
-    sha256: Sha256Digest,
+    pub statements: Option<usize>,
+    pub sha256: Sha256Digest,
 }
 
 /// JSON: one ledger row of the changeset in an environment.
 #[derive(Serialize)]
-struct RunView {
-    seq: i64,
+pub(super) struct RunView {
+    pub seq: i64,
     /// The environment that wrote the row: another one for a row a
     /// refresh copied in.
-    written_by: String,
-    status: &'static str,
-    finished_at: String,
-    by: String,
-    seconds: Option<f64>,
-    statements: i64,
-    schema_before: Option<Sha256Digest>,
-    schema_after: Option<Sha256Digest>,
+    pub written_by: String,
+    pub status: &'static str,
+    pub finished_at: String,
+    pub by: String,
+    pub seconds: Option<f64>,
+    pub statements: i64,
+    pub schema_before: Option<Sha256Digest>,
+    pub schema_after: Option<Sha256Digest>,
     /// `verified`, `absent`, or why it does not verify (checked only where
     /// the work tree holds the environment's receipt certificate).
-    receipt: String,
-    error: Option<String>,
+    pub receipt: String,
+    pub error: Option<String>,
 }
 
 /// JSON: what an environment's ledger says of the changeset.
@@ -67,16 +67,13 @@ struct ShowView {
     environments: Vec<EnvView>,
 }
 
-/// Prints one changeset; its SQL follows unless `--no-sql`, through
-/// `$PAGER` (default `less`) when stdout is a terminal.
-pub fn run(ctx: &Context, args: &ShowArgs) -> anyhow::Result<ExitCode> {
-    let dirs = ctx.select_dirs(std::slice::from_ref(&args.changeset))?;
-    let dir = dirs
-        .first()
-        .ok_or_else(|| super::CommandError::usage(format!("no changeset {}", args.changeset)))?;
-    let bundle = crate::changeset::source::load_dir(dir)?;
-    let keyrings = ctx.keyrings()?;
-    let check = crate::check::check_bundle(&keyrings, &bundle, None, None, SystemTime::now());
+/// A script's name and text.
+pub(super) type Script = (String, Vec<u8>);
+
+/// Each file of the bundle, and the scripts' text.
+pub(super) fn files(
+    bundle: &crate::changeset::Bundle,
+) -> anyhow::Result<(Vec<FileView>, Vec<Script>)> {
     let mut files = Vec::new();
     let mut sql = Vec::new();
     for f in &bundle.files {
@@ -91,6 +88,55 @@ pub fn run(ctx: &Context, args: &ShowArgs) -> anyhow::Result<ExitCode> {
             sql.push((f.name.clone(), bytes));
         }
     }
+    Ok((files, sql))
+}
+
+/// The ledger rows of changeset `id`, with each receipt checked where the
+/// work tree holds the writing environment's receipt certificate.
+pub(super) fn runs(
+    id: &str,
+    entries: &[crate::ledger::Entry],
+    git: Option<&super::trust::GitTrust>,
+) -> Vec<RunView> {
+    entries
+        .iter()
+        .filter(|e| e.changeset_id == id)
+        .map(|e| RunView {
+            seq: e.seq,
+            written_by: e.environment.clone(),
+            status: e.status.as_str(),
+            finished_at: output::format_micros(e.finished_at.unwrap_or(e.started_at)),
+            by: format!("{}@{} as {}", e.os_user, e.host, e.db_role),
+            seconds: e.finished_at.map(|f| (f - e.started_at) as f64 / 1e6),
+            statements: e.statements,
+            schema_before: e.schema_before,
+            schema_after: e.schema_after,
+            receipt: match (&e.receipt, git) {
+                (None, _) => "absent".into(),
+                (Some(_), Some(g)) if !g.receipt_fingerprints(&e.environment).is_empty() => {
+                    match super::approve::verify_receipt(g, &e.environment, e) {
+                        Ok(fpr) => format!("verified ({fpr})"),
+                        Err(why) => why,
+                    }
+                }
+                (Some(_), _) => "present (no receipt certificate committed to check it)".into(),
+            },
+            error: e.error.clone(),
+        })
+        .collect()
+}
+
+/// Prints one changeset; its SQL follows unless `--no-sql`, through
+/// `$PAGER` (default `less`) when stdout is a terminal.
+pub fn run(ctx: &Context, args: &ShowArgs) -> anyhow::Result<ExitCode> {
+    let dirs = ctx.select_dirs(std::slice::from_ref(&args.changeset))?;
+    let dir = dirs
+        .first()
+        .ok_or_else(|| super::CommandError::usage(format!("no changeset {}", args.changeset)))?;
+    let bundle = crate::changeset::source::load_dir(dir)?;
+    let keyrings = ctx.keyrings()?;
+    let check = crate::check::check_bundle(&keyrings, &bundle, None, None, SystemTime::now());
+    let (files, sql) = files(&bundle)?;
     let git = super::trust::GitTrust::work_tree(ctx).ok();
     let mut environments = Vec::new();
     if let Ok(config) = ctx.config() {
@@ -109,40 +155,7 @@ pub fn run(ctx: &Context, args: &ShowArgs) -> anyhow::Result<ExitCode> {
                         rows: Vec::new(),
                     }),
                     Ok(l) => {
-                        let rows = l
-                            .entries
-                            .iter()
-                            .filter(|e| e.changeset_id == bundle.id.as_str())
-                            .map(|e| RunView {
-                                seq: e.seq,
-                                written_by: e.environment.clone(),
-                                status: e.status.as_str(),
-                                finished_at: output::format_micros(
-                                    e.finished_at.unwrap_or(e.started_at),
-                                ),
-                                by: format!("{}@{} as {}", e.os_user, e.host, e.db_role),
-                                seconds: e.finished_at.map(|f| (f - e.started_at) as f64 / 1e6),
-                                statements: e.statements,
-                                schema_before: e.schema_before,
-                                schema_after: e.schema_after,
-                                receipt: match (&e.receipt, &git) {
-                                    (None, _) => "absent".into(),
-                                    (Some(_), Some(g))
-                                        if !g.receipt_fingerprints(&e.environment).is_empty() =>
-                                    {
-                                        match super::approve::verify_receipt(g, &e.environment, e) {
-                                            Ok(fpr) => format!("verified ({fpr})"),
-                                            Err(why) => why,
-                                        }
-                                    }
-                                    (Some(_), _) => {
-                                        "present (no receipt certificate committed to check it)"
-                                            .into()
-                                    }
-                                },
-                                error: e.error.clone(),
-                            })
-                            .collect();
+                        let rows = runs(bundle.id.as_str(), &l.entries, git.as_ref());
                         environments.push(EnvView {
                             environment: label,
                             unreachable: None,

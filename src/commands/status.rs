@@ -16,31 +16,31 @@ use crate::status::{self, Cell, State};
 
 /// JSON: one environment of `status`.
 #[derive(Serialize)]
-struct EnvView {
+pub(super) struct EnvView {
     /// Environment name from environments.yaml, in pipeline order.
-    name: String,
+    pub name: String,
     /// Whether its ledger could be read.
-    reachable: bool,
+    pub reachable: bool,
     /// Why not, if it could not (URL shown without its password).
-    error: Option<String>,
+    pub error: Option<String>,
     /// How many changesets its ledger shows applied.
-    applied: usize,
+    pub applied: usize,
 }
 
 /// JSON: one changeset in one environment.
 #[derive(Serialize)]
-struct CellView {
+pub(super) struct CellView {
     /// `applied`, `modified` (applied, but the bundle changed since),
     /// `pending`, `failed`, `running` (being applied now), `interrupted` (a
     /// `running` row no promoter is working on), `resolved-rolled-back`,
     /// `absent` (ledger-only rows) or `unreachable`.
-    state: State,
+    pub state: State,
     /// When it was applied or last attempted (RFC 3339, UTC).
-    at: Option<String>,
+    pub at: Option<String>,
     /// `os_user@host` that applied it.
-    by: Option<String>,
+    pub by: Option<String>,
     /// What is missing for a pending one (`needs 1 customer`), the first line of a failure, or why it is modified.
-    detail: Option<String>,
+    pub detail: Option<String>,
 }
 
 impl From<Cell> for CellView {
@@ -56,27 +56,27 @@ impl From<Cell> for CellView {
 
 /// JSON: one changeset row of `status`.
 #[derive(Serialize)]
-struct ChangesetView {
+pub(super) struct ChangesetView {
     /// Changeset id, `NNNN-slug`.
-    id: String,
+    pub id: String,
     /// sha256 of its `SHA256SUMS`; null if unsealed or only known to a ledger.
-    bundle_hash: Option<Sha256Digest>,
+    pub bundle_hash: Option<Sha256Digest>,
     /// Environment name → its state there.
-    environments: BTreeMap<String, CellView>,
+    pub environments: BTreeMap<String, CellView>,
 }
 
 /// JSON: `promoter --json status`.
 #[derive(Serialize)]
-struct StatusView {
+pub(super) struct StatusView {
     /// Every environment, in pipeline order.
-    environments: Vec<EnvView>,
+    pub environments: Vec<EnvView>,
     /// Every changeset of the work tree (or `--rev`), then those only a ledger knows.
-    changesets: Vec<ChangesetView>,
+    pub changesets: Vec<ChangesetView>,
 }
 
 /// A fleet's cell: the state of every target when they agree, else counts
 /// per state with the targets that need attention named.
-fn fleet_cell<'a>(targets: impl Iterator<Item = (&'a str, State)>) -> String {
+pub(super) fn fleet_cell<'a>(targets: impl Iterator<Item = (&'a str, State)>) -> String {
     let mut counts: BTreeMap<&'static str, usize> = BTreeMap::new();
     let mut attention = Vec::new();
     for (name, state) in targets {
@@ -103,12 +103,26 @@ fn fleet_cell<'a>(targets: impl Iterator<Item = (&'a str, State)>) -> String {
     text
 }
 
-/// Builds the changeset × environment matrix. Unreachable environments are
-/// shown as such; nothing is written anywhere.
-pub fn run(ctx: &Context, args: &StatusArgs) -> anyhow::Result<ExitCode> {
-    let config = ctx.config()?;
+/// The matrix's inputs and result, for `status` and `report`.
+pub(super) struct Matrix {
+    /// Every environment, a fleet's targets each on their own.
+    pub pipeline: Vec<crate::config::Environment>,
+    /// Each one's ledger, or why it could not be read.
+    pub ledgers: Vec<Result<engine::Ledger, String>>,
+    pub bundles: Vec<Bundle>,
+    pub view: StatusView,
+}
+
+/// Reads every ledger (at once) and builds the changeset × environment
+/// matrix of the work tree's bundles, or `rev`'s. Read-only everywhere.
+pub(super) fn matrix(
+    ctx: &Context,
+    config: &crate::config::Config,
+    rev: Option<&str>,
+    with_replaced: bool,
+) -> anyhow::Result<Matrix> {
     let keyrings = ctx.keyrings()?;
-    let bundles: Vec<Bundle> = match &args.rev {
+    let bundles: Vec<Bundle> = match rev {
         Some(rev) => changeset::source::load_git(&ctx.root, rev)?.bundles,
         None => changeset::source::discover(&ctx.root)?
             .iter()
@@ -130,9 +144,12 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|env| {
             Box::pin(async move {
-                engine::read_ledger(env, schema)
-                    .await
-                    .map_err(|e| e.to_string())
+                let read = if with_replaced {
+                    engine::read_ledger_with_replaced(env, schema).await
+                } else {
+                    engine::read_ledger(env, schema).await
+                };
+                read.map_err(|e| e.to_string())
             }) as Reading<'_>
         })
         .collect();
@@ -215,6 +232,19 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> anyhow::Result<ExitCode> {
             environments,
         });
     }
+    Ok(Matrix {
+        pipeline,
+        ledgers,
+        bundles,
+        view,
+    })
+}
+
+/// Builds the changeset × environment matrix. Unreachable environments are
+/// shown as such; nothing is written anywhere.
+pub fn run(ctx: &Context, args: &StatusArgs) -> anyhow::Result<ExitCode> {
+    let config = ctx.config()?;
+    let Matrix { pipeline, view, .. } = matrix(ctx, &config, args.rev.as_deref(), false)?;
     let attention = view
         .changesets
         .iter()

@@ -225,6 +225,15 @@ fn every_json_document_matches_docs_json_md() {
     // QAT refreshed from one target of the fleet.
     run("promoter clone", &["clone", "prd/a", "qat", "--yes"], true);
     run("promoter ledger", &["ledger", "qat"], true);
+    // The report's data (one fleet, a refresh, a tampered DEV), and the file it writes.
+    let json = t.promoter(&["report", "--format", "json"]).ok();
+    check(&docs, "promoter report --format json", &json, &seen);
+    let page = t.dir.path().join("report.html");
+    run(
+        "promoter report",
+        &["report", "--out", page.to_str().unwrap()],
+        true,
+    );
     crate::common::psql(
         crate::common::admin_url(),
         &format!("DROP DATABASE IF EXISTS {b} WITH (FORCE)"),

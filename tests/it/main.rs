@@ -12,5 +12,6 @@ mod offline;
 mod operator;
 mod parity;
 mod pipeline;
+mod report;
 mod snapshots;
 mod trust;
