@@ -24,6 +24,10 @@ pub const SMALL_FILE: u64 = 1024 * 1024;
 pub const MASKING_SPEC: u64 = 1024 * 1024;
 /// Ledger rows `promoter report` shows per environment (the newest; `promoter ledger` has all).
 pub const REPORT_LEDGER_ROWS: usize = 200;
+/// Changesets `promoter report` describes in full (the newest; the matrix has all).
+pub const REPORT_CHANGESETS: usize = 300;
+/// Audit problems `promoter report` lists per environment (`promoter audit` lists all).
+pub const REPORT_PROBLEMS: usize = 100;
 /// How deep YAML flow collections (`[`, `{`) may nest.
 pub const YAML_DEPTH: usize = 32;
 

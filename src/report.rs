@@ -35,6 +35,8 @@ pub struct MatrixRow {
     pub changeset: String,
     /// Short bundle hash, `-` when unsealed or known only to a ledger.
     pub bundle: String,
+    /// Whether the page describes it in full (links to it).
+    pub detailed: bool,
     pub cells: Vec<Cell>,
 }
 
@@ -76,6 +78,8 @@ pub struct Environment {
     /// The audit's verdict and every problem it found.
     pub audit: Option<Finding>,
     pub problems: Vec<String>,
+    /// How many more problems the audit found than are listed.
+    pub problems_omitted: usize,
     /// The newest rows, oldest first.
     pub ledger: Vec<LedgerRow>,
     /// How many older rows the page leaves out.
@@ -147,6 +151,8 @@ pub struct Report {
     pub matrix: Vec<MatrixRow>,
     pub environments: Vec<Environment>,
     pub changesets: Vec<Changeset>,
+    /// How many older changesets are in the matrix only.
+    pub changesets_omitted: usize,
 }
 
 impl Report {
@@ -258,6 +264,7 @@ mod tests {
             matrix: vec![MatrixRow {
                 changeset: "0001-a".into(),
                 bundle: "abcd".into(),
+                detailed: true,
                 cells: vec![
                     Cell {
                         state: "applied".into(),
@@ -286,6 +293,7 @@ mod tests {
                     text: "1 problem".into(),
                 }),
                 problems: vec!["#1: <b>chain</b> | broken".into()],
+                problems_omitted: 0,
                 ledger: Vec::new(),
                 ledger_omitted: 0,
             }],
@@ -298,6 +306,7 @@ mod tests {
                 approvals: Vec::new(),
                 runs: Vec::new(),
             }],
+            changesets_omitted: 0,
         }
     }
 

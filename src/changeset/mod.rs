@@ -173,6 +173,14 @@ impl BundleFile {
         }
     }
 
+    /// The file's size in bytes, without reading it (`None` if it cannot be told).
+    pub fn size(&self) -> Option<u64> {
+        match &self.source {
+            FileSource::Disk(path) => std::fs::metadata(path).ok().map(|m| m.len()),
+            FileSource::Git(blob) => blob.size().ok(),
+        }
+    }
+
     /// Sha256 of the file, streamed.
     pub fn digest(&self) -> Result<Sha256Digest, BundleError> {
         let reader = self.open()?;

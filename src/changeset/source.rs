@@ -635,9 +635,11 @@ impl GitBlob {
 }
 
 impl GitBlob {
-    /// The blob's bytes if it is at most [`IN_PROCESS_BLOB`] long (its size
-    /// is read from the object's header, before anything is inflated).
-    fn read_small(&self) -> std::io::Result<Option<Vec<u8>>> {
+    /// Runs `f` on the blob's repository (kept open for the next blob) and oid.
+    fn with_repo<T>(
+        &self,
+        f: impl FnOnce(&git2::Repository, git2::Oid) -> std::io::Result<T>,
+    ) -> std::io::Result<T> {
         REPO.with_borrow_mut(|cached| {
             if cached.as_ref().is_none_or(|(dir, _)| *dir != self.git_dir) {
                 let repo = git2::Repository::open(&self.git_dir).map_err(std::io::Error::other)?;
@@ -645,6 +647,25 @@ impl GitBlob {
             }
             let (_, repo) = cached.as_ref().expect("just opened");
             let oid = git2::Oid::from_str(&self.oid).map_err(std::io::Error::other)?;
+            f(repo, oid)
+        })
+    }
+
+    /// The blob's size, read from the object's header (nothing is inflated).
+    pub fn size(&self) -> std::io::Result<u64> {
+        self.with_repo(|repo, oid| {
+            let (size, _) = repo
+                .odb()
+                .and_then(|odb| odb.read_header(oid))
+                .map_err(std::io::Error::other)?;
+            Ok(size as u64)
+        })
+    }
+
+    /// The blob's bytes if it is at most [`IN_PROCESS_BLOB`] long (its size
+    /// is read from the object's header, before anything is inflated).
+    fn read_small(&self) -> std::io::Result<Option<Vec<u8>>> {
+        self.with_repo(|repo, oid| {
             let (size, _) = repo
                 .odb()
                 .and_then(|odb| odb.read_header(oid))

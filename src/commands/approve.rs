@@ -88,29 +88,19 @@ pub(super) fn statements(bytes: &[u8]) -> usize {
 
 /// What the customer is shown before signing.
 fn show(
+    view: &super::show::ShowView,
     bundle: &Bundle,
     statement: &Statement,
     entry: &Entry,
     receipt_key: &str,
 ) -> std::io::Result<()> {
-    let meta = bundle.meta().ok();
+    output::print(super::show::render(view, &[]).trim_end())?;
+    output::print("")?;
     output::print(&format!(
-        "approve {}{}",
-        bundle.id,
-        meta.as_ref()
-            .map(|m| format!(": {}", m.description))
-            .unwrap_or_default()
+        "the approval you are asked to sign (its SQL: promoter show {})",
+        bundle.id
     ))?;
     output::print(&format!("  bundle       {}", statement.bundle))?;
-    for f in &bundle.files {
-        let bytes = f.read().unwrap_or_default();
-        let count = if f.is_script() {
-            format!(", {} statements", statements(&bytes))
-        } else {
-            String::new()
-        };
-        output::print(&format!("    {:<32} {} bytes{count}", f.name, bytes.len()))?;
-    }
     output::print(&format!(
         "  tested in    {} (ledger #{}, entry {}): ran {} by {}@{} as {}, {} statements",
         statement.tested_in,
@@ -138,7 +128,7 @@ fn show(
     if !statement.comment.is_empty() {
         output::print(&format!("  comment      {}", statement.comment))?;
     }
-    Ok(())
+    output::print("")
 }
 
 /// JSON: one approval written.
@@ -283,7 +273,9 @@ pub fn run(ctx: &Context, args: &ApproveArgs) -> anyhow::Result<ExitCode> {
             comment: args.comment.clone(),
         };
         if !ctx.json {
-            output::unless_closed(show(&bundle, &statement, entry, &receipt_key))?;
+            // What `promoter show` says of it, then the statement.
+            let (view, _) = super::show::view(ctx, &bundle)?;
+            output::unless_closed(show(&view, &bundle, &statement, entry, &receipt_key))?;
         }
         if !hooks.ask(&format!(
             "sign this approval of {id} as {role} {fpr}? [y/N] "

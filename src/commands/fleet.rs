@@ -120,6 +120,8 @@ pub fn promote(
         .iter()
         .map(|t| super::trust::receipt_signer(git, t))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    // On a terminal, a bar per target while it runs, under the lines.
+    let multi = (!ctx.json && output::stderr_is_terminal()).then(indicatif::MultiProgress::new);
     let runs: Vec<TargetRun<'_>> = targets
         .into_iter()
         .zip(signers.iter_mut())
@@ -129,10 +131,12 @@ pub fn promote(
                 git_policy: git_policy.clone(),
                 receipt: signer.as_mut(),
             },
-            // One line per target as it goes; no bar (many targets share stderr).
+            // Its lines, prefixed; on a terminal its own bar while it runs.
             hooks: Box::new(StderrHooks {
                 assume_yes: true,
                 prefix: Some(env.label()),
+                progress: multi.is_some(),
+                multi: multi.clone(),
                 ..StderrHooks::default()
             }),
             env,

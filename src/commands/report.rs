@@ -118,11 +118,18 @@ fn gather(ctx: &Context, rev: Option<&str>) -> anyhow::Result<Report> {
             _ => columns.push((env.name.clone(), vec![env])),
         }
     }
+    // The newest changesets are described in full; the matrix has them all.
+    let omitted = bundles
+        .len()
+        .saturating_sub(crate::limits::REPORT_CHANGESETS);
+    let detailed: std::collections::BTreeSet<&str> =
+        bundles[omitted..].iter().map(|b| b.id.as_str()).collect();
     let matrix = view
         .changesets
         .iter()
         .map(|c| MatrixRow {
             changeset: c.id.clone(),
+            detailed: detailed.contains(c.id.as_str()),
             bundle: c.bundle_hash.map_or("-".into(), |h| h.short()),
             cells: columns
                 .iter()
@@ -244,19 +251,23 @@ fn gather(ctx: &Context, rev: Option<&str>) -> anyhow::Result<Report> {
                 _ => None,
             }
         });
-        let problems: Vec<String> = match &snapshot {
+        let mut problems: Vec<String> = match &snapshot {
             Ok(s) => super::ledger::audit_problems(ctx, &config, env, s, None, l)?
                 .iter()
                 .map(ToString::to_string)
                 .collect(),
             Err(_) => Vec::new(),
         };
+        let problems_omitted = problems
+            .len()
+            .saturating_sub(crate::limits::REPORT_PROBLEMS);
+        problems.truncate(crate::limits::REPORT_PROBLEMS);
         let audit = snapshot.as_ref().ok().map(|_| Finding {
             ok: problems.is_empty(),
             text: if problems.is_empty() {
                 "intact".to_owned()
             } else {
-                output::plural(problems.len(), "problem")
+                output::plural(problems.len() + problems_omitted, "problem")
             },
         });
         let marks = super::ledger::row_marks(ctx, &env.name, &l.entries);
@@ -280,6 +291,7 @@ fn gather(ctx: &Context, rev: Option<&str>) -> anyhow::Result<Report> {
             source,
             audit,
             problems,
+            problems_omitted,
             ledger,
             ledger_omitted: first,
         });
@@ -288,7 +300,7 @@ fn gather(ctx: &Context, rev: Option<&str>) -> anyhow::Result<Report> {
     let keyrings = ctx.keyrings()?;
     let now = SystemTime::now();
     let mut changesets = Vec::new();
-    for bundle in &bundles {
+    for bundle in &bundles[omitted..] {
         let check = crate::check::check_bundle(&keyrings, bundle, None, None, now);
         let (files, _) = super::show::files(bundle)?;
         let mut runs = Vec::new();
@@ -402,6 +414,7 @@ fn gather(ctx: &Context, rev: Option<&str>) -> anyhow::Result<Report> {
         matrix,
         environments,
         changesets,
+        changesets_omitted: omitted,
     })
 }
 
@@ -435,6 +448,7 @@ fn unreachable(name: String, why: String) -> report::Environment {
         source: None,
         audit: None,
         problems: Vec::new(),
+        problems_omitted: 0,
         ledger: Vec::new(),
         ledger_omitted: 0,
     }

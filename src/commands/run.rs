@@ -4,6 +4,7 @@
 //! [`RunError`] for people and for `--json`.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -11,6 +12,7 @@ use serde::Serialize;
 use super::{CommandError, ErrorKind};
 use crate::changeset::{ChangesetId, Sha256Digest};
 use crate::cli::RunArgs;
+use crate::db::executor::{Meter, MeterReading};
 use crate::engine::{AppliedStep, Event, Hooks, PlannedStep, Report, RunError, RunOptions};
 use crate::error::{ReasonView, StatementView};
 use crate::output;
@@ -42,6 +44,11 @@ pub struct StderrHooks {
     pub progress: bool,
     /// The bar, once the first changeset starts.
     pub bar: Option<Bar>,
+    /// For a fleet: the display every target's bar is one line of. A
+    /// target's bar goes when its last changeset ends.
+    pub multi: Option<indicatif::MultiProgress>,
+    /// What the executor reports of the running script, shown on the bar.
+    pub meter: Option<Arc<Meter>>,
 }
 
 /// A progress bar that clears itself when the hooks go.
@@ -66,11 +73,77 @@ impl StderrHooks {
     }
 
     fn line(&self, line: &str) {
-        match &self.bar {
-            Some(bar) => bar.0.suspend(|| output::eprint(line)),
-            None => output::eprint(line),
+        match (&self.multi, &self.bar) {
+            (Some(multi), _) => multi.suspend(|| output::eprint(line)),
+            (None, Some(bar)) => bar.0.suspend(|| output::eprint(line)),
+            (None, None) => output::eprint(line),
         }
     }
+
+    fn new_bar(&self, total: usize) -> Bar {
+        let bar = indicatif::ProgressBar::new(total as u64);
+        let template = match &self.prefix {
+            // A fleet's target: one line each.
+            Some(_) => "{prefix:>12} {bar:20.cyan/blue} {pos}/{len}  {msg}  {script}",
+            None => "{bar:30.cyan/blue} {pos}/{len} changesets  {elapsed}  {wide_msg}\n  {script}",
+        };
+        let meter = self.meter.clone();
+        let style = indicatif::ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .with_key(
+                "script",
+                move |_: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                    if let Some(m) = &meter {
+                        let _ = w.write_str(&script_line(&m.reading()));
+                    }
+                },
+            );
+        bar.set_style(style);
+        if let Some(p) = &self.prefix {
+            bar.set_prefix(p.clone());
+        }
+        let bar = match &self.multi {
+            Some(multi) => multi.add(bar),
+            None => bar,
+        };
+        bar.enable_steady_tick(Duration::from_millis(200));
+        Bar(bar)
+    }
+}
+
+/// The running script as the bar shows it: `script 1/2 001-load.sql:
+/// 45.0 of 200.0 MiB (22 %), 12345 statements`.
+pub fn script_line(r: &MeterReading) -> String {
+    if r.file.is_empty() {
+        return String::new();
+    }
+    let name = r.file.rsplit('/').next().unwrap_or(&r.file);
+    // Both figures in the unit of the larger one.
+    let unit = |b: u64| match b {
+        0..1024 => (1.0, "bytes", 0),
+        1024..1_048_576 => (1024.0, "KiB", 1),
+        1_048_576..1_073_741_824 => (1_048_576.0, "MiB", 1),
+        _ => (1_073_741_824.0, "GiB", 2),
+    };
+    let read = if r.size > 0 {
+        let read = r.read.min(r.size);
+        let (d, name, p) = unit(r.size);
+        format!(
+            "{:.p$} of {:.p$} {name} ({} %)",
+            read as f64 / d,
+            r.size as f64 / d,
+            read * 100 / r.size
+        )
+    } else {
+        let (d, name, p) = unit(r.read);
+        format!("{:.p$} {name} read", r.read as f64 / d)
+    };
+    format!(
+        "script {}/{} {name}: {read}, {}",
+        r.index,
+        r.scripts,
+        output::plural(r.statements as usize, "statement")
+    )
 }
 
 impl Hooks for StderrHooks {
@@ -98,18 +171,13 @@ impl Hooks for StderrHooks {
                 Event::Starting {
                     id, index, total, ..
                 } => {
-                    let bar = self.bar.get_or_insert_with(|| {
-                        let bar = indicatif::ProgressBar::new(*total as u64);
-                        bar.set_style(
-                            indicatif::ProgressStyle::with_template(
-                                "{bar:30.cyan/blue} {pos}/{len} changesets  {elapsed}  {wide_msg}",
-                            )
-                            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-                        );
-                        bar.enable_steady_tick(Duration::from_millis(200));
-                        Bar(bar)
-                    });
-                    let bar = &bar.0;
+                    if let Some(m) = &self.meter {
+                        m.clear();
+                    }
+                    if self.bar.is_none() {
+                        self.bar = Some(self.new_bar(*total));
+                    }
+                    let bar = &self.bar.as_ref().expect("just made").0;
                     bar.set_length(*total as u64);
                     bar.set_position(index.saturating_sub(1) as u64);
                     bar.set_message(id.to_string());
@@ -117,6 +185,13 @@ impl Hooks for StderrHooks {
                 Event::Applied { .. } | Event::Failed { .. } => {
                     if let Some(bar) = &self.bar {
                         bar.0.inc(1);
+                        // A fleet's target that is done leaves the display.
+                        if self.multi.is_some()
+                            && (bar.0.position() >= bar.0.length().unwrap_or(0)
+                                || matches!(event, Event::Failed { .. }))
+                        {
+                            self.bar = None;
+                        }
                     }
                 }
                 _ => {}
@@ -160,6 +235,11 @@ impl Hooks for StderrHooks {
 
     fn run_output(&mut self) -> crate::db::executor::RunOutput {
         Box::new(output::RunOutput::stderr())
+    }
+
+    fn meter(&mut self) -> Option<Arc<Meter>> {
+        self.progress
+            .then(|| self.meter.get_or_insert_with(Default::default).clone())
     }
 
     fn confirm(&mut self, env: &str, steps: &[PlannedStep]) -> anyhow::Result<bool> {
@@ -417,5 +497,59 @@ pub fn error(err: RunError, dry_run: bool, json: bool) -> anyhow::Error {
         }
         RunError::Db(db) => db.into(),
         RunError::Other(other) => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_script_line_says_how_far_the_script_has_got() {
+        let reading = |size, read, statements| MeterReading {
+            index: 2,
+            scripts: 3,
+            file: "changesets/0007-load/002-rows.sql".into(),
+            size,
+            read,
+            statements,
+        };
+        for (r, want) in [
+            (
+                reading(200 << 20, 50 << 20, 12),
+                "script 2/3 002-rows.sql: 50.0 of 200.0 MiB (25 %), 12 statements",
+            ),
+            // Read ahead of the size (a file growing): never over 100 %.
+            (
+                reading(1 << 20, 2 << 20, 1),
+                "script 2/3 002-rows.sql: 1.0 of 1.0 MiB (100 %), 1 statement",
+            ),
+            // Size unknown.
+            (
+                reading(0, 3 << 19, 0),
+                "script 2/3 002-rows.sql: 1.5 MiB read, 0 statements",
+            ),
+            (
+                reading(600, 300, 1),
+                "script 2/3 002-rows.sql: 300 of 600 bytes (50 %), 1 statement",
+            ),
+            (
+                reading(3 << 30, 1 << 30, 9),
+                "script 2/3 002-rows.sql: 1.00 of 3.00 GiB (33 %), 9 statements",
+            ),
+            (
+                reading(10 << 10, 5 << 9, 2),
+                "script 2/3 002-rows.sql: 2.5 of 10.0 KiB (25 %), 2 statements",
+            ),
+        ] {
+            assert_eq!(script_line(&r), want);
+        }
+        assert_eq!(
+            script_line(&MeterReading {
+                file: String::new(),
+                ..reading(0, 0, 0)
+            }),
+            ""
+        );
     }
 }

@@ -56,7 +56,7 @@ struct EnvView {
 
 /// JSON: `promoter --json show CHANGESET`.
 #[derive(Serialize)]
-struct ShowView {
+pub(super) struct ShowView {
     changeset: String,
     description: Option<String>,
     bundle_hash: Option<Sha256Digest>,
@@ -126,17 +126,15 @@ pub(super) fn runs(
         .collect()
 }
 
-/// Prints one changeset; its SQL follows unless `--no-sql`, through
-/// `$PAGER` (default `less`) when stdout is a terminal.
-pub fn run(ctx: &Context, args: &ShowArgs) -> anyhow::Result<ExitCode> {
-    let dirs = ctx.select_dirs(std::slice::from_ref(&args.changeset))?;
-    let dir = dirs
-        .first()
-        .ok_or_else(|| super::CommandError::usage(format!("no changeset {}", args.changeset)))?;
-    let bundle = crate::changeset::source::load_dir(dir)?;
+/// Everything `show` says of `bundle`, and its scripts' text (`approve`
+/// starts from the same view).
+pub(super) fn view(
+    ctx: &Context,
+    bundle: &crate::changeset::Bundle,
+) -> anyhow::Result<(ShowView, Vec<Script>)> {
     let keyrings = ctx.keyrings()?;
-    let check = crate::check::check_bundle(&keyrings, &bundle, None, None, SystemTime::now());
-    let (files, sql) = files(&bundle)?;
+    let check = crate::check::check_bundle(&keyrings, bundle, None, None, SystemTime::now());
+    let (files, sql) = files(bundle)?;
     let git = super::trust::GitTrust::work_tree(ctx).ok();
     let mut environments = Vec::new();
     if let Ok(config) = ctx.config() {
@@ -175,6 +173,18 @@ pub fn run(ctx: &Context, args: &ShowArgs) -> anyhow::Result<ExitCode> {
         approvals: check.approvals,
         environments,
     };
+    Ok((view, sql))
+}
+
+/// Prints one changeset; its SQL follows unless `--no-sql`, through
+/// `$PAGER` (default `less`) when stdout is a terminal.
+pub fn run(ctx: &Context, args: &ShowArgs) -> anyhow::Result<ExitCode> {
+    let dirs = ctx.select_dirs(std::slice::from_ref(&args.changeset))?;
+    let dir = dirs
+        .first()
+        .ok_or_else(|| super::CommandError::usage(format!("no changeset {}", args.changeset)))?;
+    let bundle = crate::changeset::source::load_dir(dir)?;
+    let (view, sql) = view(ctx, &bundle)?;
     if ctx.json {
         output::print_json(&view)?;
         return Ok(ExitCode::SUCCESS);
@@ -203,7 +213,7 @@ pub fn run(ctx: &Context, args: &ShowArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn render(v: &ShowView, sql: &[(String, Vec<u8>)]) -> String {
+pub(super) fn render(v: &ShowView, sql: &[Script]) -> String {
     let mut out = Vec::new();
     out.push(format!(
         "{}{}",

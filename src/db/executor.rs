@@ -6,7 +6,8 @@
 
 use std::fmt;
 use std::io::{BufReader, Read, Write};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use sqlx::postgres::{PgConnection, PgDatabaseError, PgErrorPosition};
 use sqlx::{AssertSqlSafe, Connection};
@@ -103,6 +104,90 @@ pub struct ScriptSource {
     pub file: String,
     pub reader: Box<dyn Read + Send>,
     pub expected: Sha256Digest,
+    /// Its size, when known without reading it (for progress).
+    pub size: Option<u64>,
+}
+
+/// How far the running changeset has got, for a progress display: the
+/// script being run (its position, name and size), the bytes of it read and
+/// the statements sent. Written by the executor as it goes; read by
+/// whatever draws progress, from another thread.
+#[derive(Debug, Default)]
+pub struct Meter {
+    script: std::sync::Mutex<(usize, usize, String)>,
+    size: AtomicU64,
+    read: AtomicU64,
+    statements: AtomicU64,
+}
+
+/// What a [`Meter`] shows at one moment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MeterReading {
+    /// 1-based position of the script, and how many the changeset has.
+    pub index: usize,
+    pub scripts: usize,
+    pub file: String,
+    /// Its size (0 when unknown).
+    pub size: u64,
+    pub read: u64,
+    /// Statements of the changeset sent so far (all its scripts).
+    pub statements: u64,
+}
+
+impl Meter {
+    fn start(&self, index: usize, scripts: usize, file: &str, size: Option<u64>) {
+        if let Ok(mut s) = self.script.lock() {
+            *s = (index, scripts, file.to_owned());
+        }
+        self.size.store(size.unwrap_or(0), Ordering::Relaxed);
+        self.read.store(0, Ordering::Relaxed);
+        if index == 1 {
+            self.statements.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Forgets the last script (a new changeset starts).
+    pub fn clear(&self) {
+        if let Ok(mut s) = self.script.lock() {
+            *s = (0, 0, String::new());
+        }
+    }
+
+    pub fn reading(&self) -> MeterReading {
+        let (index, scripts, file) = self.script.lock().map(|s| s.clone()).unwrap_or_default();
+        MeterReading {
+            index,
+            scripts,
+            file,
+            size: self.size.load(Ordering::Relaxed),
+            read: self.read.load(Ordering::Relaxed),
+            statements: self.statements.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Who watches a run: the interrupt flag it stops on, and the meter it
+/// reports to, if any.
+#[derive(Clone, Copy)]
+pub struct Watch<'a> {
+    pub stop: &'a AtomicBool,
+    pub meter: Option<&'a Arc<Meter>>,
+}
+
+/// A reader that adds what it reads to a [`Meter`].
+struct Metered<R> {
+    inner: R,
+    meter: Option<Arc<Meter>>,
+}
+
+impl<R: Read> Read for Metered<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(m) = &self.meter {
+            m.read.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        Ok(n)
+    }
 }
 
 /// Opens every script of `bundle` for streaming, with the digests from `manifest`.
@@ -148,6 +233,10 @@ fn source(
     let expected = manifest
         .get(&script.name)
         .ok_or_else(|| ExecError::Modified { file: file.clone() })?;
+    let size = match &bytes {
+        Some(b) => Some(b.len() as u64),
+        None => script.size(),
+    };
     let reader: Box<dyn Read + Send> = match bytes {
         Some(b) => Box::new(std::io::Cursor::new(b)),
         None => script.open().map_err(|e| ExecError::Script {
@@ -159,6 +248,7 @@ fn source(
         file,
         reader,
         expected,
+        size,
     })
 }
 
@@ -184,13 +274,21 @@ pub async fn run_scripts(
     scripts: Vec<ScriptSource>,
     in_transaction: bool,
     done: &mut i64,
-    stop: &AtomicBool,
+    watch: Watch<'_>,
     progress: Option<&Progress<'_>>,
     out: &mut (dyn Write + Send),
 ) -> Result<(), ExecError> {
-    for script in scripts {
+    let Watch { stop, meter } = watch;
+    let count = scripts.len();
+    for (i, script) in scripts.into_iter().enumerate() {
         let file = script.file;
-        let hashing = HashingReader::new(script.reader);
+        if let Some(m) = meter {
+            m.start(i + 1, count, &file, script.size);
+        }
+        let hashing = HashingReader::new(Metered {
+            inner: script.reader,
+            meter: meter.cloned(),
+        });
         let mut splitter = Splitter::new(BufReader::with_capacity(64 * 1024, hashing));
         let mut index = 0usize;
         // Whether the script has opened a transaction block of its own
@@ -265,6 +363,9 @@ pub async fn run_scripts(
                         // finish: it counts, and the run stops before the next.
                         Ok(()) => {
                             *done += 1;
+                            if let Some(m) = meter {
+                                m.statements.store(*done as u64, Ordering::Relaxed);
+                            }
                             in_block = block_after(&stmt, in_block);
                             // Inside the script's own transaction block nothing
                             // has committed yet, and a query of promoter's
@@ -603,6 +704,8 @@ pub struct Application {
     pub mode: TransactionMode,
     /// What the previous changeset of this run left, if it can be trusted.
     pub previous: Option<SchemaMark>,
+    /// Where to show how far its scripts have got, if anyone watches.
+    pub meter: Option<Arc<Meter>>,
 }
 
 /// The outcome of applying one changeset: its ledger row, and the error if it failed.
@@ -695,7 +798,19 @@ pub async fn apply(
                 Some(fingerprint) => fingerprint,
                 None => fingerprint::fingerprint(&mut tx, env, schema).await?,
             });
-            let run = run_scripts(&mut tx, scripts, true, &mut done, stop, None, &mut *out).await;
+            let run = run_scripts(
+                &mut tx,
+                scripts,
+                true,
+                &mut done,
+                Watch {
+                    stop,
+                    meter: app.meter.as_ref(),
+                },
+                None,
+                &mut *out,
+            )
+            .await;
             // Deferred constraint triggers fire now rather than at COMMIT, so
             // that what they do is in the schema fingerprint after.
             let run = match run {
@@ -798,7 +913,10 @@ pub async fn apply(
                 scripts,
                 false,
                 &mut done,
-                stop,
+                Watch {
+                    stop,
+                    meter: app.meter.as_ref(),
+                },
                 Some(&progress),
                 &mut *out,
             )

@@ -87,6 +87,11 @@ pub trait Hooks {
     /// Where a changeset's own output goes while it runs (`\echo`, the rows
     /// of `COPY … TO STDOUT`): never stdout, which belongs to `--json`.
     fn run_output(&mut self) -> executor::RunOutput;
+    /// Where the executor shows how far a changeset's scripts have got
+    /// (bytes read, statements sent); `None` when nobody watches.
+    fn meter(&mut self) -> Option<std::sync::Arc<executor::Meter>> {
+        None
+    }
 }
 
 /// What a run knows about trust from git, resolved by the command.
@@ -1068,6 +1073,7 @@ async fn execute(
             entry,
             mode: meta.transaction,
             previous: previous.take(),
+            meter: hooks.meter(),
         };
         hooks.event(Event::Starting {
             env: &target.env,

@@ -275,6 +275,34 @@ impl TestContext {
         Command::from_std(self.std_cmd())
     }
 
+    /// Runs promoter on a terminal (a pty from util-linux `script`, stdin
+    /// closed); returns whether it succeeded and everything it drew.
+    pub fn in_terminal(&self, args: &[&str]) -> (bool, String) {
+        let bin = assert_cmd::cargo::cargo_bin("promoter");
+        let mut cmd = std::process::Command::new("script");
+        cmd.env_clear();
+        for (k, v) in self.std_cmd().get_envs() {
+            if let Some(v) = v {
+                cmd.env(k, v);
+            }
+        }
+        let line = std::iter::once(bin.display().to_string())
+            .chain(args.iter().map(|a| format!("'{a}'")))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let out = cmd
+            .env("TERM", "xterm")
+            .current_dir(self.root())
+            .args(["-q", "-e", "-c", &line, "/dev/null"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    }
+
     pub fn promoter(&self, args: &[&str]) -> Run {
         Run::from(self.cmd().args(args).output().unwrap())
     }
@@ -524,6 +552,30 @@ impl Drop for TestContext {
 }
 
 /// Files of a directory, for assertions.
+/// `text` without its terminal escape sequences (colours, cursor moves).
+pub fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\x1b' {
+            out.push(c);
+            continue;
+        }
+        if chars.peek() == Some(&'[') {
+            chars.next();
+            // Parameters, then one final byte in @..~.
+            for c in chars.by_ref() {
+                if ('@'..='~').contains(&c) {
+                    break;
+                }
+            }
+        } else {
+            chars.next();
+        }
+    }
+    out
+}
+
 pub fn names(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
         .map(|rd| {

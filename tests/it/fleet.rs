@@ -30,7 +30,11 @@ fn fleet() -> (TestContext, PathBuf) {
         "customers",
         "CREATE TABLE customers (id int PRIMARY KEY, name text);\n",
     );
-    t.changeset("seed", "INSERT INTO customers VALUES (1, 'Ada');\n");
+    // Slow enough for a terminal's progress display to draw.
+    t.changeset(
+        "seed",
+        "INSERT INTO customers VALUES (1, 'Ada');\nSELECT pg_sleep(0.4);\n",
+    );
     t.promoter(&["seal"]).ok();
     let (_, dev_key) = t.promoter_key("Dev <dev@example.com>", "keys/developers");
     let (_, customer_key) = t.promoter_key("Customer <c@example.com>", "keys/customers");
@@ -127,6 +131,35 @@ fn a_fleet_promotion_applies_every_target_and_reports_the_one_that_failed() {
         "{out}"
     );
     assert_eq!(applied(&t, 4), "0001-customers,0002-seed\n");
+}
+
+/// On a terminal each running target has its own bar line, named, under
+/// the prefixed plain lines.
+#[test]
+fn a_fleet_promotion_on_a_terminal_draws_a_line_per_target() {
+    let (t, _) = fleet();
+    let (ok, screen) = t.in_terminal(&["promote", "qat", "prd", "--yes", "--jobs", "3"]);
+    assert!(ok, "{screen}");
+    for k in 1..=TARGETS {
+        assert!(
+            screen.contains(&format!("[prd/t{k}] [ok] 0002-seed applied")),
+            "t{k}: {screen}"
+        );
+    }
+    // Bars of three targets at once: each named, with its own count.
+    let plain = crate::common::strip_ansi(&screen);
+    let drawn = (1..=TARGETS)
+        .filter(|k| {
+            let label = format!("prd/t{k} ");
+            plain.contains(&format!("{label}\u{2588}"))
+                || plain.contains(&format!("{label}\u{2591}"))
+        })
+        .count();
+    assert!(drawn >= 3, "{drawn} targets drew a bar:\n{screen}");
+    assert!(
+        plain.contains("/2  0002-seed  script 1/1 001-seed.sql: "),
+        "{plain}"
+    );
 }
 
 #[test]

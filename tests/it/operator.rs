@@ -732,3 +732,37 @@ fn a_service_name_from_pg_service_conf_works_as_database_url() {
     );
     assert!(err.contains(file), "{err}");
 }
+
+/// On a terminal (a pty from util-linux `script`), a long apply shows its
+/// bar with the running script: bytes read of its size and statements sent.
+/// Without one (the other tests) none of it appears.
+#[test]
+fn a_long_apply_on_a_terminal_shows_the_script_its_bytes_and_statements() {
+    let t = TestContext::with_databases();
+    // About 24 MiB of INSERTs, 120 statements of 2,000 rows each.
+    let mut sql = String::from("CREATE TABLE big (id int, filler text);\n");
+    let filler = "x".repeat(90);
+    for s in 0..120 {
+        sql.push_str("INSERT INTO big VALUES\n");
+        let rows: Vec<String> = (0..2000)
+            .map(|i| format!("({}, '{filler}')", s * 2000 + i))
+            .collect();
+        sql.push_str(&rows.join(",\n"));
+        sql.push_str(";\n");
+    }
+    t.changeset("big", &sql);
+    t.promoter(&["seal"]).ok();
+    let (ok, screen) = t.in_terminal(&["apply", "dev"]);
+    assert!(ok, "{screen}");
+    assert!(screen.contains("applied 0001-big to dev"), "{screen}");
+    for want in [
+        "changesets",
+        "script 1/1 001-big.sql: ",
+        " MiB (",
+        "statements",
+    ] {
+        assert!(screen.contains(want), "{want:?} not drawn:\n{screen}");
+    }
+    // The plain lines are there too, and the bar is cleared at the end.
+    assert!(screen.contains("[ok] 0001-big applied to dev"), "{screen}");
+}

@@ -850,6 +850,14 @@ fn approve_and_trust_pin_ask_first_and_do_nothing_unasked() {
         "shows what is approved first: {}",
         run.stdout
     );
+    // It starts from `promoter show`'s view: who signed it, where it ran.
+    for want in [
+        "  signatures\n    developer  Dev <dev@example.com>",
+        "receipt verified",
+        "prd        not run",
+    ] {
+        assert!(run.stdout.contains(want), "{want:?} in\n{}", run.stdout);
+    }
     assert!(
         run.stderr.contains("no terminal to ask on") && run.stderr.contains("--yes"),
         "{}",
