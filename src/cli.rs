@@ -72,7 +72,7 @@ pub enum Command {
     Ledger(LedgerArgs),
     /// Check an environment's ledger hash chain and every applied bundle against git.
     Audit(AuditArgs),
-    /// Record how a partially applied non-transactional changeset was resolved by hand.
+    /// Record how a partially applied changeset was resolved by hand, or (--forget, DEV only) that an applied one was undone.
     Resolve(ResolveArgs),
     /// Make TO a copy of FROM: schema, data and ledger history (a refresh: `clone prd qat`).
     Clone(CloneArgs),
@@ -437,11 +437,11 @@ pub struct AuditArgs {
 }
 
 #[derive(Debug, Args)]
-#[command(group(ArgGroup::new("outcome").required(true).args(["applied", "rolled_back"])))]
+#[command(group(ArgGroup::new("outcome").required(true).args(["applied", "rolled_back", "forget"])))]
 pub struct ResolveArgs {
-    /// The environment holding the partial application.
+    /// The environment holding the partial application (or, with --forget, DEV).
     pub env: String,
-    /// The changeset whose partial application you resolved.
+    /// The changeset whose partial application you resolved (or undid, with --forget).
     pub changeset: String,
     /// You completed the remaining statements by hand: record it as applied.
     #[arg(long)]
@@ -449,6 +449,11 @@ pub struct ResolveArgs {
     /// You undid what had run: record it as not applied, so it can run again.
     #[arg(long)]
     pub rolled_back: bool,
+    /// In an environment without promote_from (DEV) only: you undid an
+    /// applied changeset by hand; record it as not applied, so that the fixed
+    /// bundle can be resealed and applied again.
+    #[arg(long)]
+    pub forget: bool,
     /// What was done, for the audit trail.
     #[arg(long, required = true)]
     pub note: String,

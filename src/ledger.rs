@@ -32,6 +32,11 @@ pub enum Status {
     /// Not a changeset: the environment's trust policy was pinned (the row's
     /// `changeset_id` is [`TRUST_EVENT`], its `bundle_hash` the policy's hash).
     TrustPinned,
+    /// In an environment without `promote_from` (DEV), a developer undid an
+    /// applied changeset by hand (`promoter resolve dev N --forget`): it
+    /// counts as not applied, so that a fixed bundle can run again. The
+    /// rows before stay, and say what ran.
+    Forgotten,
     /// Not a changeset: the database was replaced by a copy of another
     /// environment (`promoter clone`). The rows before it are the source's
     /// history; its `changeset_id` is [`REFRESH_EVENT`], its note a
@@ -207,6 +212,7 @@ impl Status {
             Self::ResolvedRolledBack => "resolved-rolled-back",
             Self::TrustPinned => "trust-pinned",
             Self::Refreshed => "refreshed",
+            Self::Forgotten => "forgotten",
         }
     }
 
@@ -219,6 +225,7 @@ impl Status {
             "resolved-rolled-back" => Self::ResolvedRolledBack,
             "trust-pinned" => Self::TrustPinned,
             "refreshed" => Self::Refreshed,
+            "forgotten" => Self::Forgotten,
             _ => return None,
         })
     }
@@ -405,15 +412,36 @@ pub struct Applied {
 
 /// The applied changesets of a ledger, in ledger order.
 pub fn applied(entries: &[Entry]) -> Vec<Applied> {
-    entries
+    let mut out: Vec<Applied> = Vec::new();
+    for e in entries {
+        if e.status.is_applied() {
+            out.push(Applied {
+                changeset_id: e.changeset_id.clone(),
+                bundle_hash: e.bundle_hash,
+                entry_hash: e.entry_hash,
+            });
+        } else if e.status == Status::Forgotten {
+            out.retain(|a| a.changeset_id != e.changeset_id);
+        }
+    }
+    out
+}
+
+/// The rows that still count for a changeset: those after its last
+/// `forgotten` row (all of them when it was never forgotten).
+pub fn live_rows<'a, 'b>(rows: &'b [&'a Entry]) -> &'b [&'a Entry] {
+    match rows.iter().rposition(|e| e.status == Status::Forgotten) {
+        Some(i) => &rows[i + 1..],
+        None => rows,
+    }
+}
+
+/// Whether the applied row at `index` of `entries` was later forgotten.
+fn forgotten_later(entries: &[Entry], index: usize) -> bool {
+    let id = &entries[index].changeset_id;
+    entries[index + 1..]
         .iter()
-        .filter(|e| e.status.is_applied())
-        .map(|e| Applied {
-            changeset_id: e.changeset_id.clone(),
-            bundle_hash: e.bundle_hash,
-            entry_hash: e.entry_hash,
-        })
-        .collect()
+        .any(|e| e.status == Status::Forgotten && e.changeset_id == *id)
 }
 
 /// How a changeset was left unfinished.
@@ -525,6 +553,9 @@ pub enum AuditProblem {
     ReplacedBroken { seq: i64, reason: String },
     /// The ledger lost the head promoter (or an auditor) saw before.
     CheckpointMissing { seq: i64, reason: String },
+    /// A `forgotten` row in an environment promoted to from another, where
+    /// promoter never writes one.
+    ForgottenInControlled { seq: i64, changeset_id: String },
     /// A downstream environment's row was promoted from an entry this
     /// ledger no longer has.
     ReferenceMissing {
@@ -550,6 +581,10 @@ impl std::fmt::Display for AuditProblem {
                 write!(f, "refresh at ledger row #{seq}: {reason}")
             }
             Self::CheckpointMissing { reason, .. } => write!(f, "checkpoint: {reason}"),
+            Self::ForgottenInControlled { seq, changeset_id } => write!(
+                f,
+                "ledger row #{seq} forgets {changeset_id}, which promoter never writes in an environment promoted to from another: it was written by hand"
+            ),
             Self::ReferenceMissing {
                 seq,
                 environment,
@@ -598,7 +633,13 @@ pub fn audit(entries: &[Entry], mut git: impl FnMut(&str) -> InGit) -> Vec<Audit
             reason: brk.reason,
         });
     }
-    for e in entries.iter().filter(|e| e.status.is_applied()) {
+    // A row that was later forgotten ran a bundle that was then fixed: it
+    // is history, not what the database holds, and git need not have it.
+    for (_, e) in entries
+        .iter()
+        .enumerate()
+        .filter(|(i, e)| e.status.is_applied() && !forgotten_later(entries, *i))
+    {
         let (seq, changeset_id) = (e.seq, e.changeset_id.clone());
         match git(&e.changeset_id) {
             InGit::Missing => problems.push(AuditProblem::NotInGit { seq, changeset_id }),

@@ -206,8 +206,8 @@ impl Refusal {
             Self::ChangedSinceSource { from_env, .. } => format!(
                 "promote the exact bundle {from_env} ran: check out the commit it came from, or apply the new version as a new changeset"
             ),
-            Self::ChangedSinceApplied { id, .. } => format!(
-                "restore {id} as it was applied (git checkout), and put the change in a new changeset"
+            Self::ChangedSinceApplied { id, env, .. } => format!(
+                "restore {id} as it was applied (git checkout) and put the change in a new changeset; or, to redo it in {env}: undo it there by hand, then `promoter resolve {env} {id} --forget --note \"...\"` and apply again"
             ),
             Self::MissingFromTree { .. } => {
                 "restore the changeset directory from git; applied changesets stay in the repository".to_owned()

@@ -104,6 +104,7 @@ pub fn cell(
     progress: &Progress,
     shortfalls: impl FnOnce() -> Vec<Shortfall>,
 ) -> Cell {
+    let rows = crate::ledger::live_rows(rows);
     if let Some(a) = rows.iter().rev().find(|e| e.status.is_applied()) {
         if Some(a.bundle_hash) == hash {
             return Cell::of(State::Applied, a, None);
@@ -164,6 +165,7 @@ pub fn orphan(last: Option<&Entry>, locked: bool) -> Cell {
         Status::ResolvedRolledBack | Status::TrustPinned | Status::Refreshed => {
             State::ResolvedRolledBack
         }
+        Status::Forgotten => State::Absent,
     };
     Cell::of(state, row, Some("not in the work tree".into()))
 }

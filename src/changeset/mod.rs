@@ -322,6 +322,21 @@ impl Bundle {
 
     /// Checks that the files are exactly what `SHA256SUMS` lists and that
     /// `changeset.yaml` is valid. Returns the manifest problems (empty when intact).
+    /// Whether a file of this work-tree bundle was written after its
+    /// `SHA256SUMS` (or is newer than it by its modification time): a cheap
+    /// test by `stat` before [`Bundle::check_files`] hashes anything.
+    pub fn touched_since_sealed(&self) -> bool {
+        let Some(dir) = &self.dir else { return false };
+        let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+        let Some(sealed) = mtime(&dir.join(MANIFEST_FILE)) else {
+            return false;
+        };
+        self.files.iter().any(|f| match &f.source {
+            FileSource::Disk(path) => mtime(path).is_none_or(|t| t > sealed),
+            FileSource::Git(_) => false,
+        })
+    }
+
     pub fn check_files(&self) -> Result<Vec<FileProblem>, BundleError> {
         let (_, sealed) = self.sealed_manifest()?;
         let actual = self.compute_manifest()?;

@@ -461,6 +461,17 @@ pub(super) fn audit_problems(
         .into_iter()
         .map(|(seq, reason)| AuditProblem::ReplacedBroken { seq, reason }),
     );
+    if env.config.promote_from.is_some() {
+        problems.extend(
+            l.entries[crate::ledger::own_rows_start(&l.entries, &env.name)..]
+                .iter()
+                .filter(|e| e.status == crate::ledger::Status::Forgotten)
+                .map(|e| AuditProblem::ForgottenInControlled {
+                    seq: e.seq,
+                    changeset_id: e.changeset_id.clone(),
+                }),
+        );
+    }
     if let Some((seq, reason)) = crate::policy::check_pins(&l.pins) {
         problems.push(AuditProblem::PolicyTampered { seq, reason });
     }

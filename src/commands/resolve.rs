@@ -1,5 +1,6 @@
 //! `promoter resolve ENV CHANGESET --applied|--rolled-back --note "…"`: an
-//! operator records how a partial, non-transactional application ended.
+//! operator records how a partial, non-transactional application ended;
+//! `--forget` records that a developer undid an applied changeset in DEV.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -28,18 +29,30 @@ pub fn run(ctx: &Context, args: &ResolveArgs) -> anyhow::Result<ExitCode> {
         git_policy: None,
         receipt: receipt.as_mut(),
     };
-    let entry = ctx
-        .block_on(engine::resolve(
+    let lock_wait = Duration::from_secs(args.lock_wait);
+    let entry = if args.forget {
+        ctx.block_on(engine::forget(
+            &env,
+            &config.file.ledger_schema,
+            &args.changeset,
+            &args.note,
+            lock_wait,
+            &mut trust,
+            &mut StderrHooks::default(),
+        ))
+    } else {
+        ctx.block_on(engine::resolve(
             &env,
             &config.file.ledger_schema,
             &args.changeset,
             outcome,
             &args.note,
-            Duration::from_secs(args.lock_wait),
+            lock_wait,
             &mut trust,
             &mut StderrHooks::default(),
         ))
-        .map_err(|e| run::error(e, false, ctx.json))?;
+    }
+    .map_err(|e| run::error(e, false, ctx.json))?;
     #[derive(serde::Serialize)]
     struct ResolvedView<'a> {
         environment: &'a str,
@@ -62,6 +75,12 @@ pub fn run(ctx: &Context, args: &ResolveArgs) -> anyhow::Result<ExitCode> {
             env.name,
             entry.seq
         )))?;
+        if args.forget {
+            output::eprint(&format!(
+                "next: fix the scripts, `promoter seal {0} --force`, then `promoter apply {1}`",
+                entry.changeset_id, env.name
+            ));
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -44,7 +44,7 @@ pub fn run(ctx: &Context, args: &SealArgs) -> anyhow::Result<ExitCode> {
         }
         let manifest = scan.manifest;
         let bytes = manifest.render();
-        let warnings: Vec<String> = scan
+        let mut warnings: Vec<String> = scan
             .crlf
             .iter()
             .map(|script| {
@@ -90,7 +90,27 @@ pub fn run(ctx: &Context, args: &SealArgs) -> anyhow::Result<ExitCode> {
                     .map_err(|e| anyhow::anyhow!("{}: {e}", tmp.display()))?;
                 std::fs::rename(&tmp, &path)
                     .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-                if old.is_some() { "resealed" } else { "sealed" }
+                if old.is_some() {
+                    let (ran, unknown) = applied_in(ctx, bundle.id.as_str());
+                    if !ran.is_empty() {
+                        warnings.push(format!(
+                            "{} was already applied to {} as the bundle before this one: there it shows as modified; in an environment without promote_from, undo it by hand and `promoter resolve ENV {} --forget`; elsewhere restore it and put the change in a new changeset",
+                            bundle.id,
+                            ran.join(", "),
+                            bundle.id
+                        ));
+                    }
+                    if !unknown.is_empty() {
+                        warnings.push(format!(
+                            "could not check whether {} ran in {} (unreachable)",
+                            bundle.id,
+                            unknown.join(", ")
+                        ));
+                    }
+                    "resealed"
+                } else {
+                    "sealed"
+                }
             }
         };
         views.push(SealView {
@@ -125,4 +145,48 @@ pub fn run(ctx: &Context, args: &SealArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The environments (a fleet's targets each) whose ledger shows changeset
+/// `id` applied, and those that could not be read; empty without an
+/// `environments.yaml`. Read at once, read-only.
+fn applied_in(ctx: &Context, id: &str) -> (Vec<String>, Vec<String>) {
+    let Ok(config) = ctx.config() else {
+        return (Vec::new(), Vec::new());
+    };
+    let envs: Vec<crate::config::Environment> = config
+        .pipeline()
+        .into_iter()
+        .flat_map(|e| if e.is_fleet() { e.targets() } else { vec![e] })
+        .collect();
+    let schema = &config.file.ledger_schema;
+    type Reading<'a> = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<crate::engine::Ledger, String>> + 'a>,
+    >;
+    let readings: Vec<Reading<'_>> = envs
+        .iter()
+        .map(|env| {
+            Box::pin(async move {
+                crate::engine::read_ledger(env, schema)
+                    .await
+                    .map_err(|e| e.to_string())
+            }) as Reading<'_>
+        })
+        .collect();
+    let ledgers = ctx.block_on(crate::engine::join::bounded(readings, 16));
+    let (mut ran, mut unknown) = (Vec::new(), Vec::new());
+    for (env, l) in envs.iter().zip(ledgers) {
+        match l {
+            Ok(l)
+                if crate::ledger::applied(&l.entries)
+                    .iter()
+                    .any(|a| a.changeset_id == id) =>
+            {
+                ran.push(env.label())
+            }
+            Ok(_) => {}
+            Err(_) => unknown.push(env.label()),
+        }
+    }
+    (ran, unknown)
 }

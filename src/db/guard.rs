@@ -218,6 +218,7 @@ pub async fn protected(
         ("ledger_progress", "ledger_progress_append_only"),
         ("policy", "policy_append_only"),
         ("ledger_replaced", "ledger_replaced_append_only"),
+        ("ledger", "ledger_applied_once"),
     ];
     for (table, trigger, enabled) in &rows {
         if !expected.contains(&(table.as_str(), trigger.as_str())) {
@@ -240,8 +241,21 @@ pub async fn protected(
         let table_exists = rows.iter().any(|(t, _, _)| t == table);
         let present = rows.iter().any(|(t, g, _)| t == table && g == trigger);
         if table_exists && !present {
+            // Layout 4 made "applied once" a trigger; an older ledger not
+            // yet upgraded has the unique index instead.
+            if trigger == "ledger_applied_once" {
+                let layout: Option<i32> = sqlx::query_scalar(AssertSqlSafe(format!(
+                    "SELECT max(version) FROM {schema}.ledger_version"
+                )))
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(|e| DbError::query(env, e))?;
+                if layout.unwrap_or(0) < 4 {
+                    continue;
+                }
+            }
             return Ok(Err(format!(
-                "the append-only trigger {trigger} on {schema}.{table} is missing"
+                "the trigger {trigger} on {schema}.{table} is missing"
             )));
         }
     }

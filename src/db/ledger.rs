@@ -10,7 +10,7 @@ use crate::changeset::Sha256Digest;
 use crate::ledger::{Entry, Progress, ReplacedRow, Status};
 
 /// Layout version this promoter writes and reads.
-pub const LAYOUT_VERSION: i32 = 3;
+pub const LAYOUT_VERSION: i32 = 4;
 
 /// The ledger's DDL. `schema` is validated as `[a-z_][a-z0-9_]*` when the
 /// configuration loads, so formatting it into SQL is safe; values never are.
@@ -144,6 +144,43 @@ INSERT INTO {s}.ledger_version (version) VALUES (3) ON CONFLICT DO NOTHING;
     )
 }
 
+/// Layout 4: `forgotten` rows (a changeset undone by hand in DEV, so that
+/// it can run again). "Applied at most once" becomes "applied at most once
+/// since it was last forgotten", which a unique index cannot say: a trigger
+/// refuses an `applied` row while the changeset's newest applied-or-forgotten
+/// row is applied. (Runs hold the environment's advisory lock, so two
+/// inserts never race past it.)
+fn v4_ddl(schema: &str) -> String {
+    format!(
+        r#"
+ALTER TABLE {s}.ledger DROP CONSTRAINT IF EXISTS ledger_status_check;
+ALTER TABLE {s}.ledger ADD CONSTRAINT ledger_status_check
+    CHECK (status IN ('applied', 'failed', 'running', 'resolved-applied', 'resolved-rolled-back', 'trust-pinned', 'refreshed', 'forgotten'));
+DROP INDEX IF EXISTS {s}.ledger_applied_once;
+CREATE OR REPLACE FUNCTION {s}.ledger_applied_once() RETURNS trigger LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp AS $fn$
+BEGIN
+    IF NEW.status IN ('applied', 'resolved-applied') AND (
+        SELECT l.status FROM {s}.ledger l
+        WHERE l.changeset_id = NEW.changeset_id
+          AND l.status IN ('applied', 'resolved-applied', 'forgotten')
+        ORDER BY l.seq DESC LIMIT 1
+    ) IN ('applied', 'resolved-applied') THEN
+        RAISE EXCEPTION 'ledger_applied_once: % is already applied here (only a forgotten row lets it run again)', NEW.changeset_id
+            USING ERRCODE = 'unique_violation';
+    END IF;
+    RETURN NEW;
+END
+$fn$;
+DROP TRIGGER IF EXISTS ledger_applied_once ON {s}.ledger;
+CREATE TRIGGER ledger_applied_once BEFORE INSERT ON {s}.ledger
+    FOR EACH ROW EXECUTE FUNCTION {s}.ledger_applied_once();
+INSERT INTO {s}.ledger_version (version) VALUES (4) ON CONFLICT DO NOTHING;
+"#,
+        s = schema
+    )
+}
+
 /// The progress of non-transactional changesets: a row per statement that
 /// committed, written right after it, so that a run killed half-way leaves
 /// how far it got. Append-only like the ledger. Created also in ledgers made
@@ -257,7 +294,7 @@ pub async fn ensure(conn: &mut PgConnection, env: &str, schema: &str) -> Result<
     .map_err(|e| DbError::query(env, e))?;
     // Each layout's upgrade in order, each in its own transaction.
     type Upgrade = fn(&str) -> String;
-    let upgrades: [(i32, Upgrade); 2] = [(2, v2_ddl), (3, v3_ddl)];
+    let upgrades: [(i32, Upgrade); 3] = [(2, v2_ddl), (3, v3_ddl), (4, v4_ddl)];
     for (layout, upgrade) in upgrades {
         if version < layout {
             let what = format!("upgrading {schema}.ledger to layout {layout}");

@@ -687,9 +687,30 @@ pub async fn apply(
                 });
             }
         }
+        let applied = crate::ledger::applied(&entries);
+        // An applied changeset edited in the work tree without resealing:
+        // nothing will run it again, which is worth saying.
+        for a in &applied {
+            if let Some(b) = bundles.iter().find(|b| b.id.as_str() == a.changeset_id)
+                && b.touched_since_sealed()
+                && let Ok(problems) = b.check_files()
+                && !problems.is_empty()
+            {
+                let list: Vec<String> = problems.iter().map(ToString::to_string).collect();
+                hooks.event(Event::Warning(&format!(
+                    "{}: {} (it ran in {} as sealed, and will not run again); to redo it: undo it by hand, `promoter resolve {} {} --forget --note \"...\"`, `promoter seal --force {}`, apply",
+                    b.location,
+                    list.join("; "),
+                    env.name,
+                    env.name,
+                    a.changeset_id,
+                    a.changeset_id
+                )));
+            }
+        }
         let plan = plan::plan_apply(
             &env.name,
-            &crate::ledger::applied(&entries),
+            &applied,
             &sketch(bundles),
             &opts.only,
             opts.upto.as_deref(),
@@ -1157,6 +1178,101 @@ async fn execute(
         }
     }
     Ok(())
+}
+
+/// Records that a developer undid changeset `changeset` by hand in `env`,
+/// an environment without `promote_from`, so that it counts as not applied
+/// and a fixed bundle can run again (`promoter resolve dev N --forget`). A
+/// `forgotten` row names the bundle that had run and carries the note and
+/// the live schema fingerprint; the rows before it stay. Refused in any
+/// environment that is promoted to from another: what ran there is a fact.
+pub async fn forget(
+    env: &Environment,
+    schema: &str,
+    changeset: &str,
+    note: &str,
+    lock_wait: Duration,
+    trust: &mut Trust<'_>,
+    hooks: &mut dyn Hooks,
+) -> Result<Entry, RunError> {
+    let usage = |msg: String| RunError::Other(crate::error::CommandError::usage(msg).into());
+    if env.config.promote_from.is_some() {
+        return Err(RunError::Other(
+            crate::error::CommandError::refused(format!(
+                "{} is promoted from {}: what ran there is part of the promotion's record and is never forgotten",
+                env.name,
+                env.config.promote_from.as_deref().unwrap_or("?")
+            ))
+            .with_hint("--forget is for an environment without promote_from (DEV); fix forward with a new changeset here")
+            .into(),
+        ));
+    }
+    let mut target = Target::open(env, schema, lock_wait, hooks).await?;
+    let result = async {
+        ledger::ensure(&mut target.conn, &env.name, schema).await?;
+        let entries = target.entries().await?;
+        let matching: Vec<&Entry> = entries
+            .iter()
+            .filter(|e| {
+                !e.status.is_event()
+                    && ChangesetId::parse(&e.changeset_id).is_ok_and(|id| id.matches(changeset))
+            })
+            .collect();
+        let Some(last) = crate::ledger::live_rows(&matching)
+            .iter()
+            .rev()
+            .find(|e| e.status.is_applied())
+        else {
+            return Err(usage(format!(
+                "{}: `{changeset}` is not applied here; nothing to forget",
+                env.name
+            )));
+        };
+        let ids: std::collections::BTreeSet<&str> =
+            matching.iter().map(|e| e.changeset_id.as_str()).collect();
+        if ids.len() > 1 {
+            return Err(usage(format!(
+                "`{changeset}` matches {}; name one",
+                ids.into_iter().collect::<Vec<_>>().join(", ")
+            )));
+        }
+        let schema_now = fingerprint::fingerprint(&mut target.conn, &env.name, schema).await?;
+        let (os_user, host) = who();
+        let now = SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as i64);
+        let mut entry = Entry {
+            status: Status::Forgotten,
+            os_user,
+            host,
+            db_role: ledger::current_role(&mut target.conn, &env.name).await?,
+            started_at: now,
+            finished_at: Some(now),
+            schema_before: Some(schema_now),
+            schema_after: Some(schema_now),
+            statements: 0,
+            error: None,
+            note: Some(note.to_owned()),
+            signers: "[]".into(),
+            promoted_from: None,
+            promoted_from_entry: None,
+            receipt: None,
+            ..(*last).clone()
+        };
+        entry.environment = env.name.clone();
+        let mut signer = trust.row_signer();
+        let mut sign: db::ledger::RowSigner<'_> = signer
+            .as_mut()
+            .map(|f| f as &mut dyn FnMut(&[u8]) -> Result<String, String>);
+        executor::append_alone(&mut target.conn, &env.name, schema, &mut entry, &mut sign).await?;
+        Ok(entry)
+    }
+    .await;
+    if wrote(&result) {
+        target.save_checkpoint(hooks).await;
+    }
+    target.close().await;
+    result
 }
 
 /// Records how an operator resolved a partial application: a

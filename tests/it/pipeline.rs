@@ -839,3 +839,126 @@ fn ledger_filters_by_changeset_and_time_and_keeps_marking_the_chain() {
     let out = t.promoter(&["ledger", "dev", "--changeset", "2"]).ok();
     assert!(out.contains("#2 PROBLEM: chain broken"), "{out}");
 }
+
+/// A developer fixes a changeset already applied to DEV: apply says the
+/// edited script will not run again, the reseal says where the old bundle
+/// ran, `resolve dev --forget` lets the fixed one run, and the ledger keeps
+/// both runs. QAT never forgets, and a forgotten row written there by hand
+/// fails its audit.
+#[test]
+fn a_changeset_applied_to_dev_can_be_forgotten_fixed_and_applied_again() {
+    let t = TestContext::with_databases();
+    let id = t.changeset("a", "CREATE TABLE a (id int);\n");
+    t.promoter(&["seal"]).ok();
+    t.promoter(&["apply", "dev"]).ok();
+    t.commit_all("a");
+
+    // Edited, not resealed: nothing runs, and apply says why.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    t.write(
+        &format!("changesets/{id}/001-a.sql"),
+        "CREATE TABLE a (id int, name text);\n",
+    );
+    let run = t.promoter(&["apply", "dev"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(
+        run.stderr.contains("will not run again") && run.stderr.contains("--forget"),
+        "{}",
+        run.stderr
+    );
+    // Resealed: the old bundle ran in DEV, which the reseal says.
+    let sealed = t.promoter(&["seal", "1"]);
+    assert_eq!(sealed.code, 0, "{}", sealed.all());
+    assert!(
+        sealed.stderr.contains("already applied to dev"),
+        "{}",
+        sealed.stderr
+    );
+    let refused = t.promoter(&["apply", "dev"]).fails();
+    assert!(refused.contains("resolve dev 0001-a --forget"), "{refused}");
+
+    // Forgetting is for DEV only; QAT's record stays as it is.
+    let before = t.sql(
+        "qat",
+        "SELECT count(*) FROM pg_tables WHERE schemaname = 'promoter'",
+    );
+    let no = t
+        .promoter(&["resolve", "qat", "1", "--forget", "--note", "x"])
+        .fails();
+    assert!(no.contains("never forgotten"), "{no}");
+    assert_eq!(
+        t.sql(
+            "qat",
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'promoter'"
+        ),
+        before
+    );
+    let nothing = t
+        .promoter(&["resolve", "dev", "2", "--forget", "--note", "x"])
+        .fails();
+    assert!(nothing.contains("not applied here"), "{nothing}");
+
+    // Undone by hand, forgotten, applied again.
+    t.sql("dev", "DROP TABLE a");
+    let out = t
+        .promoter(&[
+            "resolve",
+            "dev",
+            "1",
+            "--forget",
+            "--note",
+            "dropped to redo it",
+        ])
+        .ok();
+    assert!(out.contains("recorded 0001-a as forgotten in dev"), "{out}");
+    let status = t.promoter(&["status"]).ok();
+    assert!(status.contains("pending"), "{status}");
+    let out = t.promoter(&["apply", "dev"]).ok();
+    assert!(out.contains("applied 0001-a to dev"), "{out}");
+    assert_eq!(
+        t.sql(
+            "dev",
+            "SELECT string_agg(attname, ',' ORDER BY attnum) FROM pg_attribute WHERE attrelid = 'a'::regclass AND attnum > 0"
+        )
+        .trim(),
+        "id,name"
+    );
+    let ledger = t.promoter(&["--json", "ledger", "dev"]).ok();
+    let v: serde_json::Value = serde_json::from_str(&ledger).unwrap();
+    let statuses: Vec<&str> = v["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["applied", "forgotten", "applied"], "{ledger}");
+    assert_ne!(v["rows"][0]["bundle_hash"], v["rows"][2]["bundle_hash"]);
+    // The database still refuses a second applied row without a forget.
+    let again = crate::common::psql(
+        &t.url("dev"),
+        "INSERT INTO promoter.ledger SELECT seq + 10, changeset_id, bundle_hash, environment, status, signers, \
+         promoted_from, promoted_from_entry, git_commit, os_user, host, db_role, started_at, finished_at, schema_before, \
+         schema_after, statements, error, note, entry_hash, repeat('e', 64) FROM promoter.ledger WHERE seq = 3",
+    );
+    assert_ne!(again.code, 0);
+    assert!(
+        again.stderr.contains("ledger_applied_once"),
+        "{}",
+        again.stderr
+    );
+    t.commit_all("a fixed");
+    let audit = t.promoter(&["audit", "dev"]).ok();
+    assert!(audit.contains("hash chain intact"), "{audit}");
+
+    // A forgotten row slipped into QAT's ledger by hand fails QAT's audit.
+    t.pin("qat");
+    t.sql(
+        "qat",
+        "INSERT INTO promoter.ledger (seq, changeset_id, bundle_hash, environment, status, signers, os_user, host, \
+         db_role, started_at, statements, prev_hash, entry_hash) \
+         SELECT 2, '0001-a', repeat('a', 64), 'qat', 'forgotten', '[]', 'x', 'y', 'z', now(), 0, entry_hash, repeat('b', 64) \
+         FROM promoter.ledger WHERE seq = 1",
+    );
+    let audit = t.promoter(&["audit", "qat"]).fails();
+    assert!(audit.contains("forgets 0001-a"), "{audit}");
+}
