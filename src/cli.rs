@@ -86,6 +86,9 @@ pub enum Command {
     Receipt(ReceiptCommand),
     /// Show one changeset: files, signatures, every environment it ran in with its receipt, and its SQL.
     Show(ShowArgs),
+    /// Branch databases: master, develop, feature_*, bugfix_*, test_* — environments without promote_from, known by name.
+    #[command(subcommand)]
+    Branch(BranchCommand),
     /// Write one page of everything promoter knows (status, changesets, signatures, ledgers, audits, drift) as HTML, Markdown or JSON.
     Report(ReportArgs),
     /// Print a shell completion script: `source <(promoter completions bash)`.
@@ -460,6 +463,63 @@ pub struct ResolveArgs {
     /// How long to wait for another promoter that holds the lock, in seconds.
     #[arg(long, default_value_t = 30, value_name = "SECONDS")]
     pub lock_wait: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BranchCommand {
+    /// Make a branch database as a copy of an environment or a branch (its ledger continues the source's).
+    Create(BranchCreateArgs),
+    /// Every branch: its source, how it was made, its ledger head, pending changesets and size.
+    List,
+    /// Drop a branch's database and make it again from its source.
+    Reset(BranchResetArgs),
+    /// Drop a branch's database and forget the branch.
+    Drop(BranchDropArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BranchCreateArgs {
+    /// master, develop, feature_<name>, bugfix_<name> or test_<name>.
+    pub name: String,
+    /// The environment or branch to copy (default: develop for feature_*,
+    /// master for bugfix_* and develop; required for master and test_*).
+    #[arg(long, value_name = "BRANCH|ENV")]
+    pub from: Option<String>,
+    /// End the source's other sessions without asking, so that it can be
+    /// copied by CREATE DATABASE … TEMPLATE (without: asked on a terminal,
+    /// otherwise it is copied with pg_dump).
+    #[arg(long, short)]
+    pub yes: bool,
+    /// Parallel jobs of pg_dump and pg_restore (the dump path).
+    #[arg(long, default_value_t = 2)]
+    pub jobs: u32,
+    /// How long to wait for another promoter that holds a lock, in seconds.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    pub lock_wait: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct BranchResetArgs {
+    /// The branch to make again.
+    pub name: String,
+    /// Drop it without asking, and end its source's sessions if needed.
+    #[arg(long, short)]
+    pub yes: bool,
+    /// Parallel jobs of pg_dump and pg_restore (the dump path).
+    #[arg(long, default_value_t = 2)]
+    pub jobs: u32,
+    /// How long to wait for another promoter that holds a lock, in seconds.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    pub lock_wait: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct BranchDropArgs {
+    /// The branch to drop.
+    pub name: String,
+    /// Do not ask (its sessions are ended).
+    #[arg(long, short)]
+    pub yes: bool,
 }
 
 #[derive(Debug, Args)]

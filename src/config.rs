@@ -41,6 +41,8 @@ pub enum ConfigError {
         target: String,
         known: String,
     },
+    #[error("branch {name}: {message}")]
+    Branch { name: String, message: String },
 }
 
 /// The parsed `environments.yaml`.
@@ -56,6 +58,22 @@ pub struct ConfigFile {
     /// Role name → directory of public certificates allowed to sign in that role.
     #[serde(default = "default_roles", deserialize_with = "unique_keys")]
     pub roles: BTreeMap<String, PathBuf>,
+    /// Where branch databases are made (`promoter branch create`).
+    #[serde(default)]
+    pub branches: BranchesConfig,
+}
+
+/// `branches:` in `environments.yaml`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BranchesConfig {
+    /// A connection to any database of the cluster that holds the branch
+    /// databases (its user, password and host serve every branch), written
+    /// as `database_url` is. Without it a branch is made in the cluster of
+    /// the environment it descends from, which must be one without
+    /// `promote_from`: promoter never creates databases in a controlled
+    /// environment's cluster.
+    pub database_url: Option<String>,
 }
 
 fn default_ledger_schema() -> String {
@@ -143,6 +161,11 @@ pub struct EnvironmentConfig {
     /// `keys/environments/<env>.asc`.
     #[serde(default)]
     pub receipt_key: Option<String>,
+    /// For a branch (never read from the file): the database that replaces
+    /// the one `database_url` names, on the same server with the same
+    /// credentials.
+    #[serde(skip)]
+    pub database: Option<String>,
 }
 
 /// Default for `connect_timeout`.
@@ -370,18 +393,34 @@ impl Config {
                 .select_targets(&[target.to_owned()])
                 .map(|mut found| found.remove(0));
         }
-        let (name, config) = self.file.environments.get_key_value(name).ok_or_else(|| {
-            ConfigError::UnknownEnvironment {
+        let Some((name, config)) = self.file.environments.get_key_value(name) else {
+            // A branch database is an environment too, known by name.
+            let registry = crate::branch::Registry::load(&self.root).map_err(|message| {
+                ConfigError::Branch {
+                    name: name.to_owned(),
+                    message,
+                }
+            })?;
+            if let Some(record) = registry.branches.get(name) {
+                return crate::branch::environment(self, name, record).map_err(|message| {
+                    ConfigError::Branch {
+                        name: name.to_owned(),
+                        message,
+                    }
+                });
+            }
+            return Err(ConfigError::UnknownEnvironment {
                 name: name.to_owned(),
                 known: self
                     .file
                     .environments
                     .keys()
+                    .chain(registry.branches.keys())
                     .cloned()
                     .collect::<Vec<_>>()
                     .join(", "),
-            }
-        })?;
+            });
+        };
         Ok(Environment {
             name: name.clone(),
             target: None,
@@ -528,12 +567,22 @@ impl Environment {
                 targets: self.target_names(),
             });
         }
-        interpolate(&self.config.database_url, |v| std::env::var(v).ok()).map_err(|var| {
-            ConfigError::MissingVariable {
-                env: self.label(),
-                var,
+        let url =
+            interpolate(&self.config.database_url, |v| std::env::var(v).ok()).map_err(|var| {
+                ConfigError::MissingVariable {
+                    env: self.label(),
+                    var,
+                }
+            })?;
+        match &self.config.database {
+            None => Ok(url),
+            Some(db) => {
+                crate::db::conninfo::with_dbname(&url, db).map_err(|message| ConfigError::Branch {
+                    name: self.name.clone(),
+                    message,
+                })
             }
-        })
+        }
     }
 }
 

@@ -32,6 +32,11 @@ pub enum Status {
     /// Not a changeset: the environment's trust policy was pinned (the row's
     /// `changeset_id` is [`TRUST_EVENT`], its `bundle_hash` the policy's hash).
     TrustPinned,
+    /// Not a changeset: the database was made as a branch of another
+    /// (`promoter branch create`). The rows before it are the source's
+    /// history; its `changeset_id` is [`BRANCH_EVENT`], its note a
+    /// [`BranchNote`].
+    Branched,
     /// In an environment without `promote_from` (DEV), a developer undid an
     /// applied changeset by hand (`promoter resolve dev N --forget`): it
     /// counts as not applied, so that a fixed bundle can run again. The
@@ -58,6 +63,31 @@ pub const TRUST_EVENT: &str = "trust-policy";
 
 /// The `changeset_id` of ledger rows that record a refresh (`promoter clone`).
 pub const REFRESH_EVENT: &str = "refresh";
+
+/// The `changeset_id` of ledger rows that record a branch (`promoter branch create`).
+pub const BRANCH_EVENT: &str = "branch";
+
+/// The note of a `branched` row, as JSON: where the copy came from and how
+/// it was made. The source's head is the row's `promoted_from_entry`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct BranchNote {
+    /// The environment or branch copied.
+    pub from: String,
+    /// `template` (`CREATE DATABASE … TEMPLATE`) or `dump` (pg_dump/pg_restore).
+    pub method: String,
+    /// sha256 of the masking spec the data went through, if any.
+    pub masking_sha256: Option<String>,
+}
+
+impl BranchNote {
+    /// The note of a `branched` row; `None` for any other row.
+    pub fn of(entry: &Entry) -> Option<Self> {
+        if entry.status != Status::Branched {
+            return None;
+        }
+        serde_json::from_str(entry.note.as_deref()?).ok()
+    }
+}
 
 /// A ledger head: a row's sequence number and entry hash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -192,13 +222,15 @@ pub fn check_replaced(
 }
 
 /// Where the rows this environment vouches for row by row begin: after its
-/// last `refreshed` row, the history before which is the copied source's,
+/// last `refreshed` (or `branched`) row, the history before which is the copied source's,
 /// covered as a whole by that row's hash chain and receipt. 0 when the
 /// environment was never refreshed.
 pub fn own_rows_start(entries: &[Entry], env: &str) -> usize {
     entries
         .iter()
-        .rposition(|e| e.status == Status::Refreshed && e.environment == env)
+        .rposition(|e| {
+            matches!(e.status, Status::Refreshed | Status::Branched) && e.environment == env
+        })
         .unwrap_or(0)
 }
 
@@ -213,6 +245,7 @@ impl Status {
             Self::TrustPinned => "trust-pinned",
             Self::Refreshed => "refreshed",
             Self::Forgotten => "forgotten",
+            Self::Branched => "branched",
         }
     }
 
@@ -226,6 +259,7 @@ impl Status {
             "trust-pinned" => Self::TrustPinned,
             "refreshed" => Self::Refreshed,
             "forgotten" => Self::Forgotten,
+            "branched" => Self::Branched,
             _ => return None,
         })
     }
@@ -233,7 +267,7 @@ impl Status {
     /// Whether the row records an event of the environment (a trust pin, a
     /// refresh) rather than a changeset.
     pub fn is_event(self) -> bool {
-        matches!(self, Self::TrustPinned | Self::Refreshed)
+        matches!(self, Self::TrustPinned | Self::Refreshed | Self::Branched)
     }
 
     /// Whether the changeset counts as applied after this row.

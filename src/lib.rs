@@ -22,6 +22,7 @@
 //! - [`output`]: stdout/stderr conventions, times, JSON.
 
 pub mod approval;
+pub mod branch;
 pub mod changeset;
 pub mod check;
 pub mod checkpoint;

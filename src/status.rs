@@ -162,7 +162,7 @@ pub fn orphan(last: Option<&Entry>, locked: bool) -> Cell {
         Status::Failed => State::Failed,
         Status::Running if locked => State::Running,
         Status::Running => State::Interrupted,
-        Status::ResolvedRolledBack | Status::TrustPinned | Status::Refreshed => {
+        Status::ResolvedRolledBack | Status::TrustPinned | Status::Refreshed | Status::Branched => {
             State::ResolvedRolledBack
         }
         Status::Forgotten => State::Absent,

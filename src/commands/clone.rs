@@ -36,6 +36,7 @@ pub fn run(ctx: &Context, args: &CloneArgs) -> anyhow::Result<ExitCode> {
             ),
         },
         strict: args.strict,
+        branch: false,
     };
     let mut hooks = StderrHooks {
         assume_yes: args.yes,
@@ -125,7 +126,7 @@ fn mib(bytes: u64) -> String {
     }
 }
 
-fn error(e: CloneError) -> anyhow::Error {
+pub(super) fn error(e: CloneError) -> anyhow::Error {
     // Connection and query errors carry their own kind (unreachable: 5).
     let e = match e {
         CloneError::Db(db) => return db.into(),

@@ -3,6 +3,7 @@
 
 mod apply;
 mod approve;
+mod branch;
 mod clone;
 mod docs;
 mod drift;
@@ -26,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use crate::changeset::{self, source::BundleDir};
-use crate::cli::{Cli, Command, KeysCommand, ReceiptCommand, TrustCommand};
+use crate::cli::{BranchCommand, Cli, Command, KeysCommand, ReceiptCommand, TrustCommand};
 use crate::config::{self, Config};
 pub use crate::error::{CommandError, ErrorKind};
 use crate::signing::Keyrings;
@@ -165,6 +166,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Trust(TrustCommand::Sign(args)) => trust::sign(&ctx, &args),
         Command::Receipt(ReceiptCommand::Export(args)) => approve::export_receipt(&ctx, &args),
         Command::Show(args) => show::run(&ctx, &args),
+        Command::Branch(BranchCommand::Create(args)) => branch::create(&ctx, &args),
+        Command::Branch(BranchCommand::List) => branch::list(&ctx),
+        Command::Branch(BranchCommand::Reset(args)) => branch::reset(&ctx, &args),
+        Command::Branch(BranchCommand::Drop(args)) => branch::drop(&ctx, &args),
         Command::Completions(args) => docs::completions(&ctx, &args),
         Command::Man(args) => docs::man(&ctx, &args),
     }

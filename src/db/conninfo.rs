@@ -262,6 +262,41 @@ pub fn for_tool(text: &str, dbname: Option<&str>) -> Result<(String, Option<Stri
     Ok((url.to_string(), password))
 }
 
+/// The same connection with database `dbname` instead, as a URL that keeps
+/// its password (for a branch: the server and credentials of the
+/// connection it is made next to).
+pub fn with_dbname(text: &str, dbname: &str) -> Result<String, String> {
+    let (url, password) = for_tool(text, Some(dbname))?;
+    let Some(password) = password else {
+        return Ok(url);
+    };
+    let mut url = url::Url::parse(&url)
+        .map_err(|_| format!("not a valid connection URL: {}", redact(text)))?;
+    let encoded: String = url::form_urlencoded::byte_serialize(password.as_bytes()).collect();
+    url.set_password(Some(&encoded.replace('+', "%20")))
+        .map_err(|()| format!("{}: cannot carry a password", redact(text)))?;
+    Ok(url.to_string())
+}
+
+/// The database a connection string names, if it names one.
+pub fn dbname(text: &str) -> Result<Option<String>, String> {
+    let (url, _) = for_tool(text, None)?;
+    let url = url::Url::parse(&url)
+        .map_err(|_| format!("not a valid connection URL: {}", redact(text)))?;
+    let path = url.path().trim_start_matches('/');
+    if path.is_empty() {
+        return Ok(url
+            .query_pairs()
+            .find(|(k, _)| k == "dbname")
+            .map(|(_, v)| v.into_owned()));
+    }
+    Ok(Some(
+        url::form_urlencoded::parse(format!("d={path}").as_bytes())
+            .next()
+            .map_or_else(|| path.to_owned(), |(_, v)| v.into_owned()),
+    ))
+}
+
 /// A connection string with every secret replaced by `***`: the password of
 /// a URL's user info, a `password` query parameter, a `password=` keyword.
 /// A string that cannot be parsed is never echoed.

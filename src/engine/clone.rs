@@ -25,7 +25,9 @@ use crate::changeset::Sha256Digest;
 use crate::config::{Config, Environment};
 use crate::db::admin::{self, DatabaseProps, ToolError};
 use crate::db::{self, DbError, conninfo, fingerprint, ledger};
-use crate::ledger::{Entry, GENESIS, Head, REFRESH_EVENT, RefreshNote, ReplacedRow, Status};
+use crate::ledger::{
+    BRANCH_EVENT, BranchNote, Entry, GENESIS, Head, REFRESH_EVENT, RefreshNote, ReplacedRow, Status,
+};
 use crate::masking::{self, Masker};
 
 /// How to clone.
@@ -48,6 +50,10 @@ pub struct CloneOptions {
     pub mask: Option<masking::Spec>,
     /// Treat every table as sensitive (deny-by-default everywhere).
     pub strict: bool,
+    /// TO is a branch database just made (`promoter branch create`): any
+    /// source may be copied into it, and its ledger continues the source's
+    /// with a `branched` row rather than a `refreshed` one.
+    pub branch: bool,
 }
 
 /// Seconds spent per phase.
@@ -132,7 +138,12 @@ fn upstream_of(config: &Config, to: &Environment, from: &Environment) -> bool {
 }
 
 /// Checks what can be checked from the configuration alone.
-pub fn check_pair(config: &Config, from: &Environment, to: &Environment) -> Result<(), CloneError> {
+pub fn check_pair(
+    config: &Config,
+    from: &Environment,
+    to: &Environment,
+    branch: bool,
+) -> Result<(), CloneError> {
     let refuse = |why: String| {
         Err(CloneError::Refused {
             to: to.name.clone(),
@@ -154,7 +165,7 @@ pub fn check_pair(config: &Config, from: &Environment, to: &Environment) -> Resu
             to.name, to.name
         ));
     }
-    if !upstream_of(config, to, from) {
+    if !branch && !upstream_of(config, to, from) {
         return refuse(format!(
             "a refresh copies a later stage into an earlier one (prd into qat or dev), and {} is not promoted into {} through the pipeline: copying {} over {} would overwrite what feeds it, or a stage unrelated to it",
             to.name,
@@ -176,7 +187,7 @@ pub async fn clone(
     opts: &CloneOptions,
     hooks: &mut dyn Hooks,
 ) -> Result<CloneReport, CloneError> {
-    check_pair(config, from, to)?;
+    check_pair(config, from, to, opts.branch)?;
     let started = Instant::now();
     let started_at = now_micros();
     let schema = config.file.ledger_schema.as_str();
@@ -550,6 +561,7 @@ async fn copy(
                 &mut copy, to, &from.name, schema, &history, old, copy_fp, trust, started_at,
                 tables.len() as u64, counts.iter().sum::<i64>() as u64,
                 opts.mask.as_ref().map(|m| m.sha256.to_hex()),
+                opts.branch,
             )
             .await?;
             Ok(entry)
@@ -693,7 +705,7 @@ async fn interruptible(
 }
 
 /// A connection to TO's cluster outside TO (for CREATE, ALTER, DROP DATABASE).
-async fn maintenance(to: &Environment, to_url: &str) -> Result<db::Connection, DbError> {
+pub(super) async fn maintenance(to: &Environment, to_url: &str) -> Result<db::Connection, DbError> {
     let settings = super::settings(to);
     match db::connect_database(&to.name, to_url, Some("postgres"), &settings).await {
         Ok(c) => Ok(c),
@@ -719,6 +731,7 @@ async fn write_ledger(
     tables: u64,
     rows: u64,
     mask_sha256: Option<String>,
+    branch: bool,
 ) -> Result<Entry, CloneError> {
     let env = to.name.as_str();
     ledger::ensure(copy, env, schema).await?;
@@ -754,6 +767,18 @@ async fn write_ledger(
         entry_hash: GENESIS,
         receipt: None,
     };
+    if branch {
+        entry.changeset_id = BRANCH_EVENT.to_owned();
+        entry.status = Status::Branched;
+        entry.note = Some(
+            serde_json::to_string(&BranchNote {
+                from: from.to_owned(),
+                method: "dump".into(),
+                masking_sha256: mask_sha256.clone(),
+            })
+            .unwrap_or_default(),
+        );
+    }
     entry.seal(history.last());
     if let Some(mut sign) = trust.row_signer() {
         entry.receipt = Some(

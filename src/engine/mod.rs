@@ -6,6 +6,7 @@
 //! back as a typed [`Report`] or [`RunError`]. It prints nothing itself: the
 //! command layer renders.
 
+pub mod branch;
 pub mod clone;
 pub mod fleet;
 pub mod interrupt;

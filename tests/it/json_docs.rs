@@ -165,6 +165,18 @@ fn every_json_document_matches_docs_json_md() {
         &["resolve", "dev", &id, "--rolled-back", "--note", "undone"],
         true,
     );
+    // A branch of DEV (whole again after the resolve), listed and dropped.
+    run(
+        "promoter branch create",
+        &["branch", "create", "develop", "--from", "dev", "--yes"],
+        true,
+    );
+    run("promoter branch list", &["branch", "list"], true);
+    run(
+        "promoter branch drop",
+        &["branch", "drop", "develop", "--yes"],
+        true,
+    );
     t.commit_all("two changesets");
     run(
         "promoter trust pin",
