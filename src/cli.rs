@@ -89,6 +89,9 @@ pub enum Command {
     /// Branch databases: master, develop, feature_*, bugfix_*, test_* — environments without promote_from, known by name.
     #[command(subcommand)]
     Branch(BranchCommand),
+    /// Data profiles: datasets saved from an environment (pinned in profiles/NAME/profile.yaml) and restored into DEV or a branch.
+    #[command(subcommand)]
+    Profile(ProfileCommand),
     /// Write one page of everything promoter knows (status, changesets, signatures, ledgers, audits, drift) as HTML, Markdown or JSON.
     Report(ReportArgs),
     /// Print a shell completion script: `source <(promoter completions bash)`.
@@ -466,6 +469,60 @@ pub struct ResolveArgs {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum ProfileCommand {
+    /// Dump ENV (one consistent snapshot, read-only) into the profile store and pin it in profiles/NAME/profile.yaml.
+    Save(ProfileSaveArgs),
+    /// Replace an environment without promote_from (DEV) or a branch with a profile, then apply the pending changesets.
+    Restore(ProfileRestoreArgs),
+    /// Every profile: where it was taken, when, and whether its artifact is in the store.
+    List,
+    /// Check a profile's artifact in the store against its pins, file by file.
+    Verify(ProfileVerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ProfileSaveArgs {
+    /// The profile's name, e.g. user-generated or customer1 (clean-db is built, not saved).
+    pub name: String,
+    /// The environment (or branch) to take it from.
+    #[arg(long, value_name = "ENV")]
+    pub from: String,
+    /// Replace a profile of that name.
+    #[arg(long)]
+    pub force: bool,
+    /// Parallel jobs of pg_dump.
+    #[arg(long, default_value_t = 2)]
+    pub jobs: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct ProfileRestoreArgs {
+    /// The profile (clean-db: an empty database, then every changeset).
+    pub name: String,
+    /// The environment without promote_from, or the branch, to replace.
+    #[arg(long, value_name = "ENV|BRANCH")]
+    pub to: String,
+    /// Do not ask (its sessions are ended).
+    #[arg(long, short)]
+    pub yes: bool,
+    /// Parallel jobs of pg_restore.
+    #[arg(long, default_value_t = 2)]
+    pub jobs: u32,
+    /// Restore without the dump's owners and grants (roles the target's cluster lacks).
+    #[arg(long)]
+    pub no_owner: bool,
+    /// How long to wait for another promoter that holds the target's lock, in seconds.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    pub lock_wait: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct ProfileVerifyArgs {
+    /// The profile to check.
+    pub name: String,
+}
+
+#[derive(Debug, Subcommand)]
 pub enum BranchCommand {
     /// Make a branch database as a copy of an environment or a branch (its ledger continues the source's).
     Create(BranchCreateArgs),
@@ -505,6 +562,10 @@ pub struct BranchResetArgs {
     /// Drop it without asking, and end its source's sessions if needed.
     #[arg(long, short)]
     pub yes: bool,
+    /// Make it again from this data profile instead of its source (clean-db:
+    /// empty, then every changeset); NAME may then also be DEV.
+    #[arg(long, value_name = "PROFILE")]
+    pub profile: Option<String>,
     /// Parallel jobs of pg_dump and pg_restore (the dump path).
     #[arg(long, default_value_t = 2)]
     pub jobs: u32,

@@ -61,6 +61,31 @@ pub struct ConfigFile {
     /// Where branch databases are made (`promoter branch create`).
     #[serde(default)]
     pub branches: BranchesConfig,
+    /// Where data profiles' artifacts are kept (`promoter profile`).
+    #[serde(default)]
+    pub profiles: ProfilesConfig,
+}
+
+/// `profiles:` in `environments.yaml`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfilesConfig {
+    /// The directory that holds the artifacts (pg_dump directories),
+    /// relative to the project root or absolute; default `.promoter/profiles`
+    /// (git-ignored). A directory for now: an object store would be another
+    /// kind of store behind the same pins.
+    pub store: Option<PathBuf>,
+}
+
+impl ProfilesConfig {
+    /// The store's directory for a project at `root`.
+    pub fn store_dir(&self, root: &Path) -> PathBuf {
+        match &self.store {
+            Some(p) if p.is_absolute() => p.clone(),
+            Some(p) => root.join(p),
+            None => root.join(".promoter/profiles"),
+        }
+    }
 }
 
 /// `branches:` in `environments.yaml`.

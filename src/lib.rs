@@ -38,6 +38,7 @@ pub mod masking;
 pub mod output;
 pub mod plan;
 pub mod policy;
+pub mod profile;
 pub mod report;
 pub mod signing;
 pub mod sql;

@@ -24,14 +24,6 @@ pub fn run(ctx: &Context, args: &ApplyArgs) -> anyhow::Result<ExitCode> {
         .with_hint(format!("promoter promote {from} {}", env.name))
         .into());
     }
-    let git = super::trust::GitTrust::work_tree(ctx)?;
-    let git_policy = super::trust::derive(&git, &env).ok().map(|(p, _)| p);
-    let mut receipt = super::trust::receipt_signer(&git, &env)?;
-    let mut trust = engine::Trust {
-        git_keyrings: &git.keyrings,
-        git_policy,
-        receipt: receipt.as_mut(),
-    };
     let dirs = changeset::source::discover(&ctx.root)?;
     let only: Vec<ChangesetId> = if args.changesets.is_empty() {
         Vec::new()
@@ -41,23 +33,49 @@ pub fn run(ctx: &Context, args: &ApplyArgs) -> anyhow::Result<ExitCode> {
             .map(|d| d.id.clone())
             .collect()
     };
-    let bundles = dirs
-        .iter()
-        .map(changeset::source::load_dir)
-        .collect::<Result<Vec<_>, _>>()?;
-    let git_commit = changeset::source::head_commit(&ctx.root).map(|c| format!("{c}+worktree"));
     let opts = run::options(&args.run, args.upto.clone(), only);
-    let outcome = ctx.block_on(engine::apply(
+    let outcome = work_tree(
+        ctx,
+        &config,
         &env,
-        &config.file.ledger_schema,
-        &bundles,
-        &mut trust,
-        git_commit,
         &opts,
         &mut StderrHooks::interactive(ctx.json, false),
-    ));
+    )?;
     match outcome {
         Ok(report) => run::render(&report, ctx.json, &format!("{} is up to date", env.name)),
         Err(e) => Err(run::error(e, opts.dry_run, ctx.json)),
     }
+}
+
+/// Applies the work tree's pending sealed changesets to `env` (one without
+/// `promote_from`), as `apply` does; for `profile restore` too.
+pub(super) fn work_tree(
+    ctx: &Context,
+    config: &crate::config::Config,
+    env: &crate::config::Environment,
+    opts: &engine::RunOptions,
+    hooks: &mut dyn engine::Hooks,
+) -> anyhow::Result<Result<engine::Report, engine::RunError>> {
+    let git = super::trust::GitTrust::work_tree(ctx)?;
+    let git_policy = super::trust::derive(&git, env).ok().map(|(p, _)| p);
+    let mut receipt = super::trust::receipt_signer(&git, env)?;
+    let mut trust = engine::Trust {
+        git_keyrings: &git.keyrings,
+        git_policy,
+        receipt: receipt.as_mut(),
+    };
+    let bundles = changeset::source::discover(&ctx.root)?
+        .iter()
+        .map(changeset::source::load_dir)
+        .collect::<Result<Vec<_>, _>>()?;
+    let git_commit = changeset::source::head_commit(&ctx.root).map(|c| format!("{c}+worktree"));
+    Ok(ctx.block_on(engine::apply(
+        env,
+        &config.file.ledger_schema,
+        &bundles,
+        &mut trust,
+        git_commit,
+        opts,
+        hooks,
+    )))
 }

@@ -387,6 +387,18 @@ fn confirm(question: &str, yes: bool) -> anyhow::Result<()> {
 
 /// Drops NAME's database and makes it again from its source.
 pub fn reset(ctx: &Context, args: &BranchResetArgs) -> anyhow::Result<ExitCode> {
+    // From a data profile: DEV too (`branch reset dev --profile clean-db`).
+    if let Some(profile) = &args.profile {
+        return super::profile::restore_into(
+            ctx,
+            profile,
+            &args.name,
+            args.yes,
+            args.jobs,
+            false,
+            args.lock_wait,
+        );
+    }
     let config = ctx.config()?;
     let mut reg = registry(ctx)?;
     let record = reg.branches.get(&args.name).cloned().ok_or_else(|| {

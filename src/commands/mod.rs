@@ -12,6 +12,7 @@ mod init;
 mod keys;
 mod ledger;
 mod new;
+mod profile;
 mod promote;
 mod report;
 mod resolve;
@@ -27,7 +28,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use crate::changeset::{self, source::BundleDir};
-use crate::cli::{BranchCommand, Cli, Command, KeysCommand, ReceiptCommand, TrustCommand};
+use crate::cli::{
+    BranchCommand, Cli, Command, KeysCommand, ProfileCommand, ReceiptCommand, TrustCommand,
+};
 use crate::config::{self, Config};
 pub use crate::error::{CommandError, ErrorKind};
 use crate::signing::Keyrings;
@@ -170,6 +173,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Branch(BranchCommand::List) => branch::list(&ctx),
         Command::Branch(BranchCommand::Reset(args)) => branch::reset(&ctx, &args),
         Command::Branch(BranchCommand::Drop(args)) => branch::drop(&ctx, &args),
+        Command::Profile(ProfileCommand::Save(args)) => profile::save(&ctx, &args),
+        Command::Profile(ProfileCommand::Restore(args)) => profile::restore(&ctx, &args),
+        Command::Profile(ProfileCommand::List) => profile::list(&ctx),
+        Command::Profile(ProfileCommand::Verify(args)) => profile::verify(&ctx, &args),
         Command::Completions(args) => docs::completions(&ctx, &args),
         Command::Man(args) => docs::man(&ctx, &args),
     }

@@ -259,6 +259,17 @@ async fn mark(
     let mut target = Target::open(to, schema, opts.lock_wait, hooks).await?;
     let result = async {
         ledger::ensure(&mut target.conn, &to.name, schema).await?;
+        // Trust is pinned per environment: the file copy brought the
+        // source's pins, which say nothing about the branch.
+        let q = |e: sqlx::Error| db::DbError::query(&to.name, e);
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "BEGIN; ALTER TABLE {schema}.policy DISABLE TRIGGER policy_append_only; \
+             DELETE FROM {schema}.policy; \
+             ALTER TABLE {schema}.policy ENABLE TRIGGER policy_append_only; COMMIT"
+        )))
+        .execute(&mut target.conn)
+        .await
+        .map_err(q)?;
         let entries = target.entries().await?;
         let fp = fingerprint::fingerprint(&mut target.conn, &to.name, schema).await?;
         let (os_user, host) = who();

@@ -11,6 +11,7 @@ pub mod clone;
 pub mod fleet;
 pub mod interrupt;
 pub mod join;
+pub mod profile;
 pub mod trust;
 
 use std::collections::BTreeMap;

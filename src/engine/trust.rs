@@ -100,6 +100,18 @@ pub(super) async fn effective(
     let pinned = record
         .parsed()
         .map_err(|e| RunError::Other(anyhow::anyhow!("{}: pinned policy: {e}", env.name)))?;
+    // A policy pinned for another environment came with a copy of its
+    // database: it says nothing about this one.
+    if pinned.environment != env.name {
+        return Ok(Err(Refusal::PolicyTampered {
+            env: env.name.clone(),
+            seq: record.seq,
+            reason: format!(
+                "the pinned policy is {}'s, not {}'s: this database holds a copy of another environment's trust; copy it without the policy table (promoter branch, profile and clone do), or pin {} in a fresh database",
+                pinned.environment, env.name, env.name
+            ),
+        }));
+    }
     if let Some(git) = git_policy
         && git != &pinned
     {

@@ -177,6 +177,34 @@ fn every_json_document_matches_docs_json_md() {
         &["branch", "drop", "develop", "--yes"],
         true,
     );
+    run(
+        "promoter profile save",
+        &["profile", "save", "user-generated", "--from", "dev"],
+        true,
+    );
+    run("promoter profile list", &["profile", "list"], true);
+    run(
+        "promoter profile verify",
+        &["profile", "verify", "user-generated"],
+        true,
+    );
+    // Restored with 0002 (which always fails) out of the work tree for a moment.
+    let steps = t.path(&format!("changesets/{id}"));
+    let aside = t.dir.path().join("steps-aside");
+    std::fs::rename(&steps, &aside).unwrap();
+    run(
+        "promoter profile restore",
+        &[
+            "profile",
+            "restore",
+            "user-generated",
+            "--to",
+            "dev",
+            "--yes",
+        ],
+        true,
+    );
+    std::fs::rename(&aside, &steps).unwrap();
     t.commit_all("two changesets");
     run(
         "promoter trust pin",

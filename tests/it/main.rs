@@ -13,6 +13,7 @@ mod offline;
 mod operator;
 mod parity;
 mod pipeline;
+mod profile;
 mod report;
 mod snapshots;
 mod trust;

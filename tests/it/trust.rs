@@ -948,3 +948,44 @@ fn a_refreshed_row_inserted_into_qat_by_hand_has_no_receipt_and_audit_says_so() 
         "{out}"
     );
 }
+
+/// A pinned policy belongs to the environment it was pinned for: copied by
+/// hand into another environment's database (a restore of QAT's dump into
+/// PRD, say), it opens nothing there.
+#[test]
+fn a_policy_copied_from_another_environments_database_opens_nothing() {
+    let s = Setup::new();
+    let t = &s.t;
+    s.approve(&["1"], &[]).ok();
+    t.commit_all("approved");
+    // PRD's own pins replaced by QAT's, rows and all, as a copy would bring.
+    let rows = crate::common::psql(&t.url("qat"), "COPY promoter.policy TO STDOUT").ok();
+    let mut copy = std::process::Command::new("psql")
+        .args([
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            &t.url("prd"),
+            "-c",
+            "ALTER TABLE promoter.policy DISABLE TRIGGER policy_append_only; DELETE FROM promoter.policy; \
+             ALTER TABLE promoter.policy ENABLE TRIGGER policy_append_only",
+            "-c",
+            "COPY promoter.policy FROM STDIN",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    copy.stdin
+        .take()
+        .unwrap()
+        .write_all(rows.as_bytes())
+        .unwrap();
+    assert!(copy.wait().unwrap().success());
+    let err = s.refused(
+        &["promote", "qat", "prd", "--yes"],
+        "the pinned policy is qat's, not prd's",
+    );
+    assert!(err.contains("another environment's trust"), "{err}");
+}

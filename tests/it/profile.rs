@@ -1,0 +1,181 @@
+//! Data profiles: saved from QAT, restored into DEV with the same schema and
+//! data, pinned file by file (a tampered artifact is refused), `clean-db`
+//! built from nothing, and never restored into a controlled environment.
+
+use crate::common::TestContext;
+
+fn rows(t: &TestContext, env: &str) -> String {
+    t.sql(
+        env,
+        "SELECT string_agg(id || ':' || name, ',' ORDER BY id) FROM a",
+    )
+}
+
+#[test]
+fn a_profile_round_trips_and_a_tampered_artifact_is_refused() {
+    let t = TestContext::with_databases();
+    t.changeset(
+        "a",
+        "CREATE TABLE a (id int PRIMARY KEY, name text);\nINSERT INTO a VALUES (1, 'seed');\n",
+    );
+    t.promoter(&["seal"]).ok();
+    let (_, dev_key) = t.promoter_key("Dev <dev@example.com>", "keys/developers");
+    t.promoter(&["apply", "dev"]).ok();
+    t.promoter(&["sign", "1", "--key", dev_key.to_str().unwrap()])
+        .ok();
+    t.commit_all("a");
+    t.pin("qat");
+    t.promoter(&["promote", "dev", "qat"]).ok();
+    // Data only QAT has: what testers made there.
+    t.sql(
+        "qat",
+        "INSERT INTO a VALUES (10, 'made in qat'), (11, 'also')",
+    );
+
+    let out = t
+        .promoter(&[
+            "--json",
+            "profile",
+            "save",
+            "user-generated",
+            "--from",
+            "qat",
+        ])
+        .ok();
+    let saved: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        saved["file"], "profiles/user-generated/profile.yaml",
+        "{out}"
+    );
+    assert!(saved["files"].as_u64().unwrap() >= 2, "{out}");
+    let pin = t.read("profiles/user-generated/profile.yaml");
+    assert!(
+        pin.contains("from: qat") && pin.contains("schema_fingerprint:"),
+        "{pin}"
+    );
+    let again = t
+        .promoter(&["profile", "save", "user-generated", "--from", "qat"])
+        .fails();
+    assert!(again.contains("--force"), "{again}");
+    let verified = t.promoter(&["profile", "verify", "user-generated"]).ok();
+    assert!(verified.contains("match their pins"), "{verified}");
+
+    // Into DEV: QAT's schema, data and ledger, then a `branched` row.
+    let out = t
+        .promoter(&[
+            "--json",
+            "profile",
+            "restore",
+            "user-generated",
+            "--to",
+            "dev",
+            "--yes",
+        ])
+        .ok();
+    let restored: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(restored["applied"], serde_json::json!([]), "{out}");
+    assert_eq!(rows(&t, "dev"), rows(&t, "qat"));
+    let same = t.promoter(&["drift", "qat", "dev"]).ok();
+    assert!(same.contains("have the same schema"), "{same}");
+    let ledger = t.promoter(&["ledger", "dev"]).ok();
+    assert!(
+        ledger.contains("branched") && ledger.contains("profile user-generated"),
+        "{ledger}"
+    );
+
+    // A new changeset: the restore applies it, so tests run on today's schema.
+    t.changeset("b", "ALTER TABLE a ADD COLUMN c int;\n");
+    t.promoter(&["seal"]).ok();
+    let out = t
+        .promoter(&[
+            "--json",
+            "profile",
+            "restore",
+            "user-generated",
+            "--to",
+            "dev",
+            "--yes",
+        ])
+        .ok();
+    let restored: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(restored["applied"], serde_json::json!(["0002-b"]), "{out}");
+    assert!(
+        t.sql("dev", "SELECT count(*) FROM a WHERE c IS NULL")
+            .starts_with('3')
+    );
+
+    // Tampered in the store: verify names the file, restore refuses and DEV stays.
+    let store = t.path(".promoter/profiles/user-generated");
+    let artifact = std::fs::read_dir(&store)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let data = std::fs::read_dir(&artifact)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "gz"))
+        .unwrap();
+    let mut bytes = std::fs::read(&data).unwrap();
+    bytes.push(0);
+    std::fs::write(&data, bytes).unwrap();
+    let name = data.file_name().unwrap().to_str().unwrap().to_owned();
+    let bad = t.promoter(&["profile", "verify", "user-generated"]).fails();
+    assert!(bad.contains(&format!("{name}: modified")), "{bad}");
+    t.sql("dev", "CREATE TABLE marker (id int)");
+    let refused = t
+        .promoter(&[
+            "profile",
+            "restore",
+            "user-generated",
+            "--to",
+            "dev",
+            "--yes",
+        ])
+        .fails();
+    assert!(
+        refused.contains(&name) && refused.contains("nothing was restored"),
+        "{refused}"
+    );
+    assert!(
+        t.sql("dev", "SELECT to_regclass('marker') IS NOT NULL")
+            .starts_with('t')
+    );
+
+    // Never into a controlled environment.
+    let no = t
+        .promoter(&["profile", "restore", "clean-db", "--to", "qat", "--yes"])
+        .fails();
+    assert!(
+        no.contains("only into an environment without promote_from"),
+        "{no}"
+    );
+
+    // clean-db: nothing, then every changeset; also as `branch reset dev`.
+    let out = t
+        .promoter(&[
+            "--json", "profile", "restore", "clean-db", "--to", "dev", "--yes",
+        ])
+        .ok();
+    let restored: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        restored["applied"],
+        serde_json::json!(["0001-a", "0002-b"]),
+        "{out}"
+    );
+    assert_eq!(rows(&t, "dev").trim(), "1:seed");
+    assert!(
+        t.sql("dev", "SELECT to_regclass('marker') IS NULL")
+            .starts_with('t')
+    );
+    let out = t
+        .promoter(&["branch", "reset", "dev", "--profile", "clean-db", "--yes"])
+        .ok();
+    assert!(out.contains("applied 2 changesets"), "{out}");
+    let list = t.promoter(&["profile", "list"]).ok();
+    assert!(
+        list.contains("clean-db") && list.contains("user-generated"),
+        "{list}"
+    );
+}
