@@ -490,6 +490,10 @@ pub struct ProfileSaveArgs {
     /// Replace a profile of that name.
     #[arg(long)]
     pub force: bool,
+    /// Mask the data on the way (docs/masking.md): it is copied through the
+    /// spec into a scratch branch database, which is dumped, then dropped.
+    #[arg(long, value_name = "MASKING_YAML")]
+    pub mask: Option<std::path::PathBuf>,
     /// Parallel jobs of pg_dump.
     #[arg(long, default_value_t = 2)]
     pub jobs: u32,

@@ -129,6 +129,7 @@ pub fn create(ctx: &Context, args: &BranchCreateArgs) -> anyhow::Result<ExitCode
         args.yes,
         args.jobs,
         args.lock_wait,
+        None,
     )?;
     reg.branches.insert(
         args.name.clone(),
@@ -142,7 +143,7 @@ pub fn create(ctx: &Context, args: &BranchCreateArgs) -> anyhow::Result<ExitCode
 }
 
 /// Where the branch will live, and under what name.
-fn plan_record(
+pub(super) fn plan_record(
     config: &Config,
     reg: &Registry,
     name: &str,
@@ -184,7 +185,7 @@ fn plan_record(
 
 /// Runs the engine: the copy and its `branched` row.
 #[allow(clippy::too_many_arguments)]
-fn make(
+pub(super) fn make(
     ctx: &Context,
     config: &Config,
     name: &str,
@@ -193,6 +194,7 @@ fn make(
     yes: bool,
     jobs: u32,
     lock_wait: u64,
+    mask: Option<crate::masking::Spec>,
 ) -> anyhow::Result<engine::branch::Made> {
     let to = branch::environment(config, name, record).map_err(usage)?;
     let from_env = config.environment(from)?;
@@ -220,6 +222,7 @@ fn make(
             assume_yes: yes,
             lock_wait: Duration::from_secs(lock_wait),
             jobs,
+            mask,
         },
         &mut hooks,
     ))
@@ -429,6 +432,7 @@ pub fn reset(ctx: &Context, args: &BranchResetArgs) -> anyhow::Result<ExitCode> 
         args.yes,
         args.jobs,
         args.lock_wait,
+        None,
     )?;
     reg.branches.insert(
         args.name.clone(),

@@ -116,9 +116,20 @@ pub fn save(ctx: &Context, args: &ProfileSaveArgs) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(dir.parent().expect("the artifact has a parent"))
         .map_err(|e| anyhow::anyhow!("{}: {e}", store.display()))?;
     let mut hooks = StderrHooks::default();
-    let saved = ctx.block_on(engine::profile::save(
-        &config, &from, &dir, args.jobs, &mut hooks,
-    ));
+    let (saved, masking_sha256) = match &args.mask {
+        None => (
+            ctx.block_on(engine::profile::save(
+                &config, &from, &dir, args.jobs, &mut hooks,
+            )),
+            None,
+        ),
+        Some(path) => {
+            let spec = crate::masking::Spec::load(&ctx.cwd.join(path))
+                .map_err(|e| usage(e.to_string()))?;
+            let sha = spec.sha256.to_hex();
+            (masked(ctx, &config, args, &dir, spec)?, Some(sha))
+        }
+    };
     let saved = match saved {
         Ok(s) => s,
         Err(e) => {
@@ -145,7 +156,7 @@ pub fn save(ctx: &Context, args: &ProfileSaveArgs) -> anyhow::Result<ExitCode> {
         },
         schema_fingerprint: saved.schema_fingerprint,
         ledger_head: saved.ledger_head,
-        masking_sha256: None,
+        masking_sha256,
     };
     std::fs::create_dir_all(pin.parent().expect("profile.yaml has a directory"))
         .map_err(|e| anyhow::anyhow!("{}: {e}", pin.display()))?;
@@ -186,6 +197,47 @@ pub fn save(ctx: &Context, args: &ProfileSaveArgs) -> anyhow::Result<ExitCode> {
         store.display()
     ));
     Ok(ExitCode::SUCCESS)
+}
+
+/// A masked save: the source copied through the spec into a scratch branch
+/// database (the dump path, in the branch cluster or a DEV-like root's),
+/// which is dumped and then dropped, whatever happened.
+fn masked(
+    ctx: &Context,
+    config: &crate::config::Config,
+    args: &ProfileSaveArgs,
+    dir: &std::path::Path,
+    spec: crate::masking::Spec,
+) -> anyhow::Result<Result<engine::profile::Saved, engine::clone::CloneError>> {
+    let reg = crate::branch::Registry::load(&ctx.root).map_err(usage)?;
+    let scratch_name = format!("profile_{}", args.name.replace('-', "_"));
+    let base = args.from.split('/').next().unwrap_or(&args.from);
+    let from_is_env = config.file.environments.contains_key(base);
+    let record = super::branch::plan_record(config, &reg, &scratch_name, &args.from, from_is_env)?;
+    let scratch = crate::branch::environment(config, &scratch_name, &record).map_err(usage)?;
+    // A scratch left by an interrupted save is ours to drop.
+    let _ = ctx.block_on(engine::branch::drop(&scratch));
+    let made = super::branch::make(
+        ctx,
+        config,
+        &scratch_name,
+        &args.from,
+        &record,
+        false,
+        args.jobs,
+        30,
+        Some(spec),
+    );
+    let saved = made.map(|_| {
+        let mut hooks = StderrHooks::default();
+        ctx.block_on(engine::profile::save(
+            config, &scratch, dir, args.jobs, &mut hooks,
+        ))
+    });
+    let dropped = ctx.block_on(engine::branch::drop(&scratch));
+    let saved = saved?;
+    dropped?;
+    Ok(saved)
 }
 
 /// The profile and its verified artifact directory, or `None` for clean-db.

@@ -25,6 +25,8 @@ pub struct BranchOptions {
     pub lock_wait: Duration,
     /// Parallel jobs of the dump path.
     pub jobs: u32,
+    /// Mask the data on the way (always the dump path).
+    pub mask: Option<crate::masking::Spec>,
 }
 
 /// What `create` did.
@@ -115,7 +117,11 @@ pub async fn create(
             None
         };
         let mut sessions_ended = 0;
-        let mut why_dump = why_not_template;
+        let mut why_dump = why_not_template.or_else(|| {
+            opts.mask
+                .as_ref()
+                .map(|m| format!("masked by {}: copied through the spec", m.path.display()))
+        });
         if why_dump.is_none() {
             match template(&mut maint, from, to, &source_props.name, &database, opts, hooks).await? {
                 Ok(ended) => sessions_ended = ended,
@@ -138,7 +144,7 @@ pub async fn create(
                         lock_wait: opts.lock_wait,
                         source_lock_timeout: "30s".into(),
                         no_owner: false,
-                        mask: None,
+                        mask: opts.mask.clone(),
                         strict: false,
                         branch: true,
                     },

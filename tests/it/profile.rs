@@ -179,3 +179,78 @@ fn a_profile_round_trips_and_a_tampered_artifact_is_refused() {
         "{list}"
     );
 }
+
+/// A masked profile of QAT: the data goes through the spec into a scratch
+/// branch database (never in QAT's cluster unless a branch cluster is
+/// named), which is dumped and dropped; no original e-mail reaches DEV.
+#[test]
+fn a_masked_profile_never_carries_the_originals() {
+    let t = TestContext::with_databases();
+    t.changeset(
+        "people",
+        "CREATE TABLE people (id int PRIMARY KEY, email text NOT NULL);\n",
+    );
+    t.promoter(&["seal"]).ok();
+    let (_, dev_key) = t.promoter_key("Dev <dev@example.com>", "keys/developers");
+    t.promoter(&["apply", "dev"]).ok();
+    t.promoter(&["sign", "1", "--key", dev_key.to_str().unwrap()])
+        .ok();
+    t.commit_all("people");
+    t.pin("qat");
+    t.promoter(&["promote", "dev", "qat"]).ok();
+    t.sql(
+        "qat",
+        "INSERT INTO people SELECT i, 'person' || i || '@customer.example' FROM generate_series(1, 50) i",
+    );
+    t.write(
+        "masking.yaml",
+        "tables:\n  people:\n    sensitive: true\n    columns:\n      id: { keep: \"surrogate key\" }\n      email: email\n",
+    );
+    let salt = [("PROMOTER_MASK_SALT", "a salt of some length 1")];
+    let args = [
+        "profile",
+        "save",
+        "masked",
+        "--from",
+        "qat",
+        "--mask",
+        "masking.yaml",
+    ];
+    let refused = t.promoter_env(&args, &salt).fails();
+    assert!(
+        refused.contains("never creates databases in a controlled"),
+        "{refused}"
+    );
+    let yaml = t.read("environments.yaml");
+    t.write(
+        "environments.yaml",
+        &format!(
+            "{yaml}branches:\n  database_url: \"{}\"\n",
+            crate::common::admin_url()
+        ),
+    );
+    t.promoter_env(&args, &salt).ok();
+    let pin = t.read("profiles/masked/profile.yaml");
+    assert!(!pin.contains("masking_sha256: null"), "{pin}");
+    // The scratch database is gone.
+    let scratch = format!("{}_profile_masked", t.databases[1].1);
+    assert_eq!(
+        crate::common::psql(
+            crate::common::admin_url(),
+            &format!("SELECT count(*) FROM pg_database WHERE datname = '{scratch}'")
+        )
+        .ok()
+        .trim(),
+        "0"
+    );
+    t.promoter(&["profile", "restore", "masked", "--to", "dev", "--yes"])
+        .ok();
+    assert_eq!(t.sql("dev", "SELECT count(*) FROM people").trim(), "50");
+    assert!(
+        t.sql(
+            "dev",
+            "SELECT count(*) FROM people WHERE email LIKE '%@customer.example'"
+        )
+        .starts_with('0')
+    );
+}
