@@ -92,6 +92,8 @@ pub enum Command {
     /// Data profiles: datasets saved from an environment (pinned in profiles/NAME/profile.yaml) and restored into DEV or a branch.
     #[command(subcommand)]
     Profile(ProfileCommand),
+    /// Fold every changeset up to N, applied everywhere, into one baseline changeset; the folded ones move to changesets/archive/.
+    Baseline(BaselineArgs),
     /// Write one page of everything promoter knows (status, changesets, signatures, ledgers, audits, drift) as HTML, Markdown or JSON.
     Report(ReportArgs),
     /// Print a shell completion script: `source <(promoter completions bash)`.
@@ -466,6 +468,17 @@ pub struct ResolveArgs {
     /// How long to wait for another promoter that holds the lock, in seconds.
     #[arg(long, default_value_t = 30, value_name = "SECONDS")]
     pub lock_wait: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct BaselineArgs {
+    /// The last changeset to fold (id, number or slug).
+    #[arg(long = "upto", value_name = "CHANGESET")]
+    pub upto: String,
+    /// Tables whose rows the baseline carries (reference data), e.g.
+    /// public.countries; repeat or separate with commas.
+    #[arg(long, value_name = "TABLES", value_delimiter = ',')]
+    pub reference_data: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -37,6 +37,10 @@ pub enum Status {
     /// history; its `changeset_id` is [`BRANCH_EVENT`], its note a
     /// [`BranchNote`].
     Branched,
+    /// A baseline (`promoter baseline`) that this database did not run: it
+    /// had applied every changeset the baseline folds, and its schema
+    /// fingerprint was the baseline's. Counts as applied.
+    BaselineAdopted,
     /// In an environment without `promote_from` (DEV), a developer undid an
     /// applied changeset by hand (`promoter resolve dev N --forget`): it
     /// counts as not applied, so that a fixed bundle can run again. The
@@ -246,6 +250,7 @@ impl Status {
             Self::Refreshed => "refreshed",
             Self::Forgotten => "forgotten",
             Self::Branched => "branched",
+            Self::BaselineAdopted => "baseline-adopted",
         }
     }
 
@@ -260,6 +265,7 @@ impl Status {
             "refreshed" => Self::Refreshed,
             "forgotten" => Self::Forgotten,
             "branched" => Self::Branched,
+            "baseline-adopted" => Self::BaselineAdopted,
             _ => return None,
         })
     }
@@ -272,7 +278,10 @@ impl Status {
 
     /// Whether the changeset counts as applied after this row.
     pub fn is_applied(self) -> bool {
-        matches!(self, Self::Applied | Self::ResolvedApplied)
+        matches!(
+            self,
+            Self::Applied | Self::ResolvedApplied | Self::BaselineAdopted
+        )
     }
 }
 

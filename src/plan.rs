@@ -23,6 +23,14 @@ pub enum Refusal {
     NotInRepository { id: String, from_env: String },
     /// It has no `SHA256SUMS`.
     NotSealed { id: String },
+    /// A baseline this environment can neither run (it has applied some of
+    /// what the baseline folds) nor adopt (not all of it, or other bundles,
+    /// or another schema).
+    BaselineNotAdoptable {
+        id: String,
+        env: String,
+        why: String,
+    },
     /// The bundle in git differs from the one the source applied.
     ChangedSinceSource {
         id: String,
@@ -137,6 +145,7 @@ impl Refusal {
             Self::Diverged { .. } => "diverged",
             Self::NotInRepository { .. } => "not-in-repository",
             Self::NotSealed { .. } => "not-sealed",
+            Self::BaselineNotAdoptable { .. } => "baseline-not-adoptable",
             Self::ChangedSinceSource { .. } => "changed-since-source",
             Self::ChangedSinceApplied { .. } => "changed-since-applied",
             Self::MissingFromTree { .. } => "missing-from-tree",
@@ -176,6 +185,7 @@ impl Refusal {
             | Self::CheckpointMissing { .. } => None,
             Self::NotInRepository { id, .. }
             | Self::NotSealed { id }
+            | Self::BaselineNotAdoptable { id, .. }
             | Self::ChangedSinceSource { id, .. }
             | Self::ChangedSinceApplied { id, .. }
             | Self::MissingFromTree { id, .. }
@@ -226,6 +236,9 @@ impl Refusal {
             ),
             Self::Drift { from_env, to_env, .. } => format!(
                 "see the difference with `promoter drift {from_env} {to_env}`, make {to_env} match {from_env} (or refresh {from_env} from {to_env}), or pass --allow-drift"
+            ),
+            Self::BaselineNotAdoptable { env, .. } => format!(
+                "a database takes a baseline only from nothing (it runs it) or from exactly the changesets it folds (it adopts it): apply what {env} lacks from the history before the baseline was folded, or rebuild {env} (`promoter profile restore clean-db --to {env}`)"
             ),
             Self::Unreadable { .. } => return None,
             Self::FilesModified { id, .. } => format!(
@@ -314,6 +327,9 @@ impl fmt::Display for Refusal {
                 "{id} is applied to {from_env} but is not in the repository at this revision"
             ),
             Self::NotSealed { id } => write!(f, "{id} is not sealed"),
+            Self::BaselineNotAdoptable { id, env, why } => {
+                write!(f, "{env} cannot take the baseline {id}: {why}")
+            }
             Self::ChangedSinceSource {
                 id,
                 from_env,
@@ -477,6 +493,8 @@ pub struct BundleFacts {
     pub id: ChangesetId,
     /// `None` if not sealed.
     pub hash: Option<Sha256Digest>,
+    /// For a baseline: the changesets it folds and their bundles.
+    pub supersedes: Vec<(String, Sha256Digest)>,
     /// Everything that keeps it from being applied.
     pub problems: Vec<Refusal>,
 }
@@ -524,6 +542,27 @@ pub fn refuse_dirty(env: &str, dirty: &[Dirty<'_>]) -> Vec<Refusal> {
         .collect()
 }
 
+/// An environment's applied sequence as it counts once baselines are
+/// taken into account: entries some baseline of `bundles` folds (same
+/// changeset, same bundle) are history the baseline stands for, not part
+/// of what is compared or promoted.
+pub fn effective(applied: &[Applied], bundles: &[BundleFacts]) -> Vec<Applied> {
+    applied
+        .iter()
+        .filter(|a| !folded(a, bundles))
+        .cloned()
+        .collect()
+}
+
+/// Whether `a` is folded by some baseline of `bundles` with the same bundle.
+fn folded(a: &Applied, bundles: &[BundleFacts]) -> bool {
+    bundles.iter().any(|b| {
+        b.supersedes
+            .iter()
+            .any(|(id, hash)| *id == a.changeset_id && *hash == a.bundle_hash)
+    })
+}
+
 /// Plans `promote FROM TO`: candidates are FROM's applied changesets that TO
 /// lacks, in FROM's order, up to and including `upto` if given; TO's
 /// applied sequence must be a prefix of FROM's.
@@ -536,6 +575,7 @@ pub fn plan_promotion(
     upto: Option<&str>,
 ) -> Plan {
     let mut plan = Plan::default();
+    let (from, to) = (&effective(from, bundles)[..], &effective(to, bundles)[..]);
     let diverges = to.len() > from.len()
         || to
             .iter()
@@ -569,6 +609,10 @@ pub fn plan_promotion(
     }
     for candidate in candidates {
         let id = &candidate.changeset_id;
+        // History a baseline in the plan stands for: never promoted again.
+        if folded(candidate, bundles) {
+            continue;
+        }
         let Some(bundle) = bundles.iter().find(|b| b.id.as_str() == id) else {
             plan.refusals.push(Refusal::NotInRepository {
                 id: id.clone(),
@@ -611,6 +655,8 @@ pub fn plan_apply(
     let mut plan = Plan::default();
     for a in applied {
         match bundles.iter().find(|b| b.id.as_str() == a.changeset_id) {
+            // Archived under a baseline that folds exactly this bundle.
+            None if folded(a, bundles) => {}
             None => plan.refusals.push(Refusal::MissingFromTree {
                 id: a.changeset_id.clone(),
                 env: env.to_owned(),
@@ -634,8 +680,17 @@ pub fn plan_apply(
         .max();
     let mut pending: Vec<&BundleFacts> = bundles.iter().filter(|b| !is_applied(b)).collect();
     pending.sort_by(|a, b| a.id.cmp(&b.id));
+    // A baseline this environment has already run the history of is
+    // adopted, not run: it may come after what is applied, and goes first.
+    let adoptable = |b: &BundleFacts| {
+        !b.supersedes.is_empty()
+            && b.supersedes
+                .iter()
+                .any(|(id, _)| applied.iter().any(|a| a.changeset_id == *id))
+    };
+    pending.sort_by_key(|b| !adoptable(b));
     if let Some(newest) = newest_applied {
-        for p in pending.iter().filter(|p| p.id < *newest) {
+        for p in pending.iter().filter(|p| p.id < *newest && !adoptable(p)) {
             plan.refusals.push(Refusal::OutOfOrder {
                 id: p.id.to_string(),
                 newest: newest.to_string(),
@@ -738,6 +793,7 @@ mod tests {
             id: id(i),
             hash: Some(digest(hash)),
             problems: problems.to_vec(),
+            supersedes: Vec::new(),
         }
     }
 

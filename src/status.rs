@@ -158,7 +158,7 @@ pub fn orphan(last: Option<&Entry>, locked: bool) -> Cell {
         return Cell::bare(State::Absent);
     };
     let state = match row.status {
-        Status::Applied | Status::ResolvedApplied => State::Applied,
+        Status::Applied | Status::ResolvedApplied | Status::BaselineAdopted => State::Applied,
         Status::Failed => State::Failed,
         Status::Running if locked => State::Running,
         Status::Running => State::Interrupted,

@@ -58,6 +58,29 @@ pub struct ChangesetMeta {
     /// `per-changeset` (default) or `none`.
     #[serde(default)]
     pub transaction: TransactionMode,
+    /// For a baseline (`promoter baseline`): what it folds, and the schema it
+    /// gives. Absent for every other changeset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<BaselineMeta>,
+}
+
+/// `baseline:` in a baseline's `changeset.yaml`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BaselineMeta {
+    /// The schema fingerprint a database has after applying it (and after
+    /// applying every changeset it supersedes).
+    pub schema_fingerprint: Sha256Digest,
+    /// The changesets it folds, in order, with the bundles they had.
+    pub supersedes: Vec<Superseded>,
+}
+
+/// One changeset a baseline folds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Superseded {
+    pub id: String,
+    pub bundle: Sha256Digest,
 }
 
 /// Everything that can be wrong with a bundle's files before any signature is looked at.
@@ -511,7 +534,8 @@ mod tests {
             ChangesetMeta {
                 id: "0001-a".into(),
                 description: String::new(),
-                transaction: TransactionMode::PerChangeset
+                transaction: TransactionMode::PerChangeset,
+                baseline: None,
             }
         );
         assert_eq!(
@@ -535,6 +559,7 @@ mod tests {
             id: "0003-x".into(),
             description: "Add: an index # not a comment".into(),
             transaction: TransactionMode::None,
+            baseline: None,
         };
         assert_eq!(parse_meta(render_meta(&meta).as_bytes()).unwrap(), meta);
     }

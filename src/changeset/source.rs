@@ -43,7 +43,20 @@ fn note_stray(shown: &str) {
 /// directory must be a changeset (hidden files such as `.gitkeep`, and other
 /// files, with a note, are ignored); numbers must be unique.
 pub fn discover(root: &Path) -> Result<Vec<BundleDir>, BundleError> {
-    let dir = root.join(CHANGESETS_DIR);
+    discover_in(root, Path::new(CHANGESETS_DIR))
+}
+
+/// Where a baseline's superseded changesets go: `changesets/archive/`.
+/// They are never applied again, and stay verifiable (`verify`, `audit`).
+pub const ARCHIVE_DIR: &str = "archive";
+
+/// The changesets a baseline folded, in `changesets/archive/`.
+pub fn discover_archive(root: &Path) -> Result<Vec<BundleDir>, BundleError> {
+    discover_in(root, &Path::new(CHANGESETS_DIR).join(ARCHIVE_DIR))
+}
+
+fn discover_in(root: &Path, rel: &Path) -> Result<Vec<BundleDir>, BundleError> {
+    let dir = root.join(rel);
     let mut out = Vec::new();
     let entries = match std::fs::read_dir(&dir) {
         Ok(entries) => entries,
@@ -57,6 +70,9 @@ pub fn discover(root: &Path) -> Result<Vec<BundleDir>, BundleError> {
             continue;
         }
         let file_type = entry.file_type().map_err(io_err(&entry.path()))?;
+        if name == ARCHIVE_DIR && file_type.is_dir() {
+            continue;
+        }
         let id = match ChangesetId::parse(&name) {
             Ok(id) => id,
             Err(_) if file_type.is_file() => {
@@ -174,7 +190,16 @@ fn git_kind(mode: i32) -> EntryKind {
 /// Reads one bundle from the work tree, refusing symlinks, subdirectories,
 /// non-regular files and misnamed files.
 pub fn load_dir(dir: &BundleDir) -> Result<Bundle, BundleError> {
-    let location = format!("{CHANGESETS_DIR}/{}", dir.id);
+    let archived = dir
+        .path
+        .parent()
+        .and_then(Path::file_name)
+        .is_some_and(|n| n == ARCHIVE_DIR);
+    let location = if archived {
+        format!("{CHANGESETS_DIR}/{ARCHIVE_DIR}/{}", dir.id)
+    } else {
+        format!("{CHANGESETS_DIR}/{}", dir.id)
+    };
     let mut files = Vec::new();
     let mut manifest = None;
     let mut signatures = Vec::new();
@@ -236,6 +261,8 @@ pub struct GitSnapshot {
     /// The full commit id `rev` resolved to.
     pub commit: String,
     pub bundles: Vec<Bundle>,
+    /// Those a baseline folded, in `changesets/archive/`.
+    pub archived: Vec<Bundle>,
 }
 
 /// Reads all bundles at `rev` in the repository that contains `root`.
@@ -250,36 +277,68 @@ pub fn load_git(root: &Path, rev: &str) -> Result<GitSnapshot, BundleError> {
         .map_err(|e| git(e.message().to_owned()))?;
     let short = commit.id().to_string()[..12].to_owned();
     let tree = commit.tree().map_err(|e| git(e.message().to_owned()))?;
-    let changesets_path = prefix.join(CHANGESETS_DIR);
+    let bundles = load_git_dir(
+        &repo,
+        &tree,
+        &prefix.join(CHANGESETS_DIR),
+        CHANGESETS_DIR,
+        &short,
+    )?;
+    let archive_rel = format!("{CHANGESETS_DIR}/{ARCHIVE_DIR}");
+    let archived = load_git_dir(
+        &repo,
+        &tree,
+        &prefix.join(CHANGESETS_DIR).join(ARCHIVE_DIR),
+        &archive_rel,
+        &short,
+    )?;
+    Ok(GitSnapshot {
+        commit: commit.id().to_string(),
+        bundles,
+        archived,
+    })
+}
+
+/// The bundles of one directory of the commit's tree (`changesets/`, or
+/// its `archive/`), in id order.
+fn load_git_dir(
+    repo: &git2::Repository,
+    tree: &git2::Tree<'_>,
+    path: &Path,
+    shown: &str,
+    short: &str,
+) -> Result<Vec<Bundle>, BundleError> {
+    let git = |message: String| BundleError::Git {
+        location: format!("{shown}@{short}"),
+        message,
+    };
     let mut bundles = Vec::new();
-    let entry = match tree.get_path(&changesets_path) {
+    let entry = match tree.get_path(path) {
         Ok(entry) => entry,
-        Err(e) if e.code() == git2::ErrorCode::NotFound => {
-            return Ok(GitSnapshot {
-                commit: commit.id().to_string(),
-                bundles,
-            });
-        }
+        Err(e) if e.code() == git2::ErrorCode::NotFound => return Ok(bundles),
         Err(e) => return Err(git(e.message().to_owned())),
     };
     let changesets = entry
-        .to_object(&repo)
+        .to_object(repo)
         .and_then(|o| o.peel_to_tree())
-        .map_err(|e| git(format!("{CHANGESETS_DIR}: {}", e.message())))?;
+        .map_err(|e| git(e.message().to_owned()))?;
     for entry in changesets.iter() {
         let name = String::from_utf8_lossy(entry.name_bytes()).into_owned();
         if name.starts_with('.') {
             continue;
         }
+        if name == ARCHIVE_DIR && entry.kind() == Some(git2::ObjectType::Tree) {
+            continue;
+        }
         let id = match ChangesetId::parse(&name) {
             Ok(id) => id,
             Err(_) if entry.kind() == Some(git2::ObjectType::Blob) => {
-                note_stray(&format!("{CHANGESETS_DIR}/{name}@{short}"));
+                note_stray(&format!("{shown}/{name}@{short}"));
                 continue;
             }
             Err(source) => {
                 return Err(BundleError::BadDirectory {
-                    location: format!("{CHANGESETS_DIR}@{short}"),
+                    location: format!("{shown}@{short}"),
                     name: name.clone(),
                     source,
                 });
@@ -287,22 +346,19 @@ pub fn load_git(root: &Path, rev: &str) -> Result<GitSnapshot, BundleError> {
         };
         if entry.kind() != Some(git2::ObjectType::Tree) {
             return Err(BundleError::NotRegular {
-                location: format!("{CHANGESETS_DIR}@{short}"),
+                location: format!("{shown}@{short}"),
                 name,
             });
         }
-        let location = format!("{CHANGESETS_DIR}/{name}@{short}");
+        let location = format!("{shown}/{name}@{short}");
         let subtree = repo
             .find_tree(entry.id())
             .map_err(|e| git(format!("{name}: {}", e.message())))?;
-        bundles.push(load_git_bundle(&repo, id, location, &subtree)?);
+        bundles.push(load_git_bundle(repo, id, location, &subtree)?);
     }
     bundles.sort_by(|a, b| a.id.cmp(&b.id));
     super::check_unique_numbers(bundles.iter().map(|b| &b.id))?;
-    Ok(GitSnapshot {
-        commit: commit.id().to_string(),
-        bundles,
-    })
+    Ok(bundles)
 }
 
 // Git tree entry modes. A bundle holds regular blobs only: a link (0o120000)

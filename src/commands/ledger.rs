@@ -435,7 +435,13 @@ pub(super) fn audit_problems(
     l: &engine::Ledger,
 ) -> anyhow::Result<Vec<AuditProblem>> {
     let mut problems = crate::ledger::audit(&l.entries, |id| {
-        match snapshot.bundles.iter().find(|b| b.id.as_str() == id) {
+        // A changeset a baseline folded is in the archive, and audited there.
+        match snapshot
+            .bundles
+            .iter()
+            .chain(&snapshot.archived)
+            .find(|b| b.id.as_str() == id)
+        {
             None => InGit::Missing,
             Some(b) => InGit::Present {
                 hash: b.hash(),

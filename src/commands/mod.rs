@@ -3,6 +3,7 @@
 
 mod apply;
 mod approve;
+mod baseline;
 mod branch;
 mod clone;
 mod docs;
@@ -169,6 +170,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Trust(TrustCommand::Sign(args)) => trust::sign(&ctx, &args),
         Command::Receipt(ReceiptCommand::Export(args)) => approve::export_receipt(&ctx, &args),
         Command::Show(args) => show::run(&ctx, &args),
+        Command::Baseline(args) => baseline::run(&ctx, &args),
         Command::Branch(BranchCommand::Create(args)) => branch::create(&ctx, &args),
         Command::Branch(BranchCommand::List) => branch::list(&ctx),
         Command::Branch(BranchCommand::Reset(args)) => branch::reset(&ctx, &args),

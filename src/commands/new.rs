@@ -47,6 +47,7 @@ pub fn run(ctx: &Context, args: &NewArgs) -> anyhow::Result<ExitCode> {
             .clone()
             .unwrap_or_else(|| args.slug.replace('-', " ")),
         transaction,
+        baseline: None,
     };
     let script_name = format!("001-{}.sql", args.slug);
     let script = match transaction {

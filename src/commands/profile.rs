@@ -34,7 +34,7 @@ struct SavedView {
 struct RestoredView {
     profile: String,
     to: String,
-    /// The `branched` row naming the profile (for clean-db: the first row of the new ledger).
+    /// The `refreshed` row naming the profile.
     ledger_seq: Option<i64>,
     /// Changesets applied after the restore, in order.
     applied: Vec<String>,
@@ -362,7 +362,7 @@ pub(super) fn restore_into(
         to.name,
         entry
             .as_ref()
-            .map(|e| format!(" (its ledger, then `branched` #{})", e.seq))
+            .map(|e| format!(" (its ledger, then `refreshed` #{})", e.seq))
             .unwrap_or_default(),
         if applied.is_empty() {
             "nothing (no changeset pending)".to_owned()

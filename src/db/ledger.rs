@@ -145,7 +145,8 @@ INSERT INTO {s}.ledger_version (version) VALUES (3) ON CONFLICT DO NOTHING;
 }
 
 /// Layout 4: `forgotten` rows (a changeset undone by hand in DEV, so that
-/// it can run again) and `branched` rows (`promoter branch create`). "Applied at most once" becomes "applied at most once
+/// it can run again), `branched` rows (`promoter branch create`) and
+/// `baseline-adopted` rows (`promoter baseline`). "Applied at most once" becomes "applied at most once
 /// since it was last forgotten", which a unique index cannot say: a trigger
 /// refuses an `applied` row while the changeset's newest applied-or-forgotten
 /// row is applied. (Runs hold the environment's advisory lock, so two
@@ -155,17 +156,17 @@ fn v4_ddl(schema: &str) -> String {
         r#"
 ALTER TABLE {s}.ledger DROP CONSTRAINT IF EXISTS ledger_status_check;
 ALTER TABLE {s}.ledger ADD CONSTRAINT ledger_status_check
-    CHECK (status IN ('applied', 'failed', 'running', 'resolved-applied', 'resolved-rolled-back', 'trust-pinned', 'refreshed', 'forgotten', 'branched'));
+    CHECK (status IN ('applied', 'failed', 'running', 'resolved-applied', 'resolved-rolled-back', 'trust-pinned', 'refreshed', 'forgotten', 'branched', 'baseline-adopted'));
 DROP INDEX IF EXISTS {s}.ledger_applied_once;
 CREATE OR REPLACE FUNCTION {s}.ledger_applied_once() RETURNS trigger LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp AS $fn$
 BEGIN
-    IF NEW.status IN ('applied', 'resolved-applied') AND (
+    IF NEW.status IN ('applied', 'resolved-applied', 'baseline-adopted') AND (
         SELECT l.status FROM {s}.ledger l
         WHERE l.changeset_id = NEW.changeset_id
-          AND l.status IN ('applied', 'resolved-applied', 'forgotten')
+          AND l.status IN ('applied', 'resolved-applied', 'baseline-adopted', 'forgotten')
         ORDER BY l.seq DESC LIMIT 1
-    ) IN ('applied', 'resolved-applied') THEN
+    ) IN ('applied', 'resolved-applied', 'baseline-adopted') THEN
         RAISE EXCEPTION 'ledger_applied_once: % is already applied here (only a forgotten row lets it run again)', NEW.changeset_id
             USING ERRCODE = 'unique_violation';
     END IF;

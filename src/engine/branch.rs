@@ -369,3 +369,71 @@ pub async fn size(to: &Environment) -> Result<i64, db::DbError> {
     db::close(conn).await;
     size
 }
+
+/// Makes `to`'s database empty: dropped if it exists, then created with
+/// the encoding and locale of `like`'s (for scratch databases).
+pub async fn create_empty(like: &Environment, to: &Environment) -> Result<(), db::DbError> {
+    let mut conn = super::connect(like).await?;
+    let props = admin::props(&mut conn, &like.name).await;
+    db::close(conn).await;
+    let props = props?;
+    let database = to
+        .config
+        .database
+        .clone()
+        .expect("a branch environment names its database");
+    let to_url = to
+        .database_url()
+        .map_err(|e| db::DbError::Unconfigured(e.to_string()))?;
+    let mut maint = clone::maintenance(to, &to_url).await?;
+    let result = async {
+        admin::drop_database(&mut maint, &to.name, &database).await?;
+        admin::create_like(&mut maint, &to.name, &database, &props).await
+    }
+    .await;
+    db::close(maint).await;
+    result
+}
+
+/// `pg_dump` of `env` in plain SQL with `args` (e.g. `--schema-only`),
+/// without the psql-only `\restrict` lines recent pg_dump versions write
+/// (promoter never runs meta-commands, which is what they guard against).
+pub async fn dump_sql(env: &Environment, args: &[String]) -> Result<String, CloneError> {
+    let failed = |why: String| CloneError::Failed {
+        to: env.name.clone(),
+        why,
+    };
+    let url = env
+        .database_url()
+        .map_err(|e| db::DbError::Unconfigured(e.to_string()))?;
+    let mut conn = super::connect(env).await?;
+    let major = admin::server_major(&mut conn, &env.name).await;
+    db::close(conn).await;
+    let tools = admin::find_tools(major?).map_err(|e| failed(e.to_string()))?;
+    let (tool_url, password) = crate::db::conninfo::for_tool(&url, None)
+        .map_err(|e| failed(format!("{}: {e}", env.name)))?;
+    let dir = tempfile::tempdir().map_err(|e| failed(e.to_string()))?;
+    let file = dir.path().join("dump.sql");
+    let mut all = vec![
+        "--format=plain".to_owned(),
+        format!("--file={}", file.display()),
+        format!("--dbname={tool_url}"),
+    ];
+    all.extend(args.iter().cloned());
+    admin::run_tool(
+        "pg_dump",
+        &tools.pg_dump,
+        &all,
+        password.as_deref(),
+        &mut |_| {},
+    )
+    .await
+    .map_err(|e| failed(e.to_string()))?;
+    let text =
+        std::fs::read_to_string(&file).map_err(|e| failed(format!("{}: {e}", file.display())))?;
+    Ok(text
+        .lines()
+        .filter(|l| !l.starts_with("\\restrict ") && !l.starts_with("\\unrestrict "))
+        .map(|l| format!("{l}\n"))
+        .collect())
+}

@@ -14,7 +14,7 @@ pub mod join;
 pub mod profile;
 pub mod trust;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
@@ -546,6 +546,17 @@ pub fn sketch(bundles: &[Bundle]) -> Vec<BundleFacts> {
             id: b.id.clone(),
             hash: b.hash(),
             problems: Vec::new(),
+            supersedes: b
+                .meta()
+                .ok()
+                .and_then(|m| m.baseline)
+                .map(|bl| {
+                    bl.supersedes
+                        .into_iter()
+                        .map(|s| (s.id, s.bundle))
+                        .collect()
+                })
+                .unwrap_or_default(),
         })
         .collect()
 }
@@ -612,6 +623,97 @@ struct Work<'a> {
     confirm: bool,
     promoted_from: Option<String>,
     git_commit: Option<String>,
+    /// Baselines this target adopts rather than runs.
+    adopt: BTreeSet<String>,
+}
+
+/// For each baseline in `steps`: a target that has run none of what it
+/// folds runs it (`false`, left out); one that has run all of it, with the
+/// same bundles, and shows the baseline's schema adopts it (its id is
+/// returned); anything between is refused, naming what differs.
+async fn baselines(
+    target: &mut Target,
+    env: &str,
+    schema: &str,
+    entries: &[Entry],
+    bundles: &[Bundle],
+    steps: &[Step],
+    refusals: &mut Vec<Refusal>,
+) -> Result<(BTreeSet<String>, BTreeSet<String>), DbError> {
+    let applied = crate::ledger::applied(entries);
+    let mut adopt = BTreeSet::new();
+    let mut run_fresh = BTreeSet::new();
+    let mut live: Option<Sha256Digest> = None;
+    for step in steps {
+        let Some(b) = bundles.iter().find(|b| b.id.as_str() == step.changeset_id) else {
+            continue;
+        };
+        let Some(bl) = b.meta().ok().and_then(|m| m.baseline) else {
+            continue;
+        };
+        let ran: Vec<&crate::changeset::Superseded> = bl
+            .supersedes
+            .iter()
+            .filter(|s| applied.iter().any(|a| a.changeset_id == s.id))
+            .collect();
+        if ran.is_empty() {
+            run_fresh.insert(step.changeset_id.clone());
+            continue;
+        }
+        let why = if ran.len() < bl.supersedes.len() {
+            let missing: Vec<&str> = bl
+                .supersedes
+                .iter()
+                .filter(|s| !applied.iter().any(|a| a.changeset_id == s.id))
+                .map(|s| s.id.as_str())
+                .collect();
+            Some(format!(
+                "it has applied {} of the {} changesets the baseline folds, not {}",
+                ran.len(),
+                bl.supersedes.len(),
+                missing.join(", ")
+            ))
+        } else if let Some((s, a)) = bl.supersedes.iter().find_map(|s| {
+            applied
+                .iter()
+                .find(|a| a.changeset_id == s.id && a.bundle_hash != s.bundle)
+                .map(|a| (s, a))
+        }) {
+            Some(format!(
+                "it applied {} as bundle {}, and the baseline folds bundle {}",
+                s.id,
+                a.bundle_hash.short(),
+                s.bundle.short()
+            ))
+        } else {
+            let now = match live {
+                Some(fp) => fp,
+                None => {
+                    let fp = fingerprint::fingerprint(&mut target.conn, env, schema).await?;
+                    live = Some(fp);
+                    fp
+                }
+            };
+            (now != bl.schema_fingerprint).then(|| {
+                format!(
+                    "its schema (fingerprint {}) is not the one the baseline gives ({}): it changed since those changesets ran",
+                    now.short(),
+                    bl.schema_fingerprint.short()
+                )
+            })
+        };
+        match why {
+            None => {
+                adopt.insert(step.changeset_id.clone());
+            }
+            Some(why) => refusals.push(Refusal::BaselineNotAdoptable {
+                id: step.changeset_id.clone(),
+                env: env.to_owned(),
+                why,
+            }),
+        }
+    }
+    Ok((adopt, run_fresh))
 }
 
 /// The pinned policy of the target, or a refusal and git's view as a
@@ -718,6 +820,16 @@ pub async fn apply(
             opts.upto.as_deref(),
         );
         refusals.extend(plan.refusals);
+        let (adopt, _) = baselines(
+            &mut target,
+            &env.name,
+            schema,
+            &entries,
+            bundles,
+            &plan.steps,
+            &mut refusals,
+        )
+        .await?;
         let work = Work {
             schema,
             steps: plan.steps,
@@ -728,6 +840,7 @@ pub async fn apply(
             confirm: env.config.confirm,
             promoted_from: None,
             git_commit,
+            adopt,
         };
         let mut no_more = |_: &Step, _: &Bundle| (Vec::new(), Vec::new());
         run(
@@ -837,7 +950,22 @@ pub async fn promote(
             opts.upto.as_deref(),
         );
         refusals.extend(plan.refusals);
-        if check_drift && let Some(first) = plan.steps.first() {
+        let (adopt, run_fresh) = baselines(
+            &mut target,
+            &to.name,
+            schema,
+            &entries,
+            bundles,
+            &plan.steps,
+            &mut refusals,
+        )
+        .await?;
+        // A baseline run on an empty database starts from nothing, not from
+        // the source's schema before it (which had the history it folds).
+        if check_drift
+            && let Some(first) = plan.steps.first()
+            && !run_fresh.contains(&first.changeset_id)
+        {
             let before = source
                 .iter()
                 .find(|e| Some(e.entry_hash) == first.source_entry)
@@ -921,6 +1049,7 @@ pub async fn promote(
             confirm: to.config.confirm,
             promoted_from: Some(from.name.clone()),
             git_commit: Some(git_commit),
+            adopt,
         };
         let mut report = run(
             &mut target,
@@ -1001,7 +1130,7 @@ async fn run(
             env: target.env.clone(),
         });
     }
-    let info = (work.promoted_from, work.git_commit);
+    let info = (work.promoted_from, work.git_commit, work.adopt);
     execute(
         target,
         work.schema,
@@ -1032,7 +1161,7 @@ async fn execute(
     target: &mut Target,
     schema: &str,
     checked: Vec<Checked<'_>>,
-    (promoted_from, git_commit): &(Option<String>, Option<String>),
+    (promoted_from, git_commit, adopt): &(Option<String>, Option<String>, BTreeSet<String>),
     hooks: &mut dyn Hooks,
     trust: &mut Trust<'_>,
     report: &mut Report,
@@ -1104,6 +1233,40 @@ async fn execute(
             index: index + 1,
             total,
         });
+        if adopt.contains(&step.changeset_id) {
+            // The history the baseline folds ran here, and the schema is
+            // the baseline's (checked under this lock): recorded, not run.
+            let mut e = app.entry;
+            let fp = fingerprint::fingerprint(&mut target.conn, &target.env, schema).await?;
+            let now = SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros() as i64);
+            e.status = Status::BaselineAdopted;
+            e.started_at = now;
+            e.finished_at = Some(now);
+            e.schema_before = Some(fp);
+            e.schema_after = Some(fp);
+            e.note = Some(format!(
+                "adopted: this database ran every changeset {} folds, and its schema is the baseline's",
+                step.changeset_id
+            ));
+            executor::append_alone(&mut target.conn, &target.env, schema, &mut e, &mut sign)
+                .await?;
+            report.applied.push(AppliedStep {
+                changeset_id: e.changeset_id.clone(),
+                bundle_hash: e.bundle_hash,
+                ledger_seq: e.seq,
+                entry_hash: e.entry_hash,
+                statements: 0,
+                seconds: 0.0,
+            });
+            let step = report.applied.last().expect("just pushed");
+            hooks.event(Event::Applied {
+                env: &target.env,
+                step,
+            });
+            continue;
+        }
         let outcome = {
             let Target {
                 conn,

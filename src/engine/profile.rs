@@ -9,7 +9,7 @@ use super::clone::{self, CloneError};
 use super::{Hooks, Target, Trust, who};
 use crate::config::{Config, Environment};
 use crate::db::{self, admin, conninfo, fingerprint, ledger};
-use crate::ledger::{BRANCH_EVENT, BranchNote, Entry, GENESIS, Head, Status};
+use crate::ledger::{Entry, GENESIS, Head, REFRESH_EVENT, RefreshNote, Status};
 use crate::profile::Profile;
 
 /// What a save found at the moment it dumped.
@@ -121,7 +121,8 @@ pub struct RestoreOptions {
 /// verified against the profile), or with an empty one for `clean-db`
 /// (`None`). A restored database must show the schema fingerprint and
 /// ledger head the profile recorded; its ledger then continues with a
-/// `branched` row naming the profile.
+/// `refreshed` row naming the profile, the replaced ledger kept in
+/// `ledger_replaced` (rows downstream were promoted from it).
 pub async fn restore(
     config: &Config,
     to: &Environment,
@@ -138,10 +139,18 @@ pub async fn restore(
     let to_url = to
         .database_url()
         .map_err(|e| db::DbError::Unconfigured(e.to_string()))?;
+    // What the database holds now goes to `ledger_replaced` in the new one,
+    // as a refresh keeps it: rows downstream were promoted from it.
     let mut conn = super::connect(to).await?;
-    let props = admin::props(&mut conn, &to.name).await;
+    let read = async {
+        let props = admin::props(&mut conn, &to.name).await?;
+        let old = ledger::load(&mut conn, &to.name, schema).await?;
+        let kept = ledger::load_replaced(&mut conn, &to.name, schema).await?;
+        Ok::<_, db::DbError>((props, old, kept))
+    }
+    .await;
     db::close(conn).await;
-    let props = props?;
+    let (props, old_entries, old_kept) = read?;
     let mut maint = clone::maintenance(to, &to_url).await?;
     let replaced = async {
         let others: i64 = sqlx::query_scalar(
@@ -225,19 +234,29 @@ pub async fn restore(
             None => (crate::profile::CLEAN_DB, "nothing", None),
         };
         let (os_user, host) = who();
-
+        let tables = admin::tables(&mut target.conn, &to.name, schema).await?;
+        let rows: i64 = admin::row_counts(&mut target.conn, &to.name, &tables)
+            .await?
+            .iter()
+            .sum();
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_micros() as i64);
         let last = entries.last();
+        let note = RefreshNote {
+            replaced: old_entries.last().map(Head::of),
+            masking_sha256: masking,
+            tables: tables.len() as u64,
+            rows: rows as u64,
+        };
         let mut entry = Entry {
             seq: 0,
-            changeset_id: BRANCH_EVENT.to_owned(),
+            changeset_id: REFRESH_EVENT.to_owned(),
             bundle_hash: last.map_or(GENESIS, |h| h.entry_hash),
             environment: to.name.clone(),
-            status: Status::Branched,
+            status: Status::Refreshed,
             signers: "[]".to_owned(),
-            promoted_from: Some(format!("profile {name}")),
+            promoted_from: Some(format!("profile {name} (taken from {from})")),
             promoted_from_entry: last.map(|h| h.entry_hash),
             git_commit: None,
             os_user,
@@ -249,30 +268,41 @@ pub async fn restore(
             schema_after: Some(fp),
             statements: 0,
             error: None,
-            note: Some(
-                serde_json::to_string(&BranchNote {
-                    from: format!("profile {name} (taken from {from})"),
-                    method: "profile".into(),
-                    masking_sha256: masking,
-                })
-                .unwrap_or_default(),
-            ),
+            note: Some(serde_json::to_string(&note).unwrap_or_default()),
             prev_hash: GENESIS,
             entry_hash: GENESIS,
             receipt: None,
         };
-        let mut signer = trust.row_signer();
-        let mut sign: ledger::RowSigner<'_> = signer
-            .as_mut()
-            .map(|f| f as &mut dyn FnMut(&[u8]) -> Result<String, String>);
-        crate::db::executor::append_alone(
-            &mut target.conn,
-            &to.name,
-            schema,
-            &mut entry,
-            &mut sign,
-        )
-        .await?;
+        entry.seal(last);
+        if let Some(mut sign) = trust.row_signer() {
+            entry.receipt =
+                Some(
+                    sign(&entry.canonical_bytes()).map_err(|e| CloneError::Failed {
+                        to: to.name.clone(),
+                        why: format!(
+                            "signing the refreshed row with {}'s receipt key: {e}",
+                            to.name
+                        ),
+                    })?,
+                );
+        }
+        let mut tx = db::begin(&mut target.conn, &to.name).await?;
+        for k in &old_kept {
+            ledger::insert(&mut tx, &to.name, schema, &k.entry, Some(k.replaced_by)).await?;
+        }
+        for row in &old_entries {
+            ledger::insert(&mut tx, &to.name, schema, row, Some(entry.entry_hash)).await?;
+        }
+        ledger::insert(&mut tx, &to.name, schema, &entry, None).await?;
+        db::commit(tx, &to.name).await?;
+        // The row as stored, with its sequence number.
+        let stored = target
+            .entries()
+            .await?
+            .into_iter()
+            .find(|e| e.entry_hash == entry.entry_hash)
+            .unwrap_or(entry);
+        let entry = stored;
         Ok(entry)
     }
     .await;

@@ -1,6 +1,7 @@
 //! promoter's integration tests: the real binary, in temp directories, with
 //! real keys (gpg and promoter's own) and, where needed, real PostgreSQL.
 
+mod baseline;
 mod branch;
 mod clone;
 mod common;

@@ -79,9 +79,12 @@ fn a_profile_round_trips_and_a_tampered_artifact_is_refused() {
     assert!(same.contains("have the same schema"), "{same}");
     let ledger = t.promoter(&["ledger", "dev"]).ok();
     assert!(
-        ledger.contains("branched") && ledger.contains("profile user-generated"),
+        ledger.contains("refreshed") && ledger.contains("profile user-generated"),
         "{ledger}"
     );
+    // DEV's own history is kept, as a refresh keeps it.
+    let audit = t.promoter(&["audit", "dev"]).ok();
+    assert!(audit.contains("hash chain intact"), "{audit}");
 
     // A new changeset: the restore applies it, so tests run on today's schema.
     t.changeset("b", "ALTER TABLE a ADD COLUMN c int;\n");

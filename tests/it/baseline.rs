@@ -1,0 +1,149 @@
+//! `promoter baseline`: refused while an environment lags; folded into one
+//! changeset proved to give the history's schema; adopted by databases
+//! that ran the history, run by new ones, which cannot skip it; audit and
+//! verify follow the archive.
+
+use crate::common::TestContext;
+
+#[test]
+fn a_baseline_folds_the_history_everywhere_and_a_fresh_database_cannot_skip_it() {
+    let t = TestContext::with_databases();
+    t.changeset(
+        "countries",
+        "CREATE TABLE countries (code char(2) PRIMARY KEY, name text NOT NULL);\n\
+         INSERT INTO countries VALUES ('ch', 'Switzerland'), ('fr', 'France');\n\
+         CREATE TABLE customers (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, name text, country char(2) REFERENCES countries);\n",
+    );
+    t.changeset(
+        "email",
+        "ALTER TABLE customers ADD COLUMN email text;\nALTER TABLE customers DROP COLUMN name;\n\
+         CREATE INDEX customers_email ON customers (lower(email));\n",
+    );
+    t.changeset(
+        "summary",
+        "CREATE FUNCTION customer_count() RETURNS bigint LANGUAGE sql STABLE AS $$ SELECT count(*) FROM customers $$;\n\
+         CREATE VIEW per_country AS SELECT country, count(*) AS n FROM customers GROUP BY country;\n",
+    );
+    t.promoter(&["seal"]).ok();
+    let (_, dev_key) = t.promoter_key("Dev <dev@example.com>", "keys/developers");
+    let (_, customer_key) = t.promoter_key("Carl <carl@example.com>", "keys/customers");
+    let (dev_key, customer_key) = (dev_key.to_str().unwrap(), customer_key.to_str().unwrap());
+    t.promoter(&["apply", "dev"]).ok();
+    t.promoter(&["sign", "1", "2", "3", "--key", dev_key]).ok();
+    t.commit_all("three changesets");
+    t.pin("qat");
+    t.pin("prd");
+    t.promoter(&["promote", "dev", "qat"]).ok();
+
+    // PRD has not run them: nothing is folded, and PRD is named.
+    let refused = t.promoter(&["baseline", "--upto", "3"]).fails();
+    assert!(
+        refused.contains("prd: 0001-countries not applied"),
+        "{refused}"
+    );
+    assert!(t.path("changesets/0001-countries").is_dir());
+
+    t.promoter(&["approve", "1", "2", "3", "--yes", "--key", customer_key])
+        .ok();
+    t.commit_all("approved");
+    t.promoter(&["promote", "qat", "prd", "--yes"]).ok();
+
+    let out = t
+        .promoter(&[
+            "--json",
+            "baseline",
+            "--upto",
+            "3",
+            "--reference-data",
+            "public.countries",
+        ])
+        .ok();
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["changeset"], "0003-baseline", "{out}");
+    assert_eq!(
+        v["folds"],
+        serde_json::json!(["0001-countries", "0002-email", "0003-summary"])
+    );
+    for id in ["0001-countries", "0002-email", "0003-summary"] {
+        assert!(
+            t.path(&format!("changesets/archive/{id}/SHA256SUMS"))
+                .is_file()
+        );
+        assert!(!t.path(&format!("changesets/{id}")).exists());
+    }
+    let meta = t.read("changesets/0003-baseline/changeset.yaml");
+    assert!(
+        meta.contains("supersedes:") && meta.contains("schema_fingerprint:"),
+        "{meta}"
+    );
+    assert!(
+        t.read("changesets/0003-baseline/002-reference-data.sql")
+            .contains("Switzerland")
+    );
+    let fp = v["schema_fingerprint"].as_str().unwrap().to_owned();
+
+    // Signed and committed like any other; every database that ran the
+    // history adopts it (its schema is the baseline's), PRD with approval.
+    t.promoter(&["sign", "baseline", "--key", dev_key]).ok();
+    t.commit_all("baseline");
+    let verified = t.promoter(&["verify"]).ok();
+    assert!(
+        verified.contains("0001-countries"),
+        "the archive is verified too: {verified}"
+    );
+    let out = t.promoter(&["apply", "dev"]).ok();
+    assert!(out.contains("0003-baseline"), "{out}");
+    t.promoter(&["promote", "dev", "qat"]).ok();
+    t.promoter(&["approve", "baseline", "--yes", "--key", customer_key])
+        .ok();
+    t.commit_all("baseline approved");
+    t.promoter(&["promote", "qat", "prd", "--yes"]).ok();
+    for env in ["dev", "qat", "prd"] {
+        let out = t.promoter(&["--json", "ledger", env]).ok();
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let last = v["rows"].as_array().unwrap().last().unwrap().clone();
+        assert_eq!(last["status"], "baseline-adopted", "{env}: {out}");
+        assert_eq!(last["schema_after"], fp, "{env}");
+        let audit = t.promoter(&["audit", env]).ok();
+        assert!(audit.contains("hash chain intact"), "{env}: {audit}");
+    }
+
+    // A fresh database runs the baseline alone, and gets the same schema.
+    t.changeset("later", "ALTER TABLE customers ADD COLUMN note text;\n");
+    t.promoter(&["seal"]).ok();
+    t.sql("dev", "SELECT 1");
+    let out = t
+        .promoter(&[
+            "--json", "profile", "restore", "clean-db", "--to", "dev", "--yes",
+        ])
+        .ok();
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        v["applied"],
+        serde_json::json!(["0003-baseline", "0004-later"]),
+        "{out}"
+    );
+    assert_eq!(
+        t.sql(
+            "dev",
+            "SELECT string_agg(code, ',' ORDER BY code) FROM countries"
+        )
+        .trim(),
+        "ch,fr"
+    );
+    // Without 0004, the two schemas are the same.
+    std::fs::remove_dir_all(t.path("changesets/0004-later")).unwrap();
+    t.promoter(&["profile", "restore", "clean-db", "--to", "dev", "--yes"])
+        .ok();
+    let same = t.promoter(&["drift", "prd", "dev"]).ok();
+    assert!(same.contains("have the same schema"), "{same}");
+    let audit = t.promoter(&["audit", "dev"]).ok();
+    assert!(audit.contains("hash chain intact"), "{audit}");
+
+    // And cannot skip it: 0005 alone is refused on an empty database.
+    t.changeset("after", "CREATE TABLE after_base (id int);\n");
+    t.promoter(&["seal"]).ok();
+    t.sql("dev", "DROP SCHEMA promoter CASCADE; DROP VIEW per_country; DROP TABLE customers, countries; DROP FUNCTION customer_count()");
+    let skipped = t.promoter(&["apply", "dev", "after"]).fails();
+    assert!(skipped.contains("0003-baseline"), "{skipped}");
+}
