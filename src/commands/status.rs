@@ -200,7 +200,13 @@ pub(super) fn matrix(
             environments: cells,
         });
     }
-    // Changesets a ledger knows that the work tree (or rev) no longer has.
+    // Changesets a ledger knows that the work tree (or rev) no longer has;
+    // not those a baseline folded (its row stands for them).
+    let folded: std::collections::BTreeSet<String> = bundles
+        .iter()
+        .filter_map(|b| b.meta().ok()?.baseline)
+        .flat_map(|bl| bl.supersedes.into_iter().map(|s| s.id))
+        .collect();
     let mut orphans: Vec<&str> = ledgers
         .iter()
         .flatten()
@@ -208,6 +214,7 @@ pub(super) fn matrix(
         .filter(|e| !e.status.is_event())
         .map(|e| e.changeset_id.as_str())
         .filter(|id| !bundles.iter().any(|b| b.id.as_str() == *id))
+        .filter(|id| !folded.contains(*id))
         .collect();
     orphans.sort_unstable();
     orphans.dedup();

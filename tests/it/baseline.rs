@@ -98,6 +98,12 @@ fn a_baseline_folds_the_history_everywhere_and_a_fresh_database_cannot_skip_it()
         .ok();
     t.commit_all("baseline approved");
     t.promoter(&["promote", "qat", "prd", "--yes"]).ok();
+    // Status shows the baseline, not the history it folds.
+    let status = t.promoter(&["status"]).ok();
+    assert!(
+        status.contains("0003-baseline") && !status.contains("0001-countries"),
+        "{status}"
+    );
     for env in ["dev", "qat", "prd"] {
         let out = t.promoter(&["--json", "ledger", env]).ok();
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -146,4 +152,58 @@ fn a_baseline_folds_the_history_everywhere_and_a_fresh_database_cannot_skip_it()
     t.sql("dev", "DROP SCHEMA promoter CASCADE; DROP VIEW per_country; DROP TABLE customers, countries; DROP FUNCTION customer_count()");
     let skipped = t.promoter(&["apply", "dev", "after"]).fails();
     assert!(skipped.contains("0003-baseline"), "{skipped}");
+}
+
+/// Real-world history: pagila's schema and data as two changesets, folded.
+/// The baseline alone gives a database whose pg_dump schema (the corpus's
+/// own normalized hash, independent of promoter's fingerprint) is the one
+/// the full history gives.
+#[test]
+fn pagila_folded_into_a_baseline_gives_the_schema_of_its_history() {
+    let t = TestContext::with_databases();
+    t.write(
+        "environments.yaml",
+        "environments:\n  dev:\n    database_url: ${DEV_DATABASE_URL}\n",
+    );
+    let dir = crate::corpus::corpora();
+    for (slug, file) in [
+        ("pagila-schema", "pagila/pagila-schema.sql"),
+        ("pagila-data", "pagila/pagila-data.sql"),
+    ] {
+        let id = t.changeset(slug, "");
+        std::fs::copy(
+            dir.join(file),
+            t.path(&format!("changesets/{id}/001-{slug}.sql")),
+        )
+        .unwrap();
+    }
+    t.promoter(&["seal"]).ok();
+    t.promoter(&["apply", "dev"]).ok();
+    let hash = || {
+        let out = std::process::Command::new("bash")
+            .arg(dir.join("schema-hash.sh"))
+            .arg(t.url("dev"))
+            .args(["-N", "promoter"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let history = hash();
+    t.commit_all("pagila");
+    let out = t.promoter(&["baseline", "--upto", "2"]).ok();
+    assert!(out.contains("into 0002-baseline"), "{out}");
+    t.promoter(&["apply", "dev"]).ok();
+    let ledger = t.promoter(&["ledger", "dev"]).ok();
+    assert!(ledger.contains("baseline-adopted"), "{ledger}");
+    // From nothing: the baseline alone.
+    let out = t
+        .promoter(&["profile", "restore", "clean-db", "--to", "dev", "--yes"])
+        .ok();
+    assert!(out.contains("applied 1 changeset: 0002-baseline"), "{out}");
+    assert_eq!(hash(), history);
 }
