@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: all build test lint demo bench ci
+.PHONY: all build test lint demo practice bench ci
 
 all: build
 
@@ -21,6 +21,10 @@ lint:
 ## demo: DEV -> QAT -> PRD on three throwaway clusters
 demo: build
 	scripts/demo
+
+## practice: branches, profiles, a baseline and a redo on 30 changesets
+practice: build
+	scripts/practice
 
 ## bench: speed and memory against psql
 bench:

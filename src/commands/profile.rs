@@ -362,7 +362,17 @@ pub(super) fn restore_into(
         to.name,
         entry
             .as_ref()
-            .map(|e| format!(" (its ledger, then `refreshed` #{})", e.seq))
+            .map(|e| if name == CLEAN_DB {
+                format!(
+                    " (a new ledger from `refreshed` #{}; the old one kept in ledger_replaced)",
+                    e.seq
+                )
+            } else {
+                format!(
+                    " (its ledger, then `refreshed` #{}; the old one kept in ledger_replaced)",
+                    e.seq
+                )
+            })
             .unwrap_or_default(),
         if applied.is_empty() {
             "nothing (no changeset pending)".to_owned()

@@ -628,22 +628,20 @@ struct Work<'a> {
 }
 
 /// For each baseline in `steps`: a target that has run none of what it
-/// folds runs it (`false`, left out); one that has run all of it, with the
-/// same bundles, and shows the baseline's schema adopts it (its id is
-/// returned); anything between is refused, naming what differs.
-async fn baselines(
-    target: &mut Target,
+/// folds runs it (its id in the second set); one that has run all of it,
+/// with the same bundles, and whose ledger recorded the baseline's schema
+/// after the last of them adopts it (the first set); anything between is
+/// refused, naming what differs.
+fn baselines(
     env: &str,
-    schema: &str,
     entries: &[Entry],
     bundles: &[Bundle],
     steps: &[Step],
     refusals: &mut Vec<Refusal>,
-) -> Result<(BTreeSet<String>, BTreeSet<String>), DbError> {
+) -> (BTreeSet<String>, BTreeSet<String>) {
     let applied = crate::ledger::applied(entries);
     let mut adopt = BTreeSet::new();
     let mut run_fresh = BTreeSet::new();
-    let mut live: Option<Sha256Digest> = None;
     for step in steps {
         let Some(b) = bundles.iter().find(|b| b.id.as_str() == step.changeset_id) else {
             continue;
@@ -686,21 +684,29 @@ async fn baselines(
                 s.bundle.short()
             ))
         } else {
-            let now = match live {
-                Some(fp) => fp,
-                None => {
-                    let fp = fingerprint::fingerprint(&mut target.conn, env, schema).await?;
-                    live = Some(fp);
-                    fp
-                }
-            };
-            (now != bl.schema_fingerprint).then(|| {
-                format!(
-                    "its schema (fingerprint {}) is not the one the baseline gives ({}): it changed since those changesets ran",
-                    now.short(),
+            // The schema this database had right after the last folded
+            // changeset, as its ledger recorded it, is the baseline's: what
+            // ran here is what the baseline stands for (later changesets
+            // run on either alike).
+            let last = bl.supersedes.last().expect("a baseline folds something");
+            let recorded = entries
+                .iter()
+                .rev()
+                .find(|e| e.changeset_id == last.id && e.status.is_applied())
+                .and_then(|e| e.schema_after);
+            match recorded {
+                Some(fp) if fp == bl.schema_fingerprint => None,
+                Some(fp) => Some(format!(
+                    "after {} its schema was {}, not the {} the baseline gives",
+                    last.id,
+                    fp.short(),
                     bl.schema_fingerprint.short()
-                )
-            })
+                )),
+                None => Some(format!(
+                    "its ledger recorded no schema after {}, so it cannot be shown to match the baseline",
+                    last.id
+                )),
+            }
         };
         match why {
             None => {
@@ -713,7 +719,7 @@ async fn baselines(
             }),
         }
     }
-    Ok((adopt, run_fresh))
+    (adopt, run_fresh)
 }
 
 /// The pinned policy of the target, or a refusal and git's view as a
@@ -820,16 +826,7 @@ pub async fn apply(
             opts.upto.as_deref(),
         );
         refusals.extend(plan.refusals);
-        let (adopt, _) = baselines(
-            &mut target,
-            &env.name,
-            schema,
-            &entries,
-            bundles,
-            &plan.steps,
-            &mut refusals,
-        )
-        .await?;
+        let (adopt, _) = baselines(&env.name, &entries, bundles, &plan.steps, &mut refusals);
         let work = Work {
             schema,
             steps: plan.steps,
@@ -950,16 +947,7 @@ pub async fn promote(
             opts.upto.as_deref(),
         );
         refusals.extend(plan.refusals);
-        let (adopt, run_fresh) = baselines(
-            &mut target,
-            &to.name,
-            schema,
-            &entries,
-            bundles,
-            &plan.steps,
-            &mut refusals,
-        )
-        .await?;
+        let (adopt, run_fresh) = baselines(&to.name, &entries, bundles, &plan.steps, &mut refusals);
         // A baseline run on an empty database starts from nothing, not from
         // the source's schema before it (which had the history it folds).
         if check_drift

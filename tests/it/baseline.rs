@@ -207,3 +207,38 @@ fn pagila_folded_into_a_baseline_gives_the_schema_of_its_history() {
     assert!(out.contains("applied 1 changeset: 0002-baseline"), "{out}");
     assert_eq!(hash(), history);
 }
+
+/// Regression: adoption compared the live schema with the baseline's, so a
+/// database that had run changesets after the folded ones (the normal case)
+/// could never adopt it. What counts is the schema its ledger recorded
+/// right after the last folded changeset.
+#[test]
+fn a_database_that_ran_later_changesets_still_adopts_the_baseline() {
+    let t = TestContext::with_databases();
+    t.write(
+        "environments.yaml",
+        "environments:\n  dev:\n    database_url: ${DEV_DATABASE_URL}\n",
+    );
+    t.changeset("a", "CREATE TABLE a (id int);\n");
+    t.changeset("b", "ALTER TABLE a ADD COLUMN b text;\n");
+    t.changeset("c", "CREATE TABLE c (id int);\n");
+    t.promoter(&["seal"]).ok();
+    t.promoter(&["apply", "dev"]).ok();
+    t.commit_all("three");
+    t.promoter(&["baseline", "--upto", "2"]).ok();
+    let out = t.promoter(&["apply", "dev"]).ok();
+    assert!(out.contains("0002-baseline"), "{out}");
+    // 0003 ran after the folded ones; the baseline is adopted after it.
+    let ledger = t.promoter(&["--json", "ledger", "dev"]).ok();
+    let v: serde_json::Value = serde_json::from_str(&ledger).unwrap();
+    let statuses: Vec<&str> = v["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        ["applied", "applied", "applied", "baseline-adopted"]
+    );
+}
