@@ -962,3 +962,39 @@ fn a_changeset_applied_to_dev_can_be_forgotten_fixed_and_applied_again() {
     let audit = t.promoter(&["audit", "qat"]).fails();
     assert!(audit.contains("forgets 0001-a"), "{audit}");
 }
+
+/// `make practice` walks the rest of the environment practice (branches, a
+/// profile, a baseline, a redo) on 30 changesets: it must run to the end.
+#[test]
+fn the_practice_runs_to_the_end() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = std::process::Command::new(root.join("scripts/practice"))
+        .env("PROMOTER", assert_cmd::cargo::cargo_bin("promoter"))
+        .env("PROMOTER_PRACTICE_DIR", root.join("target/it-practice"))
+        .env("PROMOTER_PRACTICE_CLUSTERS", "it-practice")
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for env in ["dev", "qat", "prd"] {
+        let _ = std::process::Command::new(root.join("scripts/pg-cluster"))
+            .args(["stop", &format!("it-practice-{env}")])
+            .output();
+    }
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for want in [
+        "branch master: database shop_master made from prd with pg_dump and pg_restore",
+        "into 0020-baseline",
+        "applied 0020-baseline to prd  (0 statements",
+        "prd and develop have the same schema",
+        "audit prd: 32 ledger rows, hash chain intact",
+        "0031-wrong-column  forgotten",
+    ] {
+        assert!(stdout.contains(want), "{want:?} not in:\n{stdout}");
+    }
+}
