@@ -6,7 +6,7 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-use super::Context;
+use super::{CommandError, Context};
 use crate::changeset::{self, Bundle, Sha256Digest};
 use crate::cli::StatusArgs;
 use crate::engine;
@@ -68,7 +68,7 @@ pub(super) struct ChangesetView {
 /// JSON: `promoter --json status`.
 #[derive(Serialize)]
 pub(super) struct StatusView {
-    /// Every environment, in pipeline order.
+    /// Every environment, in pipeline order (a fleet's targets each), then the branches.
     pub environments: Vec<EnvView>,
     /// Every changeset of the work tree (or `--rev`), then those only a ledger knows.
     pub changesets: Vec<ChangesetView>,
@@ -130,11 +130,17 @@ pub(super) fn matrix(
             .collect::<Result<_, _>>()?,
     };
     // A fleet's targets are environments of their own here.
-    let pipeline: Vec<crate::config::Environment> = config
+    let mut pipeline: Vec<crate::config::Environment> = config
         .pipeline()
         .into_iter()
         .flat_map(|e| if e.is_fleet() { e.targets() } else { vec![e] })
         .collect();
+    // Branch databases are environments too, after the pipeline.
+    let registry = crate::branch::Registry::load(&ctx.root).map_err(CommandError::usage)?;
+    for (name, record) in &registry.branches {
+        pipeline
+            .push(crate::branch::environment(config, name, record).map_err(CommandError::usage)?);
+    }
     let schema = &config.file.ledger_schema;
     // Every ledger at once (a fleet may have many): the time is the slowest
     // database's, not the sum.

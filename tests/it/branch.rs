@@ -140,6 +140,12 @@ fn branches_follow_the_practice_and_continue_their_sources_ledger() {
     assert_eq!(by_name("feature_login")["pending"], 0, "{list}");
     assert_eq!(by_name("feature_login")["from"], "develop");
     assert!(by_name("feature_login")["bytes"].as_i64().unwrap() > 1_000_000);
+    // Status shows branches after the pipeline, as environments.
+    let status = t.promoter(&["status"]).ok();
+    assert!(
+        status.contains("DEVELOP") && status.contains("FEATURE_LOGIN"),
+        "{status}"
+    );
     let table = t.promoter(&["branch", "list"]).ok();
     assert!(
         table.contains("feature_login") && table.contains("PENDING"),
