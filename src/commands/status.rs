@@ -177,10 +177,61 @@ pub(super) fn matrix(
             .collect(),
         changesets: Vec::new(),
     };
-    for bundle in &bundles {
+    // Who signed what, for the pending cells' details: checked once per
+    // bundle that some reachable ledger has not applied, on every core
+    // (signature checks are most of a large status's time).
+    let applied_sets: Vec<std::collections::HashSet<(String, Sha256Digest)>> = ledgers
+        .iter()
+        .flatten()
+        .map(|l| {
+            crate::ledger::applied(&l.entries)
+                .into_iter()
+                .map(|a| (a.changeset_id, a.bundle_hash))
+                .collect()
+        })
+        .collect();
+    let needed: Vec<usize> = bundles
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| {
+            b.hash().is_some_and(|h| {
+                applied_sets
+                    .iter()
+                    .any(|set| !set.contains(&(b.id.to_string(), h)))
+            })
+        })
+        .map(|(i, _)| i)
+        .collect();
+    let mut checked: Vec<Option<BTreeMap<String, usize>>> = vec![None; bundles.len()];
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
+    let chunk = needed.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = needed
+            .chunks(chunk)
+            .map(|part| {
+                let (keyrings, bundles) = (&keyrings, &bundles);
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|&i| (i, crate::check::signers(keyrings, &bundles[i], now)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        for h in handles {
+            if let Ok(results) = h.join() {
+                for (i, s) in results {
+                    checked[i] = Some(s);
+                }
+            }
+        }
+    });
+    for (index, bundle) in bundles.iter().enumerate() {
         let hash = bundle.hash();
-        // Checked at most once, and only if some environment has it pending.
-        let mut signers: Option<BTreeMap<String, usize>> = None;
+        // Checked above when some environment has it pending; otherwise
+        // (a cell that needs it after all) here, at most once.
+        let mut signers: Option<BTreeMap<String, usize>> = checked[index].take();
         let mut cells = BTreeMap::new();
         for (env, ledger) in pipeline.iter().zip(&ledgers) {
             let cell = match ledger {
