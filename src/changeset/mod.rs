@@ -310,7 +310,32 @@ impl Bundle {
                 found: meta.id,
             });
         }
+        // Baselines are known by name before their changeset.yaml is read
+        // (planning reads only theirs); a `baseline:` elsewhere is refused.
+        if meta.baseline.is_some() && !self.is_baseline_named() {
+            return Err(BundleError::BadMeta {
+                location: self.location.clone(),
+                message: "`baseline:` belongs only to a changeset named NNNN-baseline (written by `promoter baseline`)".into(),
+            });
+        }
         Ok(meta)
+    }
+
+    /// Whether the id is `NNNN-baseline`, the name `promoter baseline` gives.
+    pub fn is_baseline_named(&self) -> bool {
+        self.id
+            .as_str()
+            .split_once('-')
+            .is_some_and(|(_, slug)| slug == "baseline")
+    }
+
+    /// What a baseline folds (`None` for any other changeset; its
+    /// changeset.yaml is read only when the name says baseline).
+    pub fn baseline(&self) -> Option<BaselineMeta> {
+        if !self.is_baseline_named() {
+            return None;
+        }
+        self.meta().ok()?.baseline
     }
 
     /// Hashes every file: the manifest these files would be sealed with.

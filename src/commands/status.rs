@@ -261,7 +261,7 @@ pub(super) fn matrix(
     // not those a baseline folded (its row stands for them).
     let folded: std::collections::BTreeSet<String> = bundles
         .iter()
-        .filter_map(|b| b.meta().ok()?.baseline)
+        .filter_map(Bundle::baseline)
         .flat_map(|bl| bl.supersedes.into_iter().map(|s| s.id))
         .collect();
     let mut orphans: Vec<&str> = ledgers

@@ -547,9 +547,7 @@ pub fn sketch(bundles: &[Bundle]) -> Vec<BundleFacts> {
             hash: b.hash(),
             problems: Vec::new(),
             supersedes: b
-                .meta()
-                .ok()
-                .and_then(|m| m.baseline)
+                .baseline()
                 .map(|bl| {
                     bl.supersedes
                         .into_iter()
@@ -646,7 +644,7 @@ fn baselines(
         let Some(b) = bundles.iter().find(|b| b.id.as_str() == step.changeset_id) else {
             continue;
         };
-        let Some(bl) = b.meta().ok().and_then(|m| m.baseline) else {
+        let Some(bl) = b.baseline() else {
             continue;
         };
         let ran: Vec<&crate::changeset::Superseded> = bl

@@ -242,3 +242,24 @@ fn a_database_that_ran_later_changesets_still_adopts_the_baseline() {
         ["applied", "applied", "applied", "baseline-adopted"]
     );
 }
+
+/// Planning reads changeset.yaml only for changesets named NNNN-baseline;
+/// a `baseline:` anywhere else would be read by some commands and not by
+/// others, so it is refused outright.
+#[test]
+fn a_baseline_section_in_a_changeset_not_named_baseline_is_refused() {
+    let t = TestContext::with_databases();
+    let id = t.changeset("sneaky", "CREATE TABLE s (id int);\n");
+    t.write(
+        &format!("changesets/{id}/changeset.yaml"),
+        &format!(
+            "id: {id}\ndescription: x\ntransaction: per-changeset\nbaseline:\n  schema_fingerprint: {}\n  supersedes: []\n",
+            "a".repeat(64)
+        ),
+    );
+    let err = t.promoter(&["seal"]).fails();
+    assert!(
+        err.contains("belongs only to a changeset named NNNN-baseline"),
+        "{err}"
+    );
+}
