@@ -195,6 +195,28 @@ pub fn environment(config: &Config, name: &str, record: &Record) -> Result<Envir
             )
         })?;
     }
+    // The record names a database; it must be the one promoter gives this
+    // branch, so that an edited record cannot point `branch drop` (or an
+    // apply) at another database of the cluster, such as DEV's own.
+    let root_db = root
+        .database_url()
+        .map_err(|e| format!("branch {name}: {e}"))
+        .and_then(|url| {
+            crate::db::conninfo::dbname(&url).map_err(|e| format!("branch {name}: {e}"))
+        })?
+        .ok_or_else(|| {
+            format!(
+                "branch {name}: {}'s database_url names no database",
+                record.root
+            )
+        })?;
+    let want = database_name(&root_db, name)?;
+    if record.database != want {
+        return Err(format!(
+            "{REGISTRY} records database {} for branch {name}, but a branch of {} by that name is {want}: the record was edited; promoter uses no other database for it",
+            record.database, record.root
+        ));
+    }
     env_config.database = Some(record.database.clone());
     env_config.promote_from = None;
     env_config.targets = BTreeMap::new();

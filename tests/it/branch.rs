@@ -177,6 +177,16 @@ fn branches_follow_the_practice_and_continue_their_sources_ledger() {
     assert!(!exists(&login_db));
     let err = t.promoter(&["ledger", "feature_login"]).fails();
     assert!(err.contains("unknown environment"), "{err}");
+    // An edited record cannot aim `branch drop` at DEV's own database.
+    let record = t.read(".promoter/branches.yaml");
+    t.write(
+        ".promoter/branches.yaml",
+        &record.replace(&format!("{dev_db}_master"), &dev_db),
+    );
+    let err = t.promoter(&["branch", "drop", "master", "--yes"]).fails();
+    assert!(err.contains("the record was edited"), "{err}");
+    assert!(exists(&dev_db));
+    t.write(".promoter/branches.yaml", &record);
     let err = t.promoter(&["branch", "drop", "dev", "--yes"]).fails();
     assert!(
         err.contains("promoter drops only databases it made"),
