@@ -132,10 +132,6 @@ pub async fn restore(
     hooks: &mut dyn Hooks,
 ) -> Result<Option<Entry>, CloneError> {
     let schema = config.file.ledger_schema.as_str();
-    let failed = |why: String| CloneError::Failed {
-        to: to.name.clone(),
-        why,
-    };
     let to_url = to
         .database_url()
         .map_err(|e| db::DbError::Unconfigured(e.to_string()))?;
@@ -182,38 +178,32 @@ pub async fn restore(
                 to: to.name.clone(),
             });
         }
-        admin::drop_database(&mut maint, &to.name, &props.name).await?;
-        admin::create_like(&mut maint, &to.name, &props.name, &props).await?;
-        if let Some((p, dir)) = profile {
-            let major = admin::server_major(&mut maint, &to.name).await?;
-            let tools = admin::find_tools(major).map_err(|e| failed(e.to_string()))?;
-            let (tool_url, password) = conninfo::for_tool(&to_url, None)
-                .map_err(|e| failed(format!("{}: {e}", to.name)))?;
-            hooks.event(super::Event::Step(&format!(
-                "restoring profile {} into {} ({} jobs) …",
-                p.name, to.name, opts.jobs
-            )));
-            let mut args = vec![
-                "--format=directory".to_owned(),
-                format!("--jobs={}", opts.jobs),
-                "--exit-on-error".to_owned(),
-                format!("--dbname={tool_url}"),
-            ];
-            if opts.no_owner {
-                args.push("--no-owner".into());
-                args.push("--no-privileges".into());
-            }
-            args.push(dir.display().to_string());
-            admin::run_tool(
-                "pg_restore",
-                &tools.pg_restore,
-                &args,
-                password.as_deref(),
-                &mut |_| {},
-            )
-            .await
-            .map_err(|e| failed(e.to_string()))?;
+        // Built beside the current database and checked there; swapped in
+        // only then, so a failed restore leaves the database as it was.
+        let side = side_name(&props.name);
+        admin::drop_database(&mut maint, &to.name, &side).await?;
+        admin::create_like(&mut maint, &to.name, &side, &props).await?;
+        let mut side_env = to.clone();
+        side_env.config.database = Some(side.clone());
+        let side_url = side_env
+            .database_url()
+            .map_err(|e| db::DbError::Unconfigured(e.to_string()))?;
+        let built = build_side(&side_env, &side_url, profile, opts, schema, hooks).await;
+        if let Err(e) = built {
+            let _ = admin::drop_database(&mut maint, &to.name, &side).await;
+            return Err(e);
         }
+        let aside = format!("{side}_old");
+        admin::drop_database(&mut maint, &to.name, &aside).await?;
+        admin::allow_connections(&mut maint, &to.name, &props.name, false).await?;
+        admin::terminate_sessions(&mut maint, &to.name, &props.name).await?;
+        let swapped = admin::swap(&mut maint, &to.name, &props.name, &aside, &side).await;
+        if let Err(e) = swapped {
+            let _ = admin::allow_connections(&mut maint, &to.name, &props.name, true).await;
+            let _ = admin::drop_database(&mut maint, &to.name, &side).await;
+            return Err(e.into());
+        }
+        admin::drop_database(&mut maint, &to.name, &aside).await?;
         admin::adopt_props(&mut maint, &to.name, &props.name, &props).await?;
         Ok(())
     }
@@ -224,10 +214,6 @@ pub async fn restore(
     let result = async {
         let fp = fingerprint::fingerprint(&mut target.conn, &to.name, schema).await?;
         let entries = target.entries().await?;
-        // The checks of a restored artifact; clean-db starts from nothing.
-        if let Some((p, _)) = profile {
-            check_restored(to, p, fp, &entries)?;
-        }
         ledger::ensure(&mut target.conn, &to.name, schema).await?;
         let (name, from, masking) = match profile {
             Some((p, _)) => (p.name.as_str(), p.from.as_str(), p.masking_sha256.clone()),
@@ -311,6 +297,74 @@ pub async fn restore(
     }
     target.close().await;
     result.map(Some)
+}
+
+/// The database a restore is built in, beside `db` (at most 63 bytes with
+/// the `_old` the swap gives the replaced one).
+fn side_name(db: &str) -> String {
+    let mut stem = db.to_owned();
+    while stem.len() > 39 {
+        stem.pop();
+    }
+    format!("{stem}__promoter_restore")
+}
+
+/// Restores the artifact into the side database and checks it there: the
+/// schema and ledger head the profile recorded. Nothing for clean-db.
+async fn build_side(
+    side: &Environment,
+    side_url: &str,
+    profile: Option<(&Profile, &Path)>,
+    opts: &RestoreOptions,
+    schema: &str,
+    hooks: &mut dyn Hooks,
+) -> Result<(), CloneError> {
+    let failed = |why: String| CloneError::Failed {
+        to: side.name.clone(),
+        why,
+    };
+    let Some((p, dir)) = profile else {
+        return Ok(());
+    };
+    let mut conn = super::connect(side).await?;
+    let major = admin::server_major(&mut conn, &side.name).await;
+    db::close(conn).await;
+    let tools = admin::find_tools(major?).map_err(|e| failed(e.to_string()))?;
+    let (tool_url, password) =
+        conninfo::for_tool(side_url, None).map_err(|e| failed(format!("{}: {e}", side.name)))?;
+    hooks.event(super::Event::Step(&format!(
+        "restoring profile {} for {} ({} jobs) …",
+        p.name, side.name, opts.jobs
+    )));
+    let mut args = vec![
+        "--format=directory".to_owned(),
+        format!("--jobs={}", opts.jobs),
+        "--exit-on-error".to_owned(),
+        format!("--dbname={tool_url}"),
+    ];
+    if opts.no_owner {
+        args.push("--no-owner".into());
+        args.push("--no-privileges".into());
+    }
+    args.push(dir.display().to_string());
+    admin::run_tool(
+        "pg_restore",
+        &tools.pg_restore,
+        &args,
+        password.as_deref(),
+        &mut |_| {},
+    )
+    .await
+    .map_err(|e| failed(e.to_string()))?;
+    let mut conn = super::connect(side).await?;
+    let checked = async {
+        let fp = fingerprint::fingerprint(&mut conn, &side.name, schema).await?;
+        let entries = ledger::load(&mut conn, &side.name, schema).await?;
+        check_restored(side, p, fp, &entries)
+    }
+    .await;
+    db::close(conn).await;
+    checked
 }
 
 /// A restored artifact must show the schema and ledger head its profile

@@ -145,6 +145,25 @@ fn a_profile_round_trips_and_a_tampered_artifact_is_refused() {
         t.sql("dev", "SELECT to_regclass('marker') IS NOT NULL")
             .starts_with('t')
     );
+    // A restore that fails half-way (a role the dump needs is missing)
+    // leaves DEV as it was: it is built beside DEV and swapped in only
+    // when checked.
+    let owner = "promoter_it_profile_owner";
+    t.sql(
+        "qat",
+        &format!("DROP ROLE IF EXISTS {owner}; CREATE ROLE {owner}; CREATE TABLE owned (id int); ALTER TABLE owned OWNER TO {owner}"),
+    );
+    t.promoter(&["profile", "save", "owned", "--from", "qat"])
+        .ok();
+    t.sql("qat", &format!("DROP TABLE owned; DROP ROLE {owner}"));
+    let failed = t
+        .promoter(&["profile", "restore", "owned", "--to", "dev", "--yes"])
+        .fails();
+    assert!(failed.contains("pg_restore"), "{failed}");
+    assert!(
+        t.sql("dev", "SELECT to_regclass('marker') IS NOT NULL")
+            .starts_with('t')
+    );
 
     // Never into a controlled environment.
     let no = t
