@@ -197,6 +197,21 @@ pub(super) fn make(
     mask: Option<crate::masking::Spec>,
 ) -> anyhow::Result<engine::branch::Made> {
     let to = branch::environment(config, name, record).map_err(usage)?;
+    make_into(ctx, config, from, &to, yes, jobs, lock_wait, mask)
+}
+
+/// Copies `from` into the (not yet existing) database of `to`.
+#[allow(clippy::too_many_arguments)]
+fn make_into(
+    ctx: &Context,
+    config: &Config,
+    from: &str,
+    to: &crate::config::Environment,
+    yes: bool,
+    jobs: u32,
+    lock_wait: u64,
+    mask: Option<crate::masking::Spec>,
+) -> anyhow::Result<engine::branch::Made> {
     let from_env = config.environment(from)?;
     if from_env.is_fleet() {
         return Err(usage(format!(
@@ -216,7 +231,7 @@ pub(super) fn make(
     ctx.block_on(engine::branch::create(
         config,
         &from_env,
-        &to,
+        to,
         &mut trust,
         &BranchOptions {
             assume_yes: yes,
@@ -418,22 +433,34 @@ pub fn reset(ctx: &Context, args: &BranchResetArgs) -> anyhow::Result<ExitCode> 
         ),
         args.yes,
     )?;
-    ctx.block_on(engine::branch::drop(&to))?;
+    // The new copy is made beside the branch and swapped in when whole: a
+    // copy that fails leaves the branch as it was.
     let fresh = Record {
         created_at: output::format_time(std::time::SystemTime::now()),
         ..record.clone()
     };
-    let made = make(
+    let mut beside = to.clone();
+    beside.config.database = Some(format!(
+        "{}__promoter_reset",
+        record.database.chars().take(40).collect::<String>()
+    ));
+    let _ = ctx.block_on(engine::branch::drop(&beside));
+    let made = make_into(
         ctx,
         &config,
-        &args.name,
         &record.from,
-        &fresh,
+        &beside,
         args.yes,
         args.jobs,
         args.lock_wait,
         None,
     )?;
+    ctx.block_on(engine::branch::swap_in(
+        &to,
+        &beside,
+        &config.file.ledger_schema,
+        &mut StderrHooks::default(),
+    ))?;
     reg.branches.insert(
         args.name.clone(),
         Record {

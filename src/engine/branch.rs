@@ -437,3 +437,56 @@ pub async fn dump_sql(env: &Environment, args: &[String]) -> Result<String, Clon
         .map(|l| format!("{l}\n"))
         .collect())
 }
+
+/// Puts `beside`'s database in the place of `to`'s (same server): `to`'s
+/// sessions are ended, both renames happen in one transaction, and the
+/// old database is dropped.
+pub async fn swap_in(
+    to: &Environment,
+    beside: &Environment,
+    schema: &str,
+    hooks: &mut dyn Hooks,
+) -> Result<(), db::DbError> {
+    let name = |e: &Environment| {
+        e.config
+            .database
+            .clone()
+            .expect("a branch environment names its database")
+    };
+    let (current, new) = (name(to), name(beside));
+    let aside = format!("{new}_old");
+    let to_url = to
+        .database_url()
+        .map_err(|e| db::DbError::Unconfigured(e.to_string()))?;
+    let mut maint = clone::maintenance(to, &to_url).await?;
+    let result = async {
+        admin::drop_database(&mut maint, &to.name, &aside).await?;
+        if admin::exists(&mut maint, &to.name, &current).await? {
+            admin::allow_connections(&mut maint, &to.name, &current, false).await?;
+            admin::terminate_sessions(&mut maint, &to.name, &current).await?;
+            if let Err(e) = admin::swap(&mut maint, &to.name, &current, &aside, &new).await {
+                let _ = admin::allow_connections(&mut maint, &to.name, &current, true).await;
+                return Err(e);
+            }
+            admin::drop_database(&mut maint, &to.name, &aside).await
+        } else {
+            let sql = format!(
+                "ALTER DATABASE {} RENAME TO {}",
+                admin::ident(&new),
+                admin::ident(&current)
+            );
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&mut maint)
+                .await
+                .map(|_| ())
+                .map_err(|e| db::DbError::query(&to.name, e))
+        }
+    }
+    .await;
+    db::close(maint).await;
+    result?;
+    // The checkpoint goes with the name: the head promoter saw of the old
+    // database is not this one's.
+    clone::save_checkpoint(to, schema, hooks).await;
+    Ok(())
+}

@@ -860,7 +860,7 @@ async fn swap(
 
 /// Records TO's new head as seen, so the next run does not take the
 /// refresh for a rewritten history.
-async fn save_checkpoint(to: &Environment, schema: &str, hooks: &mut dyn Hooks) {
+pub(super) async fn save_checkpoint(to: &Environment, schema: &str, hooks: &mut dyn Hooks) {
     let Ok(mut conn) = super::connect(to).await else {
         return;
     };

@@ -159,6 +159,10 @@ fn branches_follow_the_practice_and_continue_their_sources_ledger() {
         .ok();
     let rows = statuses(&t, "feature_login");
     assert_eq!(rows.len(), 3, "{rows:?}");
+    // Regression: the checkpoint of the database it replaced made the next
+    // apply refuse ("the ledger was truncated"); work goes on after a reset.
+    let out = t.promoter(&["apply", "feature_login", "--dry-run"]).ok();
+    assert!(out.contains("0002-b"), "{out}");
     let login_db = format!("{dev_db}_feature_login");
     assert!(
         psql(&database_url(&login_db), "SELECT to_regclass('b') IS NULL")
