@@ -143,9 +143,23 @@ pub fn run(ctx: &Context, args: &VerifyArgs) -> anyhow::Result<ExitCode> {
     };
     let keyrings = ctx.keyrings()?;
     let now = SystemTime::now();
-    let mut checks = Vec::new();
-    for dir in ctx.select_dirs(&args.changesets)? {
-        checks.push(match crate::changeset::source::load_dir(&dir) {
+    // What baselines folded stays verifiable: files and signatures (the
+    // environments' requirements were met when they ran).
+    let mut dirs: Vec<(crate::changeset::source::BundleDir, bool)> = ctx
+        .select_dirs(&args.changesets)?
+        .into_iter()
+        .map(|d| (d, false))
+        .collect();
+    if args.changesets.is_empty() {
+        dirs.extend(
+            crate::changeset::source::discover_archive(&ctx.root)?
+                .into_iter()
+                .map(|d| (d, true)),
+        );
+    }
+    let check = |(dir, archived): &(crate::changeset::source::BundleDir, bool)| {
+        match crate::changeset::source::load_dir(dir) {
+            Ok(bundle) if *archived => check_bundle(&keyrings, &bundle, None, None, now),
             Ok(bundle) => check_bundle(
                 &keyrings,
                 &bundle,
@@ -154,18 +168,23 @@ pub fn run(ctx: &Context, args: &VerifyArgs) -> anyhow::Result<ExitCode> {
                 now,
             ),
             Err(e) => BundleCheck::unreadable(dir.id.as_str(), e.to_string()),
-        });
-    }
-    // What baselines folded stays verifiable: files and signatures (the
-    // environments' requirements were met when they ran).
-    if args.changesets.is_empty() {
-        for dir in crate::changeset::source::discover_archive(&ctx.root)? {
-            checks.push(match crate::changeset::source::load_dir(&dir) {
-                Ok(bundle) => check_bundle(&keyrings, &bundle, None, None, now),
-                Err(e) => BundleCheck::unreadable(dir.id.as_str(), e.to_string()),
-            });
         }
-    }
+    };
+    // Signature checks are most of the time: every core, results in order.
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
+    let chunk = dirs.len().div_ceil(threads).max(1);
+    let checks: Vec<BundleCheck> = std::thread::scope(|scope| {
+        let handles: Vec<_> = dirs
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(check).collect::<Vec<_>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
     let all_ok = checks.iter().all(BundleCheck::ok);
     let code = if all_ok {
         ExitCode::SUCCESS
