@@ -14,7 +14,6 @@ use super::Context;
 use super::status::{self, Matrix};
 use crate::changeset::{Sha256Digest, source};
 use crate::cli::{ReportArgs, ReportFormat};
-use crate::config::Environment;
 use crate::db::{self, fingerprint};
 use crate::engine;
 use crate::ledger::Entry;
@@ -110,14 +109,7 @@ fn gather(ctx: &Context, rev: Option<&str>) -> anyhow::Result<Report> {
     } = status::matrix(ctx, &config, rev, true)?;
     let schema = config.file.ledger_schema.clone();
 
-    // A column per environment; a fleet's targets share one, summarised.
-    let mut columns: Vec<(String, Vec<&Environment>)> = Vec::new();
-    for env in &pipeline {
-        match columns.last_mut() {
-            Some((name, members)) if *name == env.name && env.target.is_some() => members.push(env),
-            _ => columns.push((env.name.clone(), vec![env])),
-        }
-    }
+    let columns = status::columns(&pipeline);
     // The newest changesets are described in full; the matrix has them all.
     let omitted = bundles
         .len()
@@ -136,18 +128,9 @@ fn gather(ctx: &Context, rev: Option<&str>) -> anyhow::Result<Report> {
                 .map(|(_, members)| match members.as_slice() {
                     [one] if one.target.is_none() => {
                         let cell = &c.environments[&one.label()];
-                        let mut text = cell.state.as_str().to_owned();
-                        if cell.state == State::Applied
-                            && let Some(at) = &cell.at
-                        {
-                            text = format!("applied {}", &at[..10]);
-                        }
-                        if let Some(d) = &cell.detail {
-                            text = format!("{text} ({d})");
-                        }
                         Cell {
                             state: cell.state.as_str().to_owned(),
-                            text,
+                            text: status::cell_text(cell),
                         }
                     }
                     _ => {
@@ -164,13 +147,7 @@ fn gather(ctx: &Context, rev: Option<&str>) -> anyhow::Result<Report> {
                 .collect(),
         })
         .collect();
-    let columns = columns
-        .iter()
-        .map(|(name, members)| match members.as_slice() {
-            [one] if one.target.is_none() => name.to_uppercase(),
-            _ => format!("{} ({} targets)", name.to_uppercase(), members.len()),
-        })
-        .collect();
+    let columns = columns.iter().map(status::column_title).collect();
 
     // The audits compare the ledgers with git at the revision, or HEAD.
     let audited = rev.unwrap_or("HEAD");

@@ -103,6 +103,44 @@ pub(super) fn fleet_cell<'a>(targets: impl Iterator<Item = (&'a str, State)>) ->
     text
 }
 
+/// The matrix's columns: an environment each, a fleet's targets sharing one.
+pub(super) type Column<'a> = (String, Vec<&'a crate::config::Environment>);
+
+/// Groups `pipeline` into columns: consecutive targets of one fleet share one.
+pub(super) fn columns(pipeline: &[crate::config::Environment]) -> Vec<Column<'_>> {
+    let mut columns: Vec<Column<'_>> = Vec::new();
+    for env in pipeline {
+        match columns.last_mut() {
+            Some((name, members)) if *name == env.name && env.target.is_some() => members.push(env),
+            _ => columns.push((env.name.clone(), vec![env])),
+        }
+    }
+    columns
+}
+
+/// A column's heading: `QAT`, or `PRD (3 targets)` for a fleet.
+pub(super) fn column_title((name, members): &Column<'_>) -> String {
+    match members.as_slice() {
+        [one] if one.target.is_none() => name.to_uppercase(),
+        _ => format!("{} ({} targets)", name.to_uppercase(), members.len()),
+    }
+}
+
+/// What one environment's cell says: `applied 2026-12-03`, or the state
+/// with its detail, `pending (needs 1 customer)`.
+pub(super) fn cell_text(cell: &CellView) -> String {
+    let mut text = cell.state.as_str().to_owned();
+    if cell.state == State::Applied
+        && let Some(at) = &cell.at
+    {
+        text = format!("applied {}", &at[..10]);
+    }
+    if let Some(d) = &cell.detail {
+        text = format!("{text} ({d})");
+    }
+    text
+}
+
 /// The matrix's inputs and result, for `status` and `report`.
 pub(super) struct Matrix {
     /// Every environment, a fleet's targets each on their own.
@@ -324,24 +362,10 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> anyhow::Result<ExitCode> {
         output::print_json(&view)?;
         return Ok(code);
     }
-    // A column per environment; a fleet's targets share one, summarised.
-    let mut columns: Vec<(String, Vec<&crate::config::Environment>)> = Vec::new();
-    for env in &pipeline {
-        match columns.last_mut() {
-            Some((name, members)) if *name == env.name && env.target.is_some() => members.push(env),
-            _ => columns.push((env.name.clone(), vec![env])),
-        }
-    }
+    let columns = columns(&pipeline);
     let mut rows = vec![{
         let mut h = vec!["CHANGESET".to_owned(), "BUNDLE".to_owned()];
-        h.extend(
-            columns
-                .iter()
-                .map(|(name, members)| match members.as_slice() {
-                    [one] if one.target.is_none() => name.to_uppercase(),
-                    _ => format!("{} ({} targets)", name.to_uppercase(), members.len()),
-                }),
-        );
+        h.extend(columns.iter().map(column_title));
         h
     }];
     let coloured = output::colour(output::Stream::Stdout);
@@ -353,15 +377,7 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> anyhow::Result<ExitCode> {
         for (_, members) in &columns {
             let cell_text = |env: &crate::config::Environment| {
                 let cell = &c.environments[&env.label()];
-                let mut text = cell.state.as_str().to_owned();
-                if cell.state == State::Applied
-                    && let Some(at) = &cell.at
-                {
-                    text = format!("applied {}", &at[..10]);
-                }
-                if let Some(d) = &cell.detail {
-                    text = format!("{text} ({d})");
-                }
+                let mut text = cell_text(cell);
                 if coloured {
                     let tone = match cell.state {
                         State::Applied => Some(output::Tone::Good),
