@@ -554,6 +554,28 @@ pub fn effective(applied: &[Applied], bundles: &[BundleFacts]) -> Vec<Applied> {
         .collect()
 }
 
+/// What keeps an environment from a baseline that folds `supersedes`: each
+/// folded changeset it has not applied, or applied as another bundle.
+/// Empty when it has run exactly that history.
+pub fn baseline_lag(
+    applied: &[Applied],
+    supersedes: &[crate::changeset::Superseded],
+) -> Vec<String> {
+    supersedes
+        .iter()
+        .filter_map(|s| match applied.iter().find(|a| a.changeset_id == s.id) {
+            None => Some(format!("{} not applied", s.id)),
+            Some(a) if a.bundle_hash != s.bundle => Some(format!(
+                "{} applied as bundle {}, the work tree has {}",
+                s.id,
+                a.bundle_hash.short(),
+                s.bundle.short()
+            )),
+            Some(_) => None,
+        })
+        .collect()
+}
+
 /// Whether `a` is folded by some baseline of `bundles` with the same bundle.
 fn folded(a: &Applied, bundles: &[BundleFacts]) -> bool {
     bundles.iter().any(|b| {
@@ -803,6 +825,38 @@ mod tests {
 
     fn kinds(refusals: &[Refusal]) -> Vec<&'static str> {
         refusals.iter().map(Refusal::kind).collect()
+    }
+
+    #[test]
+    fn a_baseline_needs_exactly_the_history_it_folds() {
+        let folds = |ids: &[(&str, &str)]| -> Vec<crate::changeset::Superseded> {
+            ids.iter()
+                .map(|(i, h)| crate::changeset::Superseded {
+                    id: (*i).into(),
+                    bundle: digest(h),
+                })
+                .collect()
+        };
+        let supersedes = folds(&[("0001-a", "a"), ("0002-b", "b")]);
+        for (applied, want) in [
+            (vec![applied("0001-a", "a"), applied("0002-b", "b")], vec![]),
+            (
+                vec![
+                    applied("0001-a", "a"),
+                    applied("0002-b", "b"),
+                    applied("0003-c", "c"),
+                ],
+                vec![],
+            ),
+            (vec![applied("0001-a", "a")], vec!["0002-b not applied"]),
+            (
+                vec![applied("0001-a", "a"), applied("0002-b", "e")],
+                vec!["0002-b applied as bundle eeeeeeeeeeee, the work tree has bbbbbbbbbbbb"],
+            ),
+            (vec![], vec!["0001-a not applied", "0002-b not applied"]),
+        ] {
+            assert_eq!(baseline_lag(&applied, &supersedes), want, "{applied:?}");
+        }
     }
 
     #[test]

@@ -155,19 +155,7 @@ fn lagging(
                 continue;
             }
         };
-        let mut problems = Vec::new();
-        for s in supersedes {
-            match applied.iter().find(|a| a.changeset_id == s.id) {
-                None => problems.push(format!("{} not applied", s.id)),
-                Some(a) if a.bundle_hash != s.bundle => problems.push(format!(
-                    "{} applied as bundle {}, the work tree has {}",
-                    s.id,
-                    a.bundle_hash.short(),
-                    s.bundle.short()
-                )),
-                Some(_) => {}
-            }
-        }
+        let problems = crate::plan::baseline_lag(&applied, supersedes);
         if !problems.is_empty() {
             let shown = problems.len().min(5);
             out.push(format!(
