@@ -58,14 +58,7 @@ pub async fn create(
         to: to.name.clone(),
         why,
     };
-    let database = to
-        .config
-        .database
-        .clone()
-        .expect("a branch environment names its database");
-    let to_url = to
-        .database_url()
-        .map_err(|e| db::DbError::Unconfigured(e.to_string()))?;
+    let database = database_of(to);
 
     // The source: its ledger must be whole and finished, as for a refresh.
     let mut source = super::connect(from).await?;
@@ -92,7 +85,7 @@ pub async fn create(
     db::close(source).await;
     let (source_instance, source_props) = checked?;
 
-    let mut maint = clone::maintenance(to, &to_url).await?;
+    let mut maint = maintenance(to).await?;
     let result = async {
         if admin::exists(&mut maint, &to.name, &database).await? {
             return Err(refused(format!(
@@ -338,15 +331,8 @@ async fn mark(
 
 /// Drops branch `to`'s database, ending its sessions; returns whether it existed.
 pub async fn drop(to: &Environment) -> Result<bool, db::DbError> {
-    let database = to
-        .config
-        .database
-        .clone()
-        .expect("a branch environment names its database");
-    let to_url = to
-        .database_url()
-        .map_err(|e| db::DbError::Unconfigured(e.to_string()))?;
-    let mut maint = clone::maintenance(to, &to_url).await?;
+    let database = database_of(to);
+    let mut maint = maintenance(to).await?;
     let result = async {
         let existed = admin::exists(&mut maint, &to.name, &database).await?;
         if existed {
@@ -377,15 +363,8 @@ pub async fn create_empty(like: &Environment, to: &Environment) -> Result<(), db
     let props = admin::props(&mut conn, &like.name).await;
     db::close(conn).await;
     let props = props?;
-    let database = to
-        .config
-        .database
-        .clone()
-        .expect("a branch environment names its database");
-    let to_url = to
-        .database_url()
-        .map_err(|e| db::DbError::Unconfigured(e.to_string()))?;
-    let mut maint = clone::maintenance(to, &to_url).await?;
+    let database = database_of(to);
+    let mut maint = maintenance(to).await?;
     let result = async {
         admin::drop_database(&mut maint, &to.name, &database).await?;
         admin::create_like(&mut maint, &to.name, &database, &props).await
@@ -447,18 +426,9 @@ pub async fn swap_in(
     schema: &str,
     hooks: &mut dyn Hooks,
 ) -> Result<(), db::DbError> {
-    let name = |e: &Environment| {
-        e.config
-            .database
-            .clone()
-            .expect("a branch environment names its database")
-    };
-    let (current, new) = (name(to), name(beside));
+    let (current, new) = (database_of(to), database_of(beside));
     let aside = format!("{new}_old");
-    let to_url = to
-        .database_url()
-        .map_err(|e| db::DbError::Unconfigured(e.to_string()))?;
-    let mut maint = clone::maintenance(to, &to_url).await?;
+    let mut maint = maintenance(to).await?;
     let result = async {
         admin::drop_database(&mut maint, &to.name, &aside).await?;
         if admin::exists(&mut maint, &to.name, &current).await? {
@@ -489,4 +459,20 @@ pub async fn swap_in(
     // database is not this one's.
     clone::save_checkpoint(to, schema, hooks).await;
     Ok(())
+}
+
+/// The database a branch environment names (set by `branch::environment`).
+fn database_of(env: &Environment) -> String {
+    env.config
+        .database
+        .clone()
+        .expect("a branch environment names its database")
+}
+
+/// A connection to the maintenance database of `env`'s server.
+async fn maintenance(env: &Environment) -> Result<db::Connection, db::DbError> {
+    let url = env
+        .database_url()
+        .map_err(|e| db::DbError::Unconfigured(e.to_string()))?;
+    clone::maintenance(env, &url).await
 }
