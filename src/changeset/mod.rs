@@ -245,6 +245,9 @@ pub struct Bundle {
     pub files: Vec<BundleFile>,
     /// The bytes of `SHA256SUMS`, if sealed.
     pub manifest: Option<Vec<u8>>,
+    /// When the work tree's `SHA256SUMS` was last written (from the stat
+    /// taken as it was read).
+    pub sealed_at: Option<std::time::SystemTime>,
     pub signatures: Vec<SignatureFile>,
 }
 
@@ -374,11 +377,10 @@ impl Bundle {
     /// `SHA256SUMS` (or is newer than it by its modification time): a cheap
     /// test by `stat` before [`Bundle::check_files`] hashes anything.
     pub fn touched_since_sealed(&self) -> bool {
-        let Some(dir) = &self.dir else { return false };
-        let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-        let Some(sealed) = mtime(&dir.join(MANIFEST_FILE)) else {
+        let Some(sealed) = self.sealed_at else {
             return false;
         };
+        let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
         self.files.iter().any(|f| match &f.source {
             FileSource::Disk(path) => mtime(path).is_none_or(|t| t > sealed),
             FileSource::Git(_) => false,

@@ -203,6 +203,7 @@ pub fn load_dir(dir: &BundleDir) -> Result<Bundle, BundleError> {
     let mut files = Vec::new();
     let mut manifest = None;
     let mut signatures = Vec::new();
+    let mut sealed_at = None;
     for entry in std::fs::read_dir(&dir.path).map_err(io_err(&dir.path))? {
         let entry = entry.map_err(io_err(&dir.path))?;
         let path = entry.path();
@@ -213,7 +214,9 @@ pub fn load_dir(dir: &BundleDir) -> Result<Bundle, BundleError> {
                 signatures = read_signature_dir(&path, &format!("{location}/{SIGNATURES_DIR}"))?;
             }
             Slot::Manifest => {
-                let size = std::fs::metadata(&path).map_err(io_err(&path))?.len();
+                let meta = std::fs::metadata(&path).map_err(io_err(&path))?;
+                sealed_at = meta.modified().ok();
+                let size = meta.len();
                 crate::limits::check(&format!("{location}/{name}"), size, crate::limits::MANIFEST)
                     .map_err(BundleError::TooLarge)?;
                 manifest = Some(std::fs::read(&path).map_err(io_err(&path))?);
@@ -231,6 +234,7 @@ pub fn load_dir(dir: &BundleDir) -> Result<Bundle, BundleError> {
         dir: Some(dir.path.clone()),
         files,
         manifest,
+        sealed_at,
         signatures,
     })
 }
@@ -434,6 +438,7 @@ fn load_git_bundle(
         dir: None,
         files,
         manifest,
+        sealed_at: None,
         signatures,
     })
 }
