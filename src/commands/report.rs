@@ -287,9 +287,12 @@ fn gather(ctx: &Context, rev: Option<&str>) -> anyhow::Result<Report> {
                 let signs_receipts = git
                     .as_ref()
                     .is_some_and(|g| !g.receipt_fingerprints(&r.written_by).is_empty());
-                let ok = r.receipt.starts_with("verified")
-                    || r.receipt.starts_with("present")
-                    || (r.receipt == "absent" && !signs_receipts);
+                use super::show::Receipt;
+                let ok = match r.checked {
+                    Receipt::Verified | Receipt::Unchecked => true,
+                    Receipt::Absent => !signs_receipts,
+                    Receipt::Invalid => false,
+                };
                 runs.push(report::Run {
                     // A row a refresh copied in is the source's history.
                     environment: if r.written_by == env.name {
@@ -310,7 +313,7 @@ fn gather(ctx: &Context, rev: Option<&str>) -> anyhow::Result<Report> {
                     ),
                     receipt: Finding {
                         ok,
-                        text: if r.receipt == "absent" && signs_receipts {
+                        text: if r.checked == Receipt::Absent && signs_receipts {
                             format!("absent, though {} signs its rows", r.written_by)
                         } else {
                             r.receipt

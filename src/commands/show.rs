@@ -42,7 +42,23 @@ pub(super) struct RunView {
     /// `verified`, `absent`, or why it does not verify (checked only where
     /// the work tree holds the environment's receipt certificate).
     pub receipt: String,
+    /// What `receipt` says, as a value.
+    #[serde(skip)]
+    pub checked: Receipt,
     pub error: Option<String>,
+}
+
+/// What was found of a row's receipt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Receipt {
+    /// Signed by the receipt certificate committed for its environment.
+    Verified,
+    /// The row carries none.
+    Absent,
+    /// Present, with no certificate committed to check it against.
+    Unchecked,
+    /// Present, and it does not verify.
+    Invalid,
 }
 
 /// JSON: what an environment's ledger says of the changeset.
@@ -101,27 +117,34 @@ pub(super) fn runs(
     entries
         .iter()
         .filter(|e| e.changeset_id == id)
-        .map(|e| RunView {
-            seq: e.seq,
-            written_by: e.environment.clone(),
-            status: e.status.as_str(),
-            finished_at: output::format_micros(e.finished_at.unwrap_or(e.started_at)),
-            by: format!("{}@{} as {}", e.os_user, e.host, e.db_role),
-            seconds: e.finished_at.map(|f| (f - e.started_at) as f64 / 1e6),
-            statements: e.statements,
-            schema_before: e.schema_before,
-            schema_after: e.schema_after,
-            receipt: match (&e.receipt, git) {
-                (None, _) => "absent".into(),
+        .map(|e| {
+            let (checked, receipt) = match (&e.receipt, git) {
+                (None, _) => (Receipt::Absent, "absent".into()),
                 (Some(_), Some(g)) if !g.receipt_fingerprints(&e.environment).is_empty() => {
                     match super::approve::verify_receipt(g, &e.environment, e) {
-                        Ok(fpr) => format!("verified ({fpr})"),
-                        Err(why) => why,
+                        Ok(fpr) => (Receipt::Verified, format!("verified ({fpr})")),
+                        Err(why) => (Receipt::Invalid, why),
                     }
                 }
-                (Some(_), _) => "present (no receipt certificate committed to check it)".into(),
-            },
-            error: e.error.clone(),
+                (Some(_), _) => (
+                    Receipt::Unchecked,
+                    "present (no receipt certificate committed to check it)".into(),
+                ),
+            };
+            RunView {
+                seq: e.seq,
+                written_by: e.environment.clone(),
+                status: e.status.as_str(),
+                finished_at: output::format_micros(e.finished_at.unwrap_or(e.started_at)),
+                by: format!("{}@{} as {}", e.os_user, e.host, e.db_role),
+                seconds: e.finished_at.map(|f| (f - e.started_at) as f64 / 1e6),
+                statements: e.statements,
+                schema_before: e.schema_before,
+                schema_after: e.schema_after,
+                receipt,
+                checked,
+                error: e.error.clone(),
+            }
         })
         .collect()
 }
