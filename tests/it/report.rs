@@ -214,6 +214,13 @@ fn the_report_shows_a_tampered_ledger_drift_and_an_unreachable_environment() {
          ALTER TABLE promoter.ledger ENABLE TRIGGER ledger_append_only",
     );
     t.sql("qat", "CREATE TABLE sneaky (id int)");
+    // And QAT's row of 0001 rewritten: its receipt no longer verifies.
+    t.sql(
+        "qat",
+        "ALTER TABLE promoter.ledger DISABLE TRIGGER ledger_append_only; \
+         UPDATE promoter.ledger SET os_user = 'someone' WHERE changeset_id = '0001-customers'; \
+         ALTER TABLE promoter.ledger ENABLE TRIGGER ledger_append_only",
+    );
     let page = t.dir.path().join("report.html");
     let run = t.promoter_env(
         &["--json", "report", "--out", page.to_str().unwrap()],
@@ -268,6 +275,14 @@ fn the_report_shows_a_tampered_ledger_drift_and_an_unreachable_environment() {
         "{qat}"
     );
     assert_eq!(prd["source"]["ok"], false, "{prd}");
+    let qat_run = data["changesets"][0]["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["environment"] == "qat")
+        .unwrap()
+        .clone();
+    assert_eq!(qat_run["receipt"]["ok"], false, "{qat_run}");
 
     let text = visible_text(&browse(&t, &page, &["--dump-dom"]));
     for want in [
