@@ -278,6 +278,81 @@ pub async fn run_scripts(
     progress: Option<&Progress<'_>>,
     out: &mut (dyn Write + Send),
 ) -> Result<(), ExecError> {
+    // Every script ends with `reset_session`, which vets promoter's
+    // prepared statements; a run that stops early forgets them all.
+    let run = run_each(conn, scripts, in_transaction, done, watch, progress, out).await;
+    match run {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            // The session may be in a failed transaction, where nothing can
+            // be asked: forget every prepared statement instead.
+            forget_statements(conn).await;
+            Err(e)
+        }
+    }
+}
+
+/// What [`vet_statements`] asks: prepared statements made by SQL
+/// (`PREPARE`, a script's) and by the protocol (promoter's own).
+pub const STATEMENTS_QUERY: &str = "SELECT pg_catalog.count(*) FILTER (WHERE from_sql), pg_catalog.count(*) FILTER (WHERE NOT from_sql) FROM pg_catalog.pg_prepared_statements";
+
+/// After SQL that is not promoter's ran on `conn`, and before any of
+/// promoter's prepared statements runs again: a script may have deallocated
+/// one and prepared its own under the same name, which would then answer
+/// promoter's question (the ledger guard's, the fingerprint's) with whatever
+/// it likes. Statements a script makes are `from_sql`; promoter's are
+/// prepared through the protocol, which a script cannot speak. So: if any
+/// statement was made by SQL, or any of promoter's is missing, every
+/// statement goes and promoter prepares its own again. Asked in the simple
+/// protocol, which no prepared statement can intercept.
+pub async fn vet_statements(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    let rows = sqlx::raw_sql(STATEMENTS_QUERY)
+        .fetch_all(&mut *conn)
+        .await?;
+    keep_only_ours(conn, rows.first()).await
+}
+
+/// Given the answer to [`STATEMENTS_QUERY`], drops every prepared statement
+/// unless all are promoter's own and none of those is missing.
+async fn keep_only_ours(
+    conn: &mut PgConnection,
+    row: Option<&sqlx::postgres::PgRow>,
+) -> Result<(), sqlx::Error> {
+    use sqlx::{Connection, Row};
+    let (theirs, ours): (i64, i64) = match row {
+        Some(row) => (row.try_get(0)?, row.try_get(1)?),
+        None => (1, 0),
+    };
+    if theirs > 0 || usize::try_from(ours).ok() != Some(conn.cached_statements_size()) {
+        sqlx::raw_sql(FORGET_STATEMENTS).execute(&mut *conn).await?;
+        conn.clear_cached_statements().await?;
+    }
+    Ok(())
+}
+
+/// What [`vet_statements`] sends when it finds a statement it did not make.
+pub const FORGET_STATEMENTS: &str = "DEALLOCATE ALL";
+
+/// Drops every prepared statement, promoter's own with the rest, when the
+/// session cannot be asked which there are: promoter prepares its own again
+/// under new names (a name a script took makes that fail, never answer).
+async fn forget_statements(conn: &mut PgConnection) {
+    use sqlx::Connection;
+    let _ = sqlx::raw_sql(FORGET_STATEMENTS).execute(&mut *conn).await;
+    // The client's cache goes first, whatever the server then says.
+    let _ = conn.clear_cached_statements().await;
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_each(
+    conn: &mut PgConnection,
+    scripts: Vec<ScriptSource>,
+    in_transaction: bool,
+    done: &mut i64,
+    watch: Watch<'_>,
+    progress: Option<&Progress<'_>>,
+    out: &mut (dyn Write + Send),
+) -> Result<(), ExecError> {
     let Watch { stop, meter } = watch;
     let count = scripts.len();
     for (i, script) in scripts.into_iter().enumerate() {
@@ -379,6 +454,9 @@ pub async fn run_scripts(
                                 // server: a changeset listens to nothing.
                                 sqlx::raw_sql("UNLISTEN *")
                                     .execute(&mut *conn)
+                                    .await
+                                    .map_err(|e| DbError::query(p.env, e))?;
+                                vet_statements(conn)
                                     .await
                                     .map_err(|e| DbError::query(p.env, e))?;
                                 let script = ScriptContext::set_aside(conn, p.env).await?;
@@ -548,16 +626,20 @@ async fn check_untouched(conn: &mut PgConnection, p: &Progress<'_>) -> Result<()
 /// What a fresh `psql -f` session would have: default settings and role,
 /// no temporary tables, cursors, LISTEN registrations, prepared statements
 /// or sequence state. `DISCARD ALL` would do all of it but cannot run in a
-/// transaction; these can. (promoter's own statements are never prepared
-/// by name, so `DEALLOCATE ALL` here, or in a script, cannot break them.)
+/// transaction; these can. (`DEALLOCATE ALL` takes promoter's own prepared
+/// statements too; [`vet_statements`], after the scripts, sees that.)
+/// Its last statement is [`STATEMENTS_QUERY`]: the script's prepared
+/// statements go, promoter's stay when they are all there.
 pub async fn reset_session(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-    sqlx::raw_sql(RESET_SESSION).execute(conn).await.map(|_| ())
+    let rows = sqlx::raw_sql(RESET_SESSION).fetch_all(&mut *conn).await?;
+    keep_only_ours(conn, rows.first()).await
 }
 
 /// What [`reset_session`] sends after each script (tests/it/parity.rs tells
 /// it apart from the scripts' own statements by this text).
 pub const RESET_SESSION: &str = "RESET SESSION AUTHORIZATION; RESET ROLE; RESET ALL; CLOSE ALL; UNLISTEN *; \
-     DEALLOCATE ALL; DISCARD SEQUENCES; DISCARD TEMP;";
+     DISCARD SEQUENCES; DISCARD TEMP; \
+     SELECT pg_catalog.count(*) FILTER (WHERE from_sql), pg_catalog.count(*) FILTER (WHERE NOT from_sql) FROM pg_catalog.pg_prepared_statements";
 
 /// Writes run output; a closed output (a pipe whose reader left) is an error.
 fn write_output(out: &mut (dyn Write + Send), file: &str, bytes: &[u8]) -> Result<(), ExecError> {
@@ -1009,6 +1091,12 @@ pub async fn append_alone(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_session_reset_ends_by_asking_for_prepared_statements() {
+        assert!(RESET_SESSION.ends_with(STATEMENTS_QUERY));
+        assert!(!RESET_SESSION.contains(FORGET_STATEMENTS));
+    }
 
     #[test]
     fn a_schema_mark_counts_only_when_nothing_else_could_have_changed_the_catalog() {

@@ -18,10 +18,13 @@ use crate::changeset::Sha256Digest;
 /// and whether each is enabled, the code of trigger functions wherever they
 /// live, functions in the schema, owners, grants, row-level security,
 /// policies and rules. Names are the schema's own, so the text does not
-/// depend on `search_path`.
+/// depend on `search_path`. The ledger schema's few relations are read
+/// through the catalogs' indexes (`OFFSET 0` keeps the planner from turning
+/// them into scans of every column of the database: at 500 tables that was
+/// 18 ms per changeset).
 const CATALOG: &str = r#"
 WITH ns AS (SELECT oid, nspname FROM pg_catalog.pg_namespace WHERE nspname = $1),
-rels AS (SELECT c.* FROM pg_catalog.pg_class c JOIN ns ON c.relnamespace = ns.oid)
+rels AS MATERIALIZED (SELECT c.* FROM pg_catalog.pg_class c WHERE c.relnamespace = (SELECT oid FROM ns))
 SELECT coalesce(string_agg(line, E'\n' ORDER BY line), '') FROM (
     SELECT 'schema ' || pg_catalog.pg_get_userbyid(n.nspowner) || ' ' || coalesce(n.nspacl::text, '') AS line
       FROM pg_catalog.pg_namespace n JOIN ns ON ns.oid = n.oid
@@ -34,12 +37,14 @@ SELECT coalesce(string_agg(line, E'\n' ORDER BY line), '') FROM (
     SELECT 'col ' || r.relname || '.' || a.attname || ' ' || pg_catalog.format_type(a.atttypid, a.atttypmod)
            || ' notnull=' || a.attnotnull::text || ' ' || coalesce(pg_catalog.pg_get_expr(d.adbin, d.adrelid), '')
            || ' ' || coalesce(a.attacl::text, '')
-      FROM pg_catalog.pg_attribute a JOIN rels r ON r.oid = a.attrelid
-      LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-     WHERE a.attnum > 0 AND NOT a.attisdropped
+      FROM rels r
+     CROSS JOIN LATERAL (SELECT a.* FROM pg_catalog.pg_attribute a
+                          WHERE a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped OFFSET 0) a
+      LEFT JOIN LATERAL (SELECT d.* FROM pg_catalog.pg_attrdef d
+                          WHERE d.adrelid = a.attrelid AND d.adnum = a.attnum OFFSET 0) d ON true
     UNION ALL
     SELECT 'con ' || r.relname || '.' || c.conname || ' ' || pg_catalog.pg_get_constraintdef(c.oid) || ' ' || c.convalidated::text
-      FROM pg_catalog.pg_constraint c JOIN rels r ON r.oid = c.conrelid
+      FROM rels r CROSS JOIN LATERAL (SELECT c.* FROM pg_catalog.pg_constraint c WHERE c.conrelid = r.oid OFFSET 0) c
     UNION ALL
     SELECT 'trg ' || r.relname || '.' || t.tgname || ' enabled=' || t.tgenabled::text || ' '
            || pg_catalog.pg_get_triggerdef(t.oid) || ' code=' || pg_catalog.md5(p.prosrc)

@@ -172,6 +172,44 @@ fn scripts_cannot_break_promoters_own_session() {
     t.promoter(&["audit", "dev"]).ok();
 }
 
+/// promoter keeps its own queries prepared between changesets; a script
+/// that swaps each of them for a statement of its own under the same name
+/// (so that the ledger guard or the fingerprint would get its answers) is
+/// found out after the script, and promoter prepares its own again.
+#[test]
+fn a_script_cannot_swap_promoters_prepared_statements_for_its_own() {
+    let t = TestContext::with_databases();
+    let swap = "DO $$ DECLARE n text; BEGIN\n  FOR n IN SELECT name FROM pg_prepared_statements WHERE NOT from_sql LOOP\n    EXECUTE format('DEALLOCATE %I', n);\n    EXECUTE format('PREPARE %I AS SELECT 1', n);\n  END LOOP;\nEND $$;\n";
+    t.changeset("first", "CREATE TABLE first (id int);\n");
+    t.changeset("swap", &format!("CREATE TABLE second (id int);\n{swap}"));
+    t.changeset_without_transaction(
+        "swap-again",
+        &format!("CREATE TABLE third (id int);\n{swap}CREATE TABLE fourth (id int);\n{swap}"),
+    );
+    t.changeset(
+        "after",
+        "CREATE TABLE seen AS SELECT count(*) AS n FROM pg_prepared_statements WHERE from_sql;\n",
+    );
+    t.promoter(&["seal"]).ok();
+    let out = t.promoter(&["apply", "dev"]).ok();
+    assert!(out.contains("applied 0004-after"), "{out}");
+    assert_eq!(
+        t.sql("dev", "SELECT n FROM seen"),
+        "0\n",
+        "a script's prepared statements do not outlive it"
+    );
+    let ledger = t.sql(
+        "dev",
+        "SELECT string_agg(changeset_id || ' ' || status, ',' ORDER BY seq) FROM promoter.ledger",
+    );
+    assert_eq!(
+        ledger,
+        "0001-first applied,0002-swap applied,0003-swap-again running,0003-swap-again applied,0004-after applied\n"
+    );
+    t.commit_all("changesets");
+    t.promoter(&["audit", "dev"]).ok();
+}
+
 /// A data-only changeset applied, then a DBA's edit: deleting the newest
 /// rows, truncating, dropping the schema. The checkpoint promoter keeps
 /// outside the database catches each; nothing is applied twice.

@@ -176,7 +176,7 @@ fn csv_record(bytes: &[u8]) -> Vec<String> {
 /// promoter's own statements, which psql does not send: its transactions,
 /// the fingerprint's search path, the session reset between scripts, the
 /// `UNLISTEN *` after each statement of a `transaction: none` changeset,
-/// the ledger's DDL.
+/// the check of its prepared statements, the ledger's DDL.
 fn is_promoters_own(text: &str) -> bool {
     matches!(
         text,
@@ -187,12 +187,14 @@ fn is_promoters_own(text: &str) -> bool {
             | "SET search_path = pg_catalog"
             | "RESET search_path"
     ) || text == RESET_SESSION
+        || text == STATEMENTS_QUERY
+        || text == FORGET_STATEMENTS
         || text.starts_with("CREATE SCHEMA IF NOT EXISTS promoter")
         || text.contains("promoter.ledger")
         || text.starts_with("SELECT 'parity sentinel ")
 }
 
-use promoter::db::executor::RESET_SESSION;
+use promoter::db::executor::{FORGET_STATEMENTS, RESET_SESSION, STATEMENTS_QUERY};
 
 /// What psql sends for each of `scripts` (one session each, in order, in
 /// one database), and whether the last one it ran failed.
