@@ -786,6 +786,9 @@ pub struct Application {
     pub mode: TransactionMode,
     /// What the previous changeset of this run left, if it can be trusted.
     pub previous: Option<SchemaMark>,
+    /// The catalog as the previous changeset of this run left it, to read
+    /// only what changes (see `fingerprint::Tracked`).
+    pub tracked: Option<fingerprint::Tracked>,
     /// Where to show how far its scripts have got, if anyone watches.
     pub meter: Option<Arc<Meter>>,
 }
@@ -798,6 +801,8 @@ pub struct Outcome {
     /// After a committed transactional changeset: what the next one in the
     /// same run may start from without reading the catalog again.
     pub mark: Option<SchemaMark>,
+    /// After a committed transactional changeset: the catalog as it left it.
+    pub tracked: Option<fingerprint::Tracked>,
 }
 
 /// The schema fingerprint a transactional changeset ended with, and what
@@ -864,6 +869,10 @@ pub async fn apply(
     entry.started_at = now_micros();
     let mut done = 0i64;
     let mut mark = None;
+    // Only a committed transaction's catalog may be carried on: one that
+    // rolled back would leave entries of rows that are gone.
+    let mut tracked = app.tracked;
+    let mut committed = None;
     let result = match app.mode {
         TransactionMode::PerChangeset => {
             let mut tx = conn.begin().await.map_err(|e| DbError::query(env, e))?;
@@ -878,7 +887,9 @@ pub async fn apply(
             let reused = app.previous.as_ref().and_then(|m| m.before(&xid));
             entry.schema_before = Some(match reused {
                 Some(fingerprint) => fingerprint,
-                None => fingerprint::fingerprint(&mut tx, env, schema).await?,
+                None => {
+                    fingerprint::tracked_fingerprint(&mut tx, env, schema, &mut tracked).await?
+                }
             });
             let run = run_scripts(
                 &mut tx,
@@ -922,7 +933,9 @@ pub async fn apply(
                         let _ = tx.rollback().await;
                         return finish_broken(conn, env, schema, entry, done, sign).await;
                     }
-                    let after = fingerprint::fingerprint(&mut tx, env, schema).await?;
+                    let after =
+                        fingerprint::tracked_fingerprint(&mut tx, env, schema, &mut tracked)
+                            .await?;
                     entry.schema_after = Some(after);
                     mark = SchemaMark::new(after, &xid, &xmin);
                     entry.status = Status::Applied;
@@ -966,6 +979,7 @@ pub async fn apply(
                     tx.commit().await.map_err(|e| {
                         DbError::query(env, format!("COMMIT: {}", super::describe(&e)))
                     })?;
+                    committed = tracked.take();
                     Ok(())
                 }
                 Err(e) => {
@@ -1030,6 +1044,7 @@ pub async fn apply(
             entry,
             error: None,
             mark,
+            tracked: committed,
         }),
         Err(error) => record_failure(conn, env, schema, entry, done, error, sign).await,
     }
@@ -1056,6 +1071,7 @@ async fn record_failure(
         entry,
         error: Some(error),
         mark: None,
+        tracked: None,
     })
 }
 

@@ -3,65 +3,469 @@
 //! routines, triggers, enums, extensions), leaving out system schemas and
 //! promoter's own ledger schema. Names only, never OIDs, so two databases with
 //! the same schema have the same fingerprint.
+//!
+//! A run of many changesets keeps the description it last read
+//! ([`Tracked`]) and reads again only what changed since: every entry
+//! belongs to one catalog object (its *owner*), and the next read finds the
+//! owners whose catalog rows are newer than the snapshot the description
+//! was taken in, everything that depends on them (an entry names the
+//! objects it depends on, and PostgreSQL records those dependencies), and
+//! which owners still exist. The result is the same text the whole catalog
+//! gives, at a cost that follows the size of the change rather than the size
+//! of the schema; debug builds (the test suite) read both and compare.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::OnceLock;
 
 use sqlx::AssertSqlSafe;
 use sqlx::postgres::PgConnection;
+use sqlx::postgres::types::Oid;
 
 use super::DbError;
 use crate::changeset::Sha256Digest;
 
-const CATALOG: &str = r#"
-WITH ns AS (
+/// The catalog's entries, each with its owner (the catalog holding the
+/// owner and its oid). `{filter:CLASS:EXPR}` marks where a read of some
+/// owners only restricts the branch; schemas are always read in full.
+const ENTRIES: &str = r#"
+SELECT 2615::oid AS cls, ns.oid AS obj, 'schema ' || nspname AS line FROM ns
+UNION ALL
+SELECT 1259::oid, c.oid, 'relation ' || ns.nspname || '.' || c.relname || ' ' || c.relkind::text
+  FROM pg_class c JOIN ns ON ns.oid = c.relnamespace
+ WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f', 'c') AND {1259:c.oid}
+UNION ALL
+SELECT 1259::oid, c.oid, 'column ' || ns.nspname || '.' || c.relname || '.' || a.attname || ' '
+       || format_type(a.atttypid, a.atttypmod) || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END
+       || coalesce(' default ' || pg_get_expr(d.adbin, d.adrelid), '')
+       || CASE WHEN a.attidentity <> '' THEN ' identity ' || a.attidentity::text ELSE '' END
+       || CASE WHEN a.attgenerated <> '' THEN ' generated' ELSE '' END
+  FROM pg_attribute a
+  JOIN pg_class c ON c.oid = a.attrelid
+  JOIN ns ON ns.oid = c.relnamespace
+  LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+ WHERE a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'c') AND {1259:c.oid}
+UNION ALL
+SELECT 2606::oid, con.oid, 'constraint ' || ns.nspname || '.' || coalesce(c.relname, t.typname) || '.' || con.conname || ' '
+       || pg_get_constraintdef(con.oid)
+  FROM pg_constraint con JOIN ns ON ns.oid = con.connamespace
+  LEFT JOIN pg_class c ON c.oid = con.conrelid
+  LEFT JOIN pg_type t ON t.oid = con.contypid
+ WHERE {2606:con.oid}
+UNION ALL
+SELECT 1259::oid, i.indexrelid, 'index ' || pg_get_indexdef(i.indexrelid)
+  FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN ns ON ns.oid = c.relnamespace
+ WHERE {1259:i.indexrelid}
+UNION ALL
+SELECT 1259::oid, c.oid, 'view ' || ns.nspname || '.' || c.relname || ' ' || pg_get_viewdef(c.oid)
+  FROM pg_class c JOIN ns ON ns.oid = c.relnamespace WHERE c.relkind IN ('v', 'm') AND {1259:c.oid}
+UNION ALL
+SELECT 1255::oid, p.oid, 'routine ' || pg_get_functiondef(p.oid)
+  FROM pg_proc p JOIN ns ON ns.oid = p.pronamespace
+ WHERE p.prokind IN ('f', 'p')
+   AND NOT EXISTS (SELECT 1 FROM pg_depend dep WHERE dep.objid = p.oid AND dep.deptype = 'e')
+   AND {1255:p.oid}
+UNION ALL
+SELECT 2620::oid, t.oid, 'trigger ' || pg_get_triggerdef(t.oid)
+  FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN ns ON ns.oid = c.relnamespace
+ WHERE NOT t.tgisinternal AND {2620:t.oid}
+UNION ALL
+SELECT 1247::oid, t.oid, 'enum ' || ns.nspname || '.' || t.typname || ' ' || string_agg(e.enumlabel, ',' ORDER BY e.enumsortorder)
+  FROM pg_type t JOIN ns ON ns.oid = t.typnamespace JOIN pg_enum e ON e.enumtypid = t.oid
+ WHERE {1247:t.oid}
+ GROUP BY t.oid, ns.nspname, t.typname
+UNION ALL
+SELECT 3079::oid, x.oid, 'extension ' || extname || ' ' || extversion FROM pg_extension x WHERE {3079:x.oid}
+"#;
+
+/// The schemas the fingerprint covers (`$1`: the ledger schema).
+const NAMESPACES: &str = r#"ns AS (
     SELECT oid, nspname FROM pg_namespace
      WHERE nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast', $1)
        AND nspname NOT LIKE 'pg\_temp\_%' AND nspname NOT LIKE 'pg\_toast\_temp\_%'
-)
-SELECT line FROM (
-    SELECT 'schema ' || nspname AS line FROM ns
-    UNION ALL
-    SELECT 'relation ' || ns.nspname || '.' || c.relname || ' ' || c.relkind::text
-      FROM pg_class c JOIN ns ON ns.oid = c.relnamespace
-     WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f', 'c')
-    UNION ALL
-    SELECT 'column ' || ns.nspname || '.' || c.relname || '.' || a.attname || ' '
-           || format_type(a.atttypid, a.atttypmod) || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END
-           || coalesce(' default ' || pg_get_expr(d.adbin, d.adrelid), '')
-           || CASE WHEN a.attidentity <> '' THEN ' identity ' || a.attidentity::text ELSE '' END
-           || CASE WHEN a.attgenerated <> '' THEN ' generated' ELSE '' END
-      FROM pg_attribute a
-      JOIN pg_class c ON c.oid = a.attrelid
-      JOIN ns ON ns.oid = c.relnamespace
-      LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-     WHERE a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'c')
-    UNION ALL
-    SELECT 'constraint ' || ns.nspname || '.' || coalesce(c.relname, t.typname) || '.' || con.conname || ' '
-           || pg_get_constraintdef(con.oid)
-      FROM pg_constraint con JOIN ns ON ns.oid = con.connamespace
-      LEFT JOIN pg_class c ON c.oid = con.conrelid
-      LEFT JOIN pg_type t ON t.oid = con.contypid
-    UNION ALL
-    SELECT 'index ' || pg_get_indexdef(i.indexrelid)
-      FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN ns ON ns.oid = c.relnamespace
-    UNION ALL
-    SELECT 'view ' || ns.nspname || '.' || c.relname || ' ' || pg_get_viewdef(c.oid)
-      FROM pg_class c JOIN ns ON ns.oid = c.relnamespace WHERE c.relkind IN ('v', 'm')
-    UNION ALL
-    SELECT 'routine ' || pg_get_functiondef(p.oid)
-      FROM pg_proc p JOIN ns ON ns.oid = p.pronamespace
-     WHERE p.prokind IN ('f', 'p')
-       AND NOT EXISTS (SELECT 1 FROM pg_depend dep WHERE dep.objid = p.oid AND dep.deptype = 'e')
-    UNION ALL
-    SELECT 'trigger ' || pg_get_triggerdef(t.oid)
-      FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN ns ON ns.oid = c.relnamespace
-     WHERE NOT t.tgisinternal
-    UNION ALL
-    SELECT 'enum ' || ns.nspname || '.' || t.typname || ' ' || string_agg(e.enumlabel, ',' ORDER BY e.enumsortorder)
-      FROM pg_type t JOIN ns ON ns.oid = t.typnamespace JOIN pg_enum e ON e.enumtypid = t.oid
-     GROUP BY ns.nspname, t.typname
-    UNION ALL
-    SELECT 'extension ' || extname || ' ' || extversion FROM pg_extension
-) AS catalog
-"#;
+)"#;
+
+/// The session settings that change how definitions are printed (a
+/// constant's date style, time zone, float digits, quoting).
+const SETTINGS: &str = "concat_ws(' | ', current_setting('DateStyle'), current_setting('IntervalStyle'), \
+     current_setting('TimeZone'), current_setting('extra_float_digits'), current_setting('bytea_output'), \
+     current_setting('quote_all_identifiers'), current_setting('lc_monetary'), \
+     current_setting('standard_conforming_strings'), current_setting('search_path'))";
+
+/// The row (kind 3) saying what a read saw: its snapshot, the transaction
+/// id from which rows count as new (the reading transaction's own, or the
+/// snapshot's xmax when it had none), and the settings.
+fn meta_row() -> String {
+    format!(
+        "SELECT 3, NULL::oid, NULL::oid, pg_current_snapshot()::text, NULL::oid[], \
+         coalesce(pg_current_xact_id_if_assigned(), pg_snapshot_xmax(pg_current_snapshot()))::text, {SETTINGS}"
+    )
+}
+
+/// The whole catalog: (kind 0, cls, obj, line) per entry, then one row of
+/// kind 3 with the snapshot, the threshold and the settings.
+fn full_query() -> &'static str {
+    static SQL: OnceLock<String> = OnceLock::new();
+    SQL.get_or_init(|| {
+        format!(
+            "WITH {NAMESPACES}\n\
+             SELECT 0 AS kind, cls, obj, line, NULL::oid[] AS oids, NULL::text AS threshold, NULL::text AS settings FROM ({}) AS entries\n\
+             UNION ALL {}",
+            filtered(|_, _| "TRUE".to_owned()),
+            meta_row(),
+        )
+    })
+}
+
+/// The branches of [`ENTRIES`] with each `{CLASS:EXPR}` replaced by `f`.
+fn filtered(f: impl Fn(&str, &str) -> String) -> String {
+    let mut out = String::with_capacity(ENTRIES.len() * 2);
+    let mut rest = ENTRIES;
+    while let Some(start) = rest.find('{') {
+        out.push_str(&rest[..start]);
+        let end = start + rest[start..].find('}').expect("closed filter");
+        let (class, expr) = rest[start + 1..end].split_once(':').expect("CLASS:EXPR");
+        out.push_str(&f(class, expr));
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A read of what changed since a snapshot (`$2`, with threshold `$3`):
+///
+/// - `writers`: every transaction that may have written a row that snapshot
+///   did not see: those it saw running, every one from the threshold (the
+///   reading transaction's own id) up to the first not yet finished, and
+///   this session's own transaction and subtransactions (which hold a lock
+///   on their ids). More than 10,000 (a busy server) and the catalog is
+///   read whole instead;
+/// - `fresh`: owners of catalog rows those transactions wrote, in every
+///   catalog whose rows an entry prints or is made of; a function newly a
+///   member of an extension (which takes its routine out);
+/// - `closure`: every object that depends on one of them, transitively (an
+///   entry prints the names of what it depends on: a renamed column changes
+///   the indexes, constraints and views over it);
+/// - the entries of those owners (kind 0), every object read (kind 2), the
+///   owners that exist now, per catalog (kind 1), and the snapshot (kind 3).
+fn changes_query() -> &'static str {
+    static SQL: OnceLock<String> = OnceLock::new();
+    SQL.get_or_init(|| {
+        let fresh = [
+            ("1259", "oid", "pg_class"),
+            ("1259", "attrelid", "pg_attribute"),
+            ("1259", "adrelid", "pg_attrdef"),
+            ("2606", "oid", "pg_constraint"),
+            ("1259", "indexrelid", "pg_index"),
+            ("1259", "ev_class", "pg_rewrite"),
+            ("1255", "oid", "pg_proc"),
+            ("2620", "oid", "pg_trigger"),
+            ("1247", "oid", "pg_type"),
+            ("1247", "enumtypid", "pg_enum"),
+            ("2615", "oid", "pg_namespace"),
+            ("3079", "oid", "pg_extension"),
+            ("2617", "oid", "pg_operator"),
+            ("2616", "oid", "pg_opclass"),
+            ("3456", "oid", "pg_collation"),
+            ("2612", "oid", "pg_language"),
+            ("3602", "oid", "pg_ts_config"),
+            ("3600", "oid", "pg_ts_dict"),
+        ]
+        .iter()
+        .map(|(class, column, catalog)| {
+            format!("SELECT {class}::oid, {column} FROM {catalog} WHERE xmin = ANY((SELECT xs FROM writers)::xid[])")
+        })
+        .chain(std::iter::once(
+            "SELECT classid, objid FROM pg_depend WHERE deptype = 'e' AND xmin = ANY((SELECT xs FROM writers)::xid[])".to_owned(),
+        ))
+        .collect::<Vec<_>>()
+        .join("\n    UNION ALL ");
+        format!(
+            "WITH RECURSIVE {NAMESPACES},\n\
+             span AS (\n\
+                 SELECT $3::xid8::text::bigint AS from_xid,\n\
+                        pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS to_xid\n\
+             ),\n\
+             writers AS (\n\
+                 SELECT ARRAY(\n\
+                     SELECT (x::text::bigint % 4294967296)::text::xid FROM pg_snapshot_xip($2::pg_snapshot) AS x\n\
+                     UNION SELECT (x % 4294967296)::text::xid FROM span, generate_series(from_xid, least(to_xid, from_xid + 10000) - 1) AS x\n\
+                     UNION SELECT transactionid FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'transactionid'\n\
+                 ) AS xs\n\
+             ),\n\
+             fresh(cls, obj) AS (\n    {fresh}\n),\n\
+             closure(cls, obj) AS (\n\
+                 SELECT cls, obj FROM fresh\n\
+                 UNION\n\
+                 SELECT m.cls, m.obj FROM closure c\n\
+                   JOIN pg_depend d ON d.refclassid = c.cls AND d.refobjid = c.obj\n\
+                  CROSS JOIN LATERAL (VALUES (d.classid, d.objid),\n\
+                        (1259::oid, CASE d.classid\n\
+                             WHEN 2604 THEN (SELECT adrelid FROM pg_attrdef WHERE oid = d.objid)\n\
+                             WHEN 2618 THEN (SELECT ev_class FROM pg_rewrite WHERE oid = d.objid) END)) AS m(cls, obj)\n\
+                  WHERE m.obj IS NOT NULL\n\
+             ),\n\
+             targets AS (SELECT DISTINCT cls, obj FROM closure)\n\
+             SELECT 0 AS kind, cls, obj, line, NULL::oid[] AS oids, NULL::text AS threshold, NULL::text AS settings FROM ({entries}) AS entries\n\
+             UNION ALL SELECT 2, cls, obj, NULL, NULL, NULL, NULL FROM targets\n\
+             UNION ALL SELECT 1, 2615::oid, NULL, NULL, ARRAY(SELECT oid FROM ns ORDER BY oid), NULL, NULL\n\
+             UNION ALL SELECT 1, 1259::oid, NULL, NULL, ARRAY(SELECT c.oid FROM pg_class c JOIN ns ON ns.oid = c.relnamespace\n\
+                  WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f', 'c', 'i', 'I') ORDER BY 1), NULL, NULL\n\
+             UNION ALL SELECT 1, 2606::oid, NULL, NULL, ARRAY(SELECT con.oid FROM pg_constraint con JOIN ns ON ns.oid = con.connamespace ORDER BY 1), NULL, NULL\n\
+             UNION ALL SELECT 1, 1255::oid, NULL, NULL, ARRAY(SELECT p.oid FROM pg_proc p JOIN ns ON ns.oid = p.pronamespace\n\
+                  WHERE p.prokind IN ('f', 'p') AND NOT EXISTS (SELECT 1 FROM pg_depend dep WHERE dep.objid = p.oid AND dep.deptype = 'e') ORDER BY 1), NULL, NULL\n\
+             UNION ALL SELECT 1, 2620::oid, NULL, NULL, ARRAY(SELECT t.oid FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid\n\
+                  JOIN ns ON ns.oid = c.relnamespace WHERE NOT t.tgisinternal ORDER BY 1), NULL, NULL\n\
+             UNION ALL SELECT 1, 1247::oid, NULL, NULL, ARRAY(SELECT DISTINCT t.oid FROM pg_type t JOIN ns ON ns.oid = t.typnamespace\n\
+                  JOIN pg_enum e ON e.enumtypid = t.oid ORDER BY 1), NULL, NULL\n\
+             UNION ALL SELECT 1, 3079::oid, NULL, NULL, ARRAY(SELECT oid FROM pg_extension ORDER BY 1), NULL, NULL\n\
+             UNION ALL SELECT 4, NULL, NULL, NULL, NULL, NULL, NULL FROM span WHERE to_xid - from_xid > 10000 \
+                  OR (SELECT count(*) FROM pg_snapshot_xip($2::pg_snapshot)) > 10000\n\
+             UNION ALL {meta}",
+            entries = filtered(|class, expr| format!(
+                "{expr} IN (SELECT obj FROM targets WHERE cls = {class})"
+            )),
+            meta = meta_row(),
+        )
+    })
+}
+
+/// A snapshot as `pg_snapshot`'s text gives it: `xmin:xmax:xip,…`.
+fn snapshot_xmax(text: &str) -> Option<u64> {
+    text.split(':').nth(1)?.parse().ok()
+}
+
+type Row = (
+    i32,
+    Option<Oid>,
+    Option<Oid>,
+    Option<String>,
+    Option<Vec<Oid>>,
+    Option<String>,
+    Option<String>,
+);
+
+/// An owner: the catalog it is in and its oid.
+type Owner = (u32, u32);
+
+/// The catalog as a run last read it, and the snapshot it was read in.
+#[derive(Debug, Clone)]
+pub struct Tracked {
+    ledger_schema: String,
+    entries: HashMap<Owner, Vec<String>>,
+    snapshot: String,
+    threshold: String,
+    settings: String,
+}
+
+impl Tracked {
+    /// The fingerprint of the description.
+    fn fingerprint(&self) -> Sha256Digest {
+        of_catalog(&self.sorted())
+    }
+
+    fn sorted(&self) -> Vec<String> {
+        let mut lines: Vec<String> = self.entries.values().flatten().cloned().collect();
+        lines.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        lines
+    }
+}
+
+/// Sets the search path every definition is printed under.
+async fn fixed_search_path(conn: &mut PgConnection, env: &str) -> Result<(), DbError> {
+    // A fixed search_path makes the *_def functions qualify names the same way everywhere.
+    sqlx::raw_sql("SET search_path = pg_catalog")
+        .execute(&mut *conn)
+        .await
+        .map(|_| ())
+        .map_err(|e| DbError::query(env, e))
+}
+
+async fn reset_search_path(conn: &mut PgConnection, env: &str) -> Result<(), DbError> {
+    sqlx::raw_sql("RESET search_path")
+        .execute(&mut *conn)
+        .await
+        .map(|_| ())
+        .map_err(|e| DbError::query(env, e))
+}
+
+async fn rows(
+    conn: &mut PgConnection,
+    env: &str,
+    sql: &'static str,
+    ledger_schema: &str,
+    since: Option<&Tracked>,
+) -> Result<Vec<Row>, DbError> {
+    fixed_search_path(conn, env).await?;
+    let mut query = sqlx::query_as::<_, Row>(AssertSqlSafe(sql)).bind(ledger_schema);
+    if let Some(t) = since {
+        query = query.bind(&t.snapshot).bind(&t.threshold);
+    }
+    let rows = query.fetch_all(&mut *conn).await.map_err(|e| {
+        DbError::query(env, format!("reading the catalog: {}", super::describe(&e)))
+    })?;
+    reset_search_path(conn, env).await?;
+    Ok(rows)
+}
+
+/// Reads the whole catalog.
+async fn read_all(
+    conn: &mut PgConnection,
+    env: &str,
+    ledger_schema: &str,
+) -> Result<Tracked, DbError> {
+    let mut tracked = Tracked {
+        ledger_schema: ledger_schema.to_owned(),
+        entries: HashMap::new(),
+        snapshot: String::new(),
+        threshold: String::new(),
+        settings: String::new(),
+    };
+    for (kind, cls, obj, line, _, threshold, settings) in
+        rows(conn, env, full_query(), ledger_schema, None).await?
+    {
+        match (kind, cls, obj, line) {
+            (0, Some(cls), Some(obj), Some(line)) => {
+                tracked
+                    .entries
+                    .entry((cls.0, obj.0))
+                    .or_default()
+                    .push(line);
+            }
+            (3, _, _, Some(snapshot)) => {
+                tracked.snapshot = snapshot;
+                tracked.threshold = threshold.unwrap_or_default();
+                tracked.settings = settings.unwrap_or_default();
+            }
+            _ => return Err(unexpected(env)),
+        }
+    }
+    Ok(tracked)
+}
+
+fn unexpected(env: &str) -> DbError {
+    DbError::query(env, "reading the catalog: an unexpected row".to_owned())
+}
+
+/// Brings `tracked` up to date, reading only what changed since it was
+/// taken; `None` when that cannot be done exactly (a schema created,
+/// renamed or dropped, a system object changed, other settings, an object
+/// that appeared without a catalog row of its own changing), and the whole
+/// catalog must be read.
+async fn read_changes(
+    conn: &mut PgConnection,
+    env: &str,
+    mut tracked: Tracked,
+) -> Result<Option<Tracked>, DbError> {
+    let schema = tracked.ledger_schema.clone();
+    if snapshot_xmax(&tracked.snapshot).is_none() || tracked.threshold.parse::<u64>().is_err() {
+        return Ok(None);
+    }
+    let rows = rows(conn, env, changes_query(), &schema, Some(&tracked)).await?;
+    let mut lines: HashMap<Owner, Vec<String>> = HashMap::new();
+    let mut targets: Vec<Owner> = Vec::new();
+    let mut present: Vec<(u32, BTreeSet<u32>)> = Vec::new();
+    let mut settings = None;
+    for (kind, cls, obj, line, oids, threshold, set) in rows {
+        match (kind, cls, obj) {
+            (0, Some(cls), Some(obj)) => lines
+                .entry((cls.0, obj.0))
+                .or_default()
+                .push(line.ok_or_else(|| unexpected(env))?),
+            (2, Some(cls), Some(obj)) => targets.push((cls.0, obj.0)),
+            (1, Some(cls), None) => present.push((
+                cls.0,
+                oids.unwrap_or_default().into_iter().map(|o| o.0).collect(),
+            )),
+            (3, None, None) => {
+                tracked.snapshot = line.ok_or_else(|| unexpected(env))?;
+                tracked.threshold = threshold.ok_or_else(|| unexpected(env))?;
+                settings = set;
+            }
+            (4, None, None) => return Ok(None),
+            _ => return Err(unexpected(env)),
+        }
+    }
+    if settings.as_deref() != Some(tracked.settings.as_str()) {
+        return Ok(None);
+    }
+    // Objects of the system (oids below FirstNormalObjectId) record no
+    // dependencies on them, and a schema names everything in it.
+    if targets.iter().any(|&(cls, obj)| cls == 2615 || obj < 16384) {
+        return Ok(None);
+    }
+    for owner in &targets {
+        tracked.entries.remove(owner);
+    }
+    tracked.entries.extend(lines);
+    for (cls, now) in present {
+        tracked
+            .entries
+            .retain(|&(c, o), _| c != cls || now.contains(&o));
+        let known = tracked.entries.keys().filter(|&&(c, _)| c == cls).count();
+        if known != now.len() {
+            // Something exists that was neither read nor known.
+            return Ok(None);
+        }
+    }
+    Ok(Some(tracked))
+}
+
+/// The schema fingerprint, read incrementally from `tracked` when it is
+/// there (see the module comment) and leaving there what was read.
+pub async fn tracked_fingerprint(
+    conn: &mut PgConnection,
+    env: &str,
+    ledger_schema: &str,
+    tracked: &mut Option<Tracked>,
+) -> Result<Sha256Digest, DbError> {
+    let known = tracked.take().filter(|t| t.ledger_schema == ledger_schema);
+    let now = match known {
+        Some(t) => match read_changes(conn, env, t).await? {
+            Some(t) => {
+                if check_increments() {
+                    let all = read_all(conn, env, ledger_schema).await?;
+                    compare(env, &t, &all)?;
+                }
+                t
+            }
+            None => read_all(conn, env, ledger_schema).await?,
+        },
+        None => read_all(conn, env, ledger_schema).await?,
+    };
+    let fingerprint = now.fingerprint();
+    *tracked = Some(now);
+    Ok(fingerprint)
+}
+
+/// Whether every incremental read is checked against a whole one: in debug
+/// builds (the test suite), and with `PROMOTER_CHECK_FINGERPRINT=1`.
+fn check_increments() -> bool {
+    cfg!(debug_assertions)
+        || std::env::var_os("PROMOTER_CHECK_FINGERPRINT").is_some_and(|v| v == "1")
+}
+
+fn compare(env: &str, incremental: &Tracked, all: &Tracked) -> Result<(), DbError> {
+    let (a, b) = (incremental.sorted(), all.sorted());
+    if a == b {
+        return Ok(());
+    }
+    let (sa, sb): (BTreeSet<&String>, BTreeSet<&String>) = (a.iter().collect(), b.iter().collect());
+    let only = |x: &BTreeSet<&String>, y: &BTreeSet<&String>| {
+        x.difference(y)
+            .take(5)
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(" | ")
+    };
+    Err(DbError::query(
+        env,
+        format!(
+            "internal error: the schema read incrementally differs from the whole catalog; only incremental: {}; only whole: {}",
+            only(&sa, &sb),
+            only(&sb, &sa)
+        ),
+    ))
+}
 
 /// The normalized catalog of the current database: one entry per object,
 /// sorted byte-wise (in Rust, so that databases with different collations
@@ -71,24 +475,7 @@ pub async fn catalog(
     env: &str,
     ledger_schema: &str,
 ) -> Result<Vec<String>, DbError> {
-    // A fixed search_path makes the *_def functions qualify names the same way everywhere.
-    sqlx::raw_sql("SET search_path = pg_catalog")
-        .execute(&mut *conn)
-        .await
-        .map_err(|e| DbError::query(env, e))?;
-    let mut entries: Vec<String> = sqlx::query_scalar(AssertSqlSafe(CATALOG))
-        .bind(ledger_schema)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(|e| {
-            DbError::query(env, format!("reading the catalog: {}", super::describe(&e)))
-        })?;
-    sqlx::raw_sql("RESET search_path")
-        .execute(&mut *conn)
-        .await
-        .map_err(|e| DbError::query(env, e))?;
-    entries.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-    Ok(entries)
+    Ok(read_all(conn, env, ledger_schema).await?.sorted())
 }
 
 /// The schema fingerprint: sha256 of the [`catalog`] entries joined by line feeds.
@@ -103,4 +490,26 @@ pub async fn fingerprint(
 /// The fingerprint of catalog entries.
 pub fn of_catalog(entries: &[String]) -> Sha256Digest {
     Sha256Digest::of(entries.join("\n").as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_branch_is_filtered_by_its_owner() {
+        let all = filtered(|_, _| "TRUE".to_owned());
+        assert!(!all.contains('{'), "{all}");
+        assert_eq!(
+            all.matches("AND TRUE").count() + all.matches("WHERE TRUE").count(),
+            9
+        );
+        let some = changes_query();
+        for class in ["1259", "2606", "1255", "2620", "1247", "3079"] {
+            assert!(
+                some.contains(&format!("targets WHERE cls = {class})")),
+                "{class}"
+            );
+        }
+    }
 }

@@ -1164,6 +1164,7 @@ async fn execute(
     let total = checked.len();
     let steps: Vec<PlannedStep> = report.planned.clone();
     let mut previous = None;
+    let mut tracked = None;
     for (index, (c, step)) in checked.into_iter().zip(steps).enumerate() {
         if interrupt::requested() {
             report.interrupted = true;
@@ -1211,6 +1212,7 @@ async fn execute(
             entry,
             mode: meta.transaction,
             previous: previous.take(),
+            tracked: tracked.take(),
             meter: hooks.meter(),
         };
         hooks.event(Event::Starting {
@@ -1285,6 +1287,7 @@ async fn execute(
             }
         };
         previous = outcome.mark;
+        tracked = outcome.tracked;
         let e = &outcome.entry;
         let seconds = (e.finished_at.unwrap_or(e.started_at) - e.started_at) as f64 / 1e6;
         match outcome.error {

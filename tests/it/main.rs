@@ -7,6 +7,7 @@ mod clone;
 mod common;
 mod corpus;
 mod executor;
+mod fingerprint;
 mod fleet;
 mod json_docs;
 mod ledger_guard;

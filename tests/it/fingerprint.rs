@@ -1,0 +1,168 @@
+//! The schema fingerprint read incrementally within a run (only what
+//! changed since the previous changeset, and what depends on it) must be
+//! the fingerprint of the whole catalog. Debug builds, which the suite
+//! runs, read both after every changeset and fail the run when they differ;
+//! these changesets are the changes whose effect reaches entries of other
+//! objects than the ones they touch.
+
+use crate::common::TestContext;
+
+/// Applies `steps` (slug, SQL) as changesets in one run and checks that
+/// every fingerprint recorded equals a whole reading of that moment's
+/// catalog: the last one is compared with a fresh run's reading, and the
+/// debug build compares each one as it goes.
+fn apply_in_one_run(steps: &[(&str, &str)]) -> TestContext {
+    let t = TestContext::with_databases();
+    for (slug, sql) in steps {
+        t.changeset(slug, sql);
+    }
+    t.promoter(&["seal"]).ok();
+    let out = t.promoter(&["apply", "dev"]).ok();
+    assert!(
+        out.contains(&format!(
+            "applied {:04}-{}",
+            steps.len(),
+            steps[steps.len() - 1].0
+        )),
+        "{out}"
+    );
+    let rows = t.sql(
+        "dev",
+        "SELECT count(*) FILTER (WHERE schema_after IS NULL) FROM promoter.ledger WHERE status = 'applied'",
+    );
+    assert_eq!(rows, "0\n");
+    // A new run reads the whole catalog first: its fingerprint before must
+    // be the one the last changeset of the incremental run recorded after.
+    t.changeset("next-run", "SELECT 1;\n");
+    t.promoter(&["seal"]).ok();
+    t.promoter(&["apply", "dev"]).ok();
+    let same = t.sql(
+        "dev",
+        "SELECT (SELECT schema_before FROM promoter.ledger ORDER BY seq DESC LIMIT 1) = \
+                (SELECT schema_after FROM promoter.ledger ORDER BY seq DESC LIMIT 1 OFFSET 1)",
+    );
+    assert_eq!(same, "t\n");
+    t.commit_all("changesets");
+    t.promoter(&["audit", "dev"]).ok();
+    t
+}
+
+#[test]
+fn renames_reach_the_indexes_constraints_views_and_defaults_that_print_the_name() {
+    apply_in_one_run(&[
+        (
+            "base",
+            "CREATE TABLE a (id int PRIMARY KEY, code text UNIQUE, n int CHECK (n > 0));\n\
+             CREATE TABLE b (id int PRIMARY KEY, a_code text REFERENCES a (code));\n\
+             CREATE INDEX a_lower ON a (lower(code));\n\
+             CREATE VIEW v AS SELECT id, code FROM a WHERE n > 1;\n\
+             CREATE VIEW w AS SELECT code FROM v;\n\
+             CREATE SEQUENCE s;\n\
+             CREATE TABLE c (id int DEFAULT nextval('s'), at date DEFAULT '2020-01-02');\n",
+        ),
+        (
+            "rename-column",
+            "ALTER TABLE a RENAME COLUMN code TO label;\n",
+        ),
+        ("rename-table", "ALTER TABLE a RENAME TO alpha;\n"),
+        ("rename-sequence", "ALTER SEQUENCE s RENAME TO s2;\n"),
+        ("rename-view", "ALTER VIEW v RENAME TO v2;\n"),
+        (
+            "replace-view",
+            "CREATE OR REPLACE VIEW v2 AS SELECT id, label AS code FROM alpha WHERE n > 2;\n",
+        ),
+        (
+            "rename-index",
+            "ALTER INDEX a_lower RENAME TO alpha_lower;\n",
+        ),
+        (
+            "column-type",
+            "ALTER TABLE b ALTER COLUMN id TYPE bigint;\n",
+        ),
+    ]);
+}
+
+#[test]
+fn types_functions_and_enums_renamed_reach_what_uses_them() {
+    apply_in_one_run(&[
+        (
+            "base",
+            "CREATE DOMAIN posint AS int CHECK (VALUE > 0);\n\
+             CREATE TYPE mood AS ENUM ('sad', 'ok');\n\
+             CREATE TYPE pair AS (x int, y int);\n\
+             CREATE FUNCTION twice(i posint) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT i * 2';\n\
+             CREATE FUNCTION stamp() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NEW; END$$;\n\
+             CREATE TABLE t (id posint, m mood DEFAULT 'ok', p pair, ms mood[], d int DEFAULT twice(1));\n\
+             CREATE TRIGGER t_stamp BEFORE INSERT ON t FOR EACH ROW EXECUTE FUNCTION stamp();\n\
+             CREATE VIEW happy AS SELECT id FROM t WHERE m = 'ok'::mood;\n\
+             CREATE TABLE u (t_row t);\n",
+        ),
+        ("rename-domain", "ALTER DOMAIN posint RENAME TO positive;\n"),
+        (
+            "rename-enum-value",
+            "ALTER TYPE mood RENAME VALUE 'ok' TO 'fine';\n",
+        ),
+        ("add-enum-value", "ALTER TYPE mood ADD VALUE 'glad';\n"),
+        ("rename-enum", "ALTER TYPE mood RENAME TO feeling;\n"),
+        ("rename-composite", "ALTER TYPE pair RENAME TO couple;\n"),
+        (
+            "rename-function",
+            "ALTER FUNCTION twice(positive) RENAME TO double;\n",
+        ),
+        (
+            "rename-trigger-function",
+            "ALTER FUNCTION stamp() RENAME TO touch;\n",
+        ),
+        ("rename-row-type", "ALTER TABLE t RENAME TO things;\n"),
+        (
+            "replace-function",
+            "CREATE OR REPLACE FUNCTION double(i positive) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT i + i';\n",
+        ),
+    ]);
+}
+
+#[test]
+fn drops_schemas_moves_savepoints_and_extension_membership_read_as_a_whole_catalog() {
+    apply_in_one_run(&[
+        (
+            "base",
+            "CREATE TABLE keep (id int PRIMARY KEY, gone int, note text);\n\
+             CREATE TABLE doomed (id int REFERENCES keep);\n\
+             CREATE INDEX keep_note ON keep (note);\n\
+             CREATE FUNCTION helper() RETURNS int LANGUAGE sql AS 'SELECT 1';\n",
+        ),
+        ("drop-column", "ALTER TABLE keep DROP COLUMN gone;\n"),
+        ("drop-table", "DROP TABLE doomed;\n"),
+        ("drop-index", "DROP INDEX keep_note;\n"),
+        (
+            "new-schema",
+            "CREATE SCHEMA app;\nCREATE TABLE app.inside (id int);\n",
+        ),
+        ("move", "ALTER TABLE keep SET SCHEMA app;\n"),
+        ("rename-schema", "ALTER SCHEMA app RENAME TO application;\n"),
+        (
+            "savepoints",
+            "DO $$ BEGIN\n  BEGIN CREATE TABLE in_sub (id int); EXCEPTION WHEN others THEN NULL; END;\n  BEGIN CREATE TABLE failed_sub (id int); RAISE EXCEPTION 'undo'; EXCEPTION WHEN others THEN NULL; END;\nEND $$;\n",
+        ),
+        (
+            "temp",
+            "CREATE TEMP TABLE scratch (id int);\nCREATE TABLE after_temp (id int);\n",
+        ),
+        (
+            "into-extension",
+            "ALTER EXTENSION plpgsql ADD FUNCTION helper();\n",
+        ),
+        (
+            "out-of-extension",
+            "ALTER EXTENSION plpgsql DROP FUNCTION helper();\n",
+        ),
+        (
+            "data-only",
+            "INSERT INTO application.keep VALUES (1, 'x');\n",
+        ),
+        (
+            "drop-default-and-not-null",
+            "ALTER TABLE application.keep ALTER COLUMN note SET DEFAULT 'n';\nALTER TABLE application.keep ALTER COLUMN note DROP DEFAULT;\nALTER TABLE application.keep ALTER COLUMN note SET NOT NULL;\n",
+        ),
+    ]);
+}
