@@ -270,10 +270,19 @@ impl Tracked {
     }
 }
 
-/// Sets the search path every definition is printed under.
+/// What a reading of the catalog sets first: the search path every
+/// definition is printed under (so the *_def functions qualify names the
+/// same way everywhere), and no JIT compilation, which the planner's
+/// estimates for these queries can ask for and which then costs seconds
+/// where the query takes milliseconds (measured: 4.9 s against 15 ms).
+pub const READING: &str = "SET search_path = pg_catalog; SET jit = off";
+
+/// What it resets after.
+pub const READ: &str = "RESET search_path; RESET jit";
+
+/// Sets [`READING`].
 async fn fixed_search_path(conn: &mut PgConnection, env: &str) -> Result<(), DbError> {
-    // A fixed search_path makes the *_def functions qualify names the same way everywhere.
-    sqlx::raw_sql("SET search_path = pg_catalog")
+    sqlx::raw_sql(READING)
         .execute(&mut *conn)
         .await
         .map(|_| ())
@@ -281,7 +290,7 @@ async fn fixed_search_path(conn: &mut PgConnection, env: &str) -> Result<(), DbE
 }
 
 async fn reset_search_path(conn: &mut PgConnection, env: &str) -> Result<(), DbError> {
-    sqlx::raw_sql("RESET search_path")
+    sqlx::raw_sql(READ)
         .execute(&mut *conn)
         .await
         .map(|_| ())

@@ -174,19 +174,14 @@ fn csv_record(bytes: &[u8]) -> Vec<String> {
 }
 
 /// promoter's own statements, which psql does not send: its transactions,
-/// the fingerprint's search path, the session reset between scripts, the
+/// the fingerprint's search path and JIT setting, the session reset between scripts, the
 /// `UNLISTEN *` after each statement of a `transaction: none` changeset,
 /// the check of its prepared statements, the ledger's DDL.
 fn is_promoters_own(text: &str) -> bool {
-    matches!(
-        text,
-        "BEGIN"
-            | "COMMIT"
-            | "ROLLBACK"
-            | "UNLISTEN *"
-            | "SET search_path = pg_catalog"
-            | "RESET search_path"
-    ) || text == RESET_SESSION
+    matches!(text, "BEGIN" | "COMMIT" | "ROLLBACK" | "UNLISTEN *")
+        || text == RESET_SESSION
+        || text == promoter::db::fingerprint::READING
+        || text == promoter::db::fingerprint::READ
         || text == STATEMENTS_QUERY
         || text == FORGET_STATEMENTS
         || text.starts_with("CREATE SCHEMA IF NOT EXISTS promoter")
