@@ -279,22 +279,185 @@ pub async fn run_scripts(
     out: &mut (dyn Write + Send),
 ) -> Result<(), ExecError> {
     // Every script ends with `reset_session`, which vets promoter's
-    // prepared statements; a run that stops early forgets them all.
-    let run = run_each(conn, scripts, in_transaction, done, watch, progress, out).await;
-    match run {
-        Ok(()) => Ok(()),
-        Err(e) => {
-            // The session may be in a failed transaction, where nothing can
-            // be asked: forget every prepared statement instead.
-            forget_statements(conn).await;
-            Err(e)
+    // prepared statements; a run that stops early forgets them all (the
+    // session may be in a failed transaction, where nothing can be asked).
+    let run = async {
+        let Watch { stop, meter } = watch;
+        let count = scripts.len();
+        for (i, script) in scripts.into_iter().enumerate() {
+            let file = script.file;
+            if let Some(m) = meter {
+                m.start(i + 1, count, &file, script.size);
+            }
+            let hashing = HashingReader::new(Metered {
+                inner: script.reader,
+                meter: meter.cloned(),
+            });
+            let mut splitter = Splitter::new(BufReader::with_capacity(64 * 1024, hashing));
+            let mut index = 0usize;
+            // Whether the script has opened a transaction block of its own
+            // (only possible in a `transaction: none` changeset).
+            let mut in_block = false;
+            'statements: loop {
+                let item = splitter.next_item().map_err(|e| ExecError::Script {
+                    file: file.clone(),
+                    message: e.to_string(),
+                })?;
+                match item {
+                    None => break,
+                    Some(Item::Meta(m)) => match accepted_meta(&m) {
+                        Some(MetaAction::Ignore) => {}
+                        Some(MetaAction::Print(text)) => {
+                            write_output(out, &file, text.as_bytes())?;
+                        }
+                        None => {
+                            return Err(ExecError::Script {
+                                file: format!("{file}:{}", m.line),
+                                message: format!(
+                                    "psql meta-command \\{} is not supported in a changeset",
+                                    m.name
+                                ),
+                            });
+                        }
+                    },
+                    Some(Item::Statement(stmt)) => {
+                        if !stmt.empty {
+                            index += 1;
+                        }
+                        match (in_transaction, crate::sql::wrapper(&stmt)) {
+                            (true, Some(Wrapper::Begin)) if index == 1 => continue,
+                            (true, Some(Wrapper::Commit)) => {
+                                // Only the script's last statement may be its
+                                // wrapper's COMMIT (empty statements after it do
+                                // nothing, there or here).
+                                loop {
+                                    match splitter.next_item() {
+                                        Ok(None) => break 'statements,
+                                        Ok(Some(Item::Statement(s))) if s.empty => {}
+                                        Ok(Some(Item::Meta(m))) if crate::sql::meta_is_harmless(&m) => {
+                                        }
+                                        _ => {
+                                            return Err(ExecError::Script {
+                                                file: format!("{file}:{}", stmt.line),
+                                                message: "COMMIT before the end of the script would end promoter's transaction".into(),
+                                            });
+                                        }
+                                    }
+                                }
+                            }
+                            _ => {}
+                        }
+                        let at = || Some(format!("{file}:{}", stmt.line));
+                        if stop.load(Ordering::SeqCst) {
+                            return Err(ExecError::Interrupted { at: at() });
+                        }
+                        let ran = if stmt.is_copy_from_stdin() {
+                            copy_in(conn, &file, &stmt, &mut splitter).await
+                        } else if stmt.is_copy_to_stdout() {
+                            copy_out(conn, &file, &stmt, out).await
+                        } else {
+                            sqlx::raw_sql(AssertSqlSafe(stmt.text.as_str()))
+                                .execute(&mut *conn)
+                                .await
+                                .map(|_| ())
+                                .map_err(|e| statement_error(&file, &stmt, &e, None))
+                        };
+                        match ran {
+                            // A cancel that arrives as the statement ends lets it
+                            // finish: it counts, and the run stops before the next.
+                            Ok(()) => {
+                                *done += 1;
+                                if let Some(m) = meter {
+                                    m.statements.store(*done as u64, Ordering::Relaxed);
+                                }
+                                in_block = block_after(&stmt, in_block);
+                                // Inside the script's own transaction block nothing
+                                // has committed yet, and a query of promoter's
+                                // would be the block's first (taking its snapshot,
+                                // refusing a later SET TRANSACTION): progress is
+                                // checked and recorded once the block ends.
+                                if let Some(p) = progress.filter(|_| !in_block) {
+                                    // Outside a transaction a LISTEN takes effect at
+                                    // once, and a notification would arrive in the
+                                    // middle of promoter's next exchange with the
+                                    // server: a changeset listens to nothing.
+                                    sqlx::raw_sql("UNLISTEN *")
+                                        .execute(&mut *conn)
+                                        .await
+                                        .map_err(|e| DbError::query(p.env, e))?;
+                                    vet_statements(conn)
+                                        .await
+                                        .map_err(|e| DbError::query(p.env, e))?;
+                                    let script = ScriptContext::set_aside(conn, p.env).await?;
+                                    check_untouched(conn, p).await?;
+                                    ledger::record_progress(conn, p.env, p.schema, p.seq, *done)
+                                        .await?;
+                                    script.restore(conn, p.env).await?;
+                                }
+                            }
+                            Err(_) if stop.load(Ordering::SeqCst) => {
+                                return Err(ExecError::Interrupted { at: at() });
+                            }
+                            Err(e) => return Err(e),
+                        }
+                    }
+                }
+            }
+            if in_block && !in_transaction {
+                // psql ends its session at the end of the file, and the server
+                // rolls the open block back; so does promoter.
+                sqlx::raw_sql("ROLLBACK")
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(|e| ExecError::Script {
+                        file: file.clone(),
+                        message: format!(
+                            "rolling back the transaction block the script left open: {}",
+                            super::describe(&e)
+                        ),
+                    })?;
+                write_output(
+                    out,
+                    &file,
+                    format!("promoter: {file} ended inside its own transaction block, which was rolled back (as psql's session end does)\n").as_bytes(),
+                )?;
+            }
+            // Hash whatever the splitter did not need (nothing, normally) and compare.
+            let mut hashing = splitter.into_inner().into_inner();
+            std::io::copy(&mut hashing, &mut std::io::sink()).map_err(|e| ExecError::Script {
+                file: file.clone(),
+                message: e.to_string(),
+            })?;
+            if hashing.finish() != script.expected {
+                return Err(ExecError::Modified { file });
+            }
+            reset_session(conn).await.map_err(|e| ExecError::Script {
+                file: file.clone(),
+                message: format!(
+                    "resetting the session after the script: {}",
+                    super::describe(&e)
+                ),
+            })?;
         }
+        Ok(())
     }
+    .await;
+    if run.is_err() {
+        forget_statements(conn).await;
+    }
+    run
+}
+
+/// The text of [`STATEMENTS_QUERY`], for `concat!`.
+macro_rules! statements_query {
+    () => {
+        "SELECT pg_catalog.count(*) FILTER (WHERE from_sql), pg_catalog.count(*) FILTER (WHERE NOT from_sql) FROM pg_catalog.pg_prepared_statements"
+    };
 }
 
 /// What [`vet_statements`] asks: prepared statements made by SQL
 /// (`PREPARE`, a script's) and by the protocol (promoter's own).
-pub const STATEMENTS_QUERY: &str = "SELECT pg_catalog.count(*) FILTER (WHERE from_sql), pg_catalog.count(*) FILTER (WHERE NOT from_sql) FROM pg_catalog.pg_prepared_statements";
+pub const STATEMENTS_QUERY: &str = statements_query!();
 
 /// After SQL that is not promoter's ran on `conn`, and before any of
 /// promoter's prepared statements runs again: a script may have deallocated
@@ -305,7 +468,7 @@ pub const STATEMENTS_QUERY: &str = "SELECT pg_catalog.count(*) FILTER (WHERE fro
 /// statement was made by SQL, or any of promoter's is missing, every
 /// statement goes and promoter prepares its own again. Asked in the simple
 /// protocol, which no prepared statement can intercept.
-pub async fn vet_statements(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+async fn vet_statements(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
     let rows = sqlx::raw_sql(STATEMENTS_QUERY)
         .fetch_all(&mut *conn)
         .await?;
@@ -341,176 +504,6 @@ async fn forget_statements(conn: &mut PgConnection) {
     let _ = sqlx::raw_sql(FORGET_STATEMENTS).execute(&mut *conn).await;
     // The client's cache goes first, whatever the server then says.
     let _ = conn.clear_cached_statements().await;
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn run_each(
-    conn: &mut PgConnection,
-    scripts: Vec<ScriptSource>,
-    in_transaction: bool,
-    done: &mut i64,
-    watch: Watch<'_>,
-    progress: Option<&Progress<'_>>,
-    out: &mut (dyn Write + Send),
-) -> Result<(), ExecError> {
-    let Watch { stop, meter } = watch;
-    let count = scripts.len();
-    for (i, script) in scripts.into_iter().enumerate() {
-        let file = script.file;
-        if let Some(m) = meter {
-            m.start(i + 1, count, &file, script.size);
-        }
-        let hashing = HashingReader::new(Metered {
-            inner: script.reader,
-            meter: meter.cloned(),
-        });
-        let mut splitter = Splitter::new(BufReader::with_capacity(64 * 1024, hashing));
-        let mut index = 0usize;
-        // Whether the script has opened a transaction block of its own
-        // (only possible in a `transaction: none` changeset).
-        let mut in_block = false;
-        'statements: loop {
-            let item = splitter.next_item().map_err(|e| ExecError::Script {
-                file: file.clone(),
-                message: e.to_string(),
-            })?;
-            match item {
-                None => break,
-                Some(Item::Meta(m)) => match accepted_meta(&m) {
-                    Some(MetaAction::Ignore) => {}
-                    Some(MetaAction::Print(text)) => {
-                        write_output(out, &file, text.as_bytes())?;
-                    }
-                    None => {
-                        return Err(ExecError::Script {
-                            file: format!("{file}:{}", m.line),
-                            message: format!(
-                                "psql meta-command \\{} is not supported in a changeset",
-                                m.name
-                            ),
-                        });
-                    }
-                },
-                Some(Item::Statement(stmt)) => {
-                    if !stmt.empty {
-                        index += 1;
-                    }
-                    match (in_transaction, crate::sql::wrapper(&stmt)) {
-                        (true, Some(Wrapper::Begin)) if index == 1 => continue,
-                        (true, Some(Wrapper::Commit)) => {
-                            // Only the script's last statement may be its
-                            // wrapper's COMMIT (empty statements after it do
-                            // nothing, there or here).
-                            loop {
-                                match splitter.next_item() {
-                                    Ok(None) => break 'statements,
-                                    Ok(Some(Item::Statement(s))) if s.empty => {}
-                                    Ok(Some(Item::Meta(m))) if crate::sql::meta_is_harmless(&m) => {
-                                    }
-                                    _ => {
-                                        return Err(ExecError::Script {
-                                            file: format!("{file}:{}", stmt.line),
-                                            message: "COMMIT before the end of the script would end promoter's transaction".into(),
-                                        });
-                                    }
-                                }
-                            }
-                        }
-                        _ => {}
-                    }
-                    let at = || Some(format!("{file}:{}", stmt.line));
-                    if stop.load(Ordering::SeqCst) {
-                        return Err(ExecError::Interrupted { at: at() });
-                    }
-                    let ran = if stmt.is_copy_from_stdin() {
-                        copy_in(conn, &file, &stmt, &mut splitter).await
-                    } else if stmt.is_copy_to_stdout() {
-                        copy_out(conn, &file, &stmt, out).await
-                    } else {
-                        sqlx::raw_sql(AssertSqlSafe(stmt.text.as_str()))
-                            .execute(&mut *conn)
-                            .await
-                            .map(|_| ())
-                            .map_err(|e| statement_error(&file, &stmt, &e, None))
-                    };
-                    match ran {
-                        // A cancel that arrives as the statement ends lets it
-                        // finish: it counts, and the run stops before the next.
-                        Ok(()) => {
-                            *done += 1;
-                            if let Some(m) = meter {
-                                m.statements.store(*done as u64, Ordering::Relaxed);
-                            }
-                            in_block = block_after(&stmt, in_block);
-                            // Inside the script's own transaction block nothing
-                            // has committed yet, and a query of promoter's
-                            // would be the block's first (taking its snapshot,
-                            // refusing a later SET TRANSACTION): progress is
-                            // checked and recorded once the block ends.
-                            if let Some(p) = progress.filter(|_| !in_block) {
-                                // Outside a transaction a LISTEN takes effect at
-                                // once, and a notification would arrive in the
-                                // middle of promoter's next exchange with the
-                                // server: a changeset listens to nothing.
-                                sqlx::raw_sql("UNLISTEN *")
-                                    .execute(&mut *conn)
-                                    .await
-                                    .map_err(|e| DbError::query(p.env, e))?;
-                                vet_statements(conn)
-                                    .await
-                                    .map_err(|e| DbError::query(p.env, e))?;
-                                let script = ScriptContext::set_aside(conn, p.env).await?;
-                                check_untouched(conn, p).await?;
-                                ledger::record_progress(conn, p.env, p.schema, p.seq, *done)
-                                    .await?;
-                                script.restore(conn, p.env).await?;
-                            }
-                        }
-                        Err(_) if stop.load(Ordering::SeqCst) => {
-                            return Err(ExecError::Interrupted { at: at() });
-                        }
-                        Err(e) => return Err(e),
-                    }
-                }
-            }
-        }
-        if in_block && !in_transaction {
-            // psql ends its session at the end of the file, and the server
-            // rolls the open block back; so does promoter.
-            sqlx::raw_sql("ROLLBACK")
-                .execute(&mut *conn)
-                .await
-                .map_err(|e| ExecError::Script {
-                    file: file.clone(),
-                    message: format!(
-                        "rolling back the transaction block the script left open: {}",
-                        super::describe(&e)
-                    ),
-                })?;
-            write_output(
-                out,
-                &file,
-                format!("promoter: {file} ended inside its own transaction block, which was rolled back (as psql's session end does)\n").as_bytes(),
-            )?;
-        }
-        // Hash whatever the splitter did not need (nothing, normally) and compare.
-        let mut hashing = splitter.into_inner().into_inner();
-        std::io::copy(&mut hashing, &mut std::io::sink()).map_err(|e| ExecError::Script {
-            file: file.clone(),
-            message: e.to_string(),
-        })?;
-        if hashing.finish() != script.expected {
-            return Err(ExecError::Modified { file });
-        }
-        reset_session(conn).await.map_err(|e| ExecError::Script {
-            file: file.clone(),
-            message: format!(
-                "resetting the session after the script: {}",
-                super::describe(&e)
-            ),
-        })?;
-    }
-    Ok(())
 }
 
 /// Whether the session is inside a transaction block of the script's own
@@ -626,10 +619,9 @@ async fn check_untouched(conn: &mut PgConnection, p: &Progress<'_>) -> Result<()
 /// What a fresh `psql -f` session would have: default settings and role,
 /// no temporary tables, cursors, LISTEN registrations, prepared statements
 /// or sequence state. `DISCARD ALL` would do all of it but cannot run in a
-/// transaction; these can. (`DEALLOCATE ALL` takes promoter's own prepared
-/// statements too; [`vet_statements`], after the scripts, sees that.)
-/// Its last statement is [`STATEMENTS_QUERY`]: the script's prepared
-/// statements go, promoter's stay when they are all there.
+/// transaction; these can. Its last statement is [`STATEMENTS_QUERY`]:
+/// the script's prepared statements go, promoter's stay when they are all
+/// there (see [`vet_statements`]).
 pub async fn reset_session(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
     let rows = sqlx::raw_sql(RESET_SESSION).fetch_all(&mut *conn).await?;
     keep_only_ours(conn, rows.first()).await
@@ -637,9 +629,11 @@ pub async fn reset_session(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
 
 /// What [`reset_session`] sends after each script (tests/it/parity.rs tells
 /// it apart from the scripts' own statements by this text).
-pub const RESET_SESSION: &str = "RESET SESSION AUTHORIZATION; RESET ROLE; RESET ALL; CLOSE ALL; UNLISTEN *; \
-     DISCARD SEQUENCES; DISCARD TEMP; \
-     SELECT pg_catalog.count(*) FILTER (WHERE from_sql), pg_catalog.count(*) FILTER (WHERE NOT from_sql) FROM pg_catalog.pg_prepared_statements";
+pub const RESET_SESSION: &str = concat!(
+    "RESET SESSION AUTHORIZATION; RESET ROLE; RESET ALL; CLOSE ALL; UNLISTEN *; ",
+    "DISCARD SEQUENCES; DISCARD TEMP; ",
+    statements_query!()
+);
 
 /// Writes run output; a closed output (a pipe whose reader left) is an error.
 fn write_output(out: &mut (dyn Write + Send), file: &str, bytes: &[u8]) -> Result<(), ExecError> {

@@ -11,8 +11,9 @@
 //! was taken in, everything that depends on them (an entry names the
 //! objects it depends on, and PostgreSQL records those dependencies), and
 //! which owners still exist. The result is the same text the whole catalog
-//! gives, at a cost that follows the size of the change rather than the size
-//! of the schema; debug builds (the test suite) read both and compare.
+//! gives; it costs a scan of the catalogs for new rows instead of printing
+//! every definition again. Debug builds (the test suite) read both and
+//! compare.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::OnceLock;
@@ -25,8 +26,8 @@ use super::DbError;
 use crate::changeset::Sha256Digest;
 
 /// The catalog's entries, each with its owner (the catalog holding the
-/// owner and its oid). `{filter:CLASS:EXPR}` marks where a read of some
-/// owners only restricts the branch; schemas are always read in full.
+/// owner and its oid). `{CLASS:EXPR}` marks where a reading of some owners
+/// restricts the branch to them; schemas are always read in full.
 const ENTRIES: &str = r#"
 SELECT 2615::oid AS cls, ns.oid AS obj, 'schema ' || nspname AS line FROM ns
 UNION ALL
@@ -101,20 +102,52 @@ fn meta_row() -> String {
     )
 }
 
+/// The owners that exist now, one row (kind 1) per catalog with their
+/// oids: those [`ENTRIES`] gives at least one line for, found without
+/// printing any (debug builds check the two agree on every whole reading).
+const PRESENT: &str = "\
+    SELECT 1, 2615::oid, NULL, NULL, ARRAY(SELECT oid FROM ns ORDER BY oid), NULL, NULL
+    UNION ALL SELECT 1, 1259::oid, NULL, NULL, ARRAY(SELECT c.oid FROM pg_class c JOIN ns ON ns.oid = c.relnamespace
+         WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f', 'c', 'i', 'I') ORDER BY 1), NULL, NULL
+    UNION ALL SELECT 1, 2606::oid, NULL, NULL, ARRAY(SELECT con.oid FROM pg_constraint con JOIN ns ON ns.oid = con.connamespace ORDER BY 1), NULL, NULL
+    UNION ALL SELECT 1, 1255::oid, NULL, NULL, ARRAY(SELECT p.oid FROM pg_proc p JOIN ns ON ns.oid = p.pronamespace
+         WHERE p.prokind IN ('f', 'p') AND NOT EXISTS (SELECT 1 FROM pg_depend dep WHERE dep.objid = p.oid AND dep.deptype = 'e') ORDER BY 1), NULL, NULL
+    UNION ALL SELECT 1, 2620::oid, NULL, NULL, ARRAY(SELECT t.oid FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+         JOIN ns ON ns.oid = c.relnamespace WHERE NOT t.tgisinternal ORDER BY 1), NULL, NULL
+    UNION ALL SELECT 1, 1247::oid, NULL, NULL, ARRAY(SELECT DISTINCT t.oid FROM pg_type t JOIN ns ON ns.oid = t.typnamespace
+         JOIN pg_enum e ON e.enumtypid = t.oid ORDER BY 1), NULL, NULL
+    UNION ALL SELECT 1, 3079::oid, NULL, NULL, ARRAY(SELECT oid FROM pg_extension ORDER BY 1), NULL, NULL";
+
 /// The whole catalog: (kind 0, cls, obj, line) per entry, then one row of
-/// kind 3 with the snapshot, the threshold and the settings.
-fn full_query() -> &'static str {
-    static SQL: OnceLock<String> = OnceLock::new();
-    SQL.get_or_init(|| {
+/// kind 3 with the snapshot, the threshold and the settings; with
+/// `present`, the [`PRESENT`] rows too.
+fn full_query(present: bool) -> &'static str {
+    static PLAIN: OnceLock<String> = OnceLock::new();
+    static CHECKED: OnceLock<String> = OnceLock::new();
+    let make = |present: bool| {
         format!(
             "WITH {NAMESPACES}\n\
              SELECT 0 AS kind, cls, obj, line, NULL::oid[] AS oids, NULL::text AS threshold, NULL::text AS settings FROM ({}) AS entries\n\
-             UNION ALL {}",
+             {}UNION ALL {}",
             filtered(|_, _| "TRUE".to_owned()),
+            if present {
+                format!("UNION ALL {PRESENT}\n")
+            } else {
+                String::new()
+            },
             meta_row(),
         )
-    })
+    };
+    if present {
+        CHECKED.get_or_init(|| make(true))
+    } else {
+        PLAIN.get_or_init(|| make(false))
+    }
 }
+
+/// More transaction ids than this between two readings (a busy server),
+/// and the catalog is read whole.
+const MAX_WRITERS: u32 = 10_000;
 
 /// The branches of [`ENTRIES`] with each `{CLASS:EXPR}` replaced by `f`.
 fn filtered(f: impl Fn(&str, &str) -> String) -> String {
@@ -137,8 +170,8 @@ fn filtered(f: impl Fn(&str, &str) -> String) -> String {
 ///   did not see: those it saw running, every one from the threshold (the
 ///   reading transaction's own id) up to the first not yet finished, and
 ///   this session's own transaction and subtransactions (which hold a lock
-///   on their ids). More than 10,000 (a busy server) and the catalog is
-///   read whole instead;
+///   on their ids). More than [`MAX_WRITERS`] and the catalog is read
+///   whole instead;
 /// - `fresh`: owners of catalog rows those transactions wrote, in every
 ///   catalog whose rows an entry prints or is made of; a function newly a
 ///   member of an extension (which takes its routine out);
@@ -188,7 +221,7 @@ fn changes_query() -> &'static str {
              writers AS (\n\
                  SELECT ARRAY(\n\
                      SELECT (x::text::bigint % 4294967296)::text::xid FROM pg_snapshot_xip($2::pg_snapshot) AS x\n\
-                     UNION SELECT (x % 4294967296)::text::xid FROM span, generate_series(from_xid, least(to_xid, from_xid + 10000) - 1) AS x\n\
+                     UNION SELECT (x % 4294967296)::text::xid FROM span, generate_series(from_xid, least(to_xid, from_xid + {MAX_WRITERS}) - 1) AS x\n\
                      UNION SELECT transactionid FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'transactionid'\n\
                  ) AS xs\n\
              ),\n\
@@ -207,19 +240,9 @@ fn changes_query() -> &'static str {
              targets AS (SELECT DISTINCT cls, obj FROM closure)\n\
              SELECT 0 AS kind, cls, obj, line, NULL::oid[] AS oids, NULL::text AS threshold, NULL::text AS settings FROM ({entries}) AS entries\n\
              UNION ALL SELECT 2, cls, obj, NULL, NULL, NULL, NULL FROM targets\n\
-             UNION ALL SELECT 1, 2615::oid, NULL, NULL, ARRAY(SELECT oid FROM ns ORDER BY oid), NULL, NULL\n\
-             UNION ALL SELECT 1, 1259::oid, NULL, NULL, ARRAY(SELECT c.oid FROM pg_class c JOIN ns ON ns.oid = c.relnamespace\n\
-                  WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f', 'c', 'i', 'I') ORDER BY 1), NULL, NULL\n\
-             UNION ALL SELECT 1, 2606::oid, NULL, NULL, ARRAY(SELECT con.oid FROM pg_constraint con JOIN ns ON ns.oid = con.connamespace ORDER BY 1), NULL, NULL\n\
-             UNION ALL SELECT 1, 1255::oid, NULL, NULL, ARRAY(SELECT p.oid FROM pg_proc p JOIN ns ON ns.oid = p.pronamespace\n\
-                  WHERE p.prokind IN ('f', 'p') AND NOT EXISTS (SELECT 1 FROM pg_depend dep WHERE dep.objid = p.oid AND dep.deptype = 'e') ORDER BY 1), NULL, NULL\n\
-             UNION ALL SELECT 1, 2620::oid, NULL, NULL, ARRAY(SELECT t.oid FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid\n\
-                  JOIN ns ON ns.oid = c.relnamespace WHERE NOT t.tgisinternal ORDER BY 1), NULL, NULL\n\
-             UNION ALL SELECT 1, 1247::oid, NULL, NULL, ARRAY(SELECT DISTINCT t.oid FROM pg_type t JOIN ns ON ns.oid = t.typnamespace\n\
-                  JOIN pg_enum e ON e.enumtypid = t.oid ORDER BY 1), NULL, NULL\n\
-             UNION ALL SELECT 1, 3079::oid, NULL, NULL, ARRAY(SELECT oid FROM pg_extension ORDER BY 1), NULL, NULL\n\
-             UNION ALL SELECT 4, NULL, NULL, NULL, NULL, NULL, NULL FROM span WHERE to_xid - from_xid > 10000 \
-                  OR (SELECT count(*) FROM pg_snapshot_xip($2::pg_snapshot)) > 10000\n\
+             UNION ALL {PRESENT}\n\
+             UNION ALL SELECT 4, NULL, NULL, NULL, NULL, NULL, NULL FROM span WHERE to_xid - from_xid > {MAX_WRITERS} \
+                  OR (SELECT count(*) FROM pg_snapshot_xip($2::pg_snapshot)) > {MAX_WRITERS}\n\
              UNION ALL {meta}",
             entries = filtered(|class, expr| format!(
                 "{expr} IN (SELECT obj FROM targets WHERE cls = {class})"
@@ -227,11 +250,6 @@ fn changes_query() -> &'static str {
             meta = meta_row(),
         )
     })
-}
-
-/// A snapshot as `pg_snapshot`'s text gives it: `xmin:xmax:xip,…`.
-fn snapshot_xmax(text: &str) -> Option<u64> {
-    text.split(':').nth(1)?.parse().ok()
 }
 
 type Row = (
@@ -260,13 +278,44 @@ pub struct Tracked {
 impl Tracked {
     /// The fingerprint of the description.
     fn fingerprint(&self) -> Sha256Digest {
-        of_catalog(&self.sorted())
+        of_lines(self.sorted())
     }
 
-    fn sorted(&self) -> Vec<String> {
-        let mut lines: Vec<String> = self.entries.values().flatten().cloned().collect();
+    /// Every entry, sorted byte-wise (in Rust, so that databases with
+    /// different collations still agree).
+    fn sorted(&self) -> Vec<&str> {
+        let mut lines: Vec<&str> = self
+            .entries
+            .values()
+            .flatten()
+            .map(String::as_str)
+            .collect();
         lines.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
         lines
+    }
+
+    /// With the [`PRESENT`] rows of the same reading: whether they name
+    /// exactly the owners the entries came from.
+    fn check_present(&self, env: &str, present: &[(u32, BTreeSet<u32>)]) -> Result<(), DbError> {
+        for (cls, oids) in present {
+            let owners: BTreeSet<u32> = self
+                .entries
+                .keys()
+                .filter(|&&(c, _)| c == *cls)
+                .map(|&(_, o)| o)
+                .collect();
+            if &owners != oids {
+                return Err(DbError::query(
+                    env,
+                    format!(
+                        "internal error: the objects of catalog {cls} that exist are not those the schema's entries come from (only existing: {:?}; only in entries: {:?})",
+                        oids.difference(&owners).take(5).collect::<Vec<_>>(),
+                        owners.difference(oids).take(5).collect::<Vec<_>>()
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -280,17 +329,9 @@ pub const READING: &str = "SET search_path = pg_catalog; SET jit = off";
 /// What it resets after.
 pub const READ: &str = "RESET search_path; RESET jit";
 
-/// Sets [`READING`].
-async fn fixed_search_path(conn: &mut PgConnection, env: &str) -> Result<(), DbError> {
-    sqlx::raw_sql(READING)
-        .execute(&mut *conn)
-        .await
-        .map(|_| ())
-        .map_err(|e| DbError::query(env, e))
-}
-
-async fn reset_search_path(conn: &mut PgConnection, env: &str) -> Result<(), DbError> {
-    sqlx::raw_sql(READ)
+/// Sends [`READING`] or [`READ`].
+async fn settings(conn: &mut PgConnection, env: &str, sql: &'static str) -> Result<(), DbError> {
+    sqlx::raw_sql(sql)
         .execute(&mut *conn)
         .await
         .map(|_| ())
@@ -304,7 +345,7 @@ async fn rows(
     ledger_schema: &str,
     since: Option<&Tracked>,
 ) -> Result<Vec<Row>, DbError> {
-    fixed_search_path(conn, env).await?;
+    settings(conn, env, READING).await?;
     let mut query = sqlx::query_as::<_, Row>(AssertSqlSafe(sql)).bind(ledger_schema);
     if let Some(t) = since {
         query = query.bind(&t.snapshot).bind(&t.threshold);
@@ -312,110 +353,130 @@ async fn rows(
     let rows = query.fetch_all(&mut *conn).await.map_err(|e| {
         DbError::query(env, format!("reading the catalog: {}", super::describe(&e)))
     })?;
-    reset_search_path(conn, env).await?;
+    settings(conn, env, READ).await?;
     Ok(rows)
 }
 
-/// Reads the whole catalog.
+/// What one reading returned, by kind of row.
+struct Reading {
+    /// Kind 0: entries, by owner.
+    lines: HashMap<Owner, Vec<String>>,
+    /// Kind 2: every object the reading looked at again.
+    targets: Vec<Owner>,
+    /// Kind 1: per catalog, the owners that exist.
+    present: Vec<(u32, BTreeSet<u32>)>,
+    /// Kind 3: the snapshot, the threshold and the settings.
+    snapshot: String,
+    threshold: String,
+    settings: String,
+    /// Kind 4: too many transactions in between to read only changes.
+    too_busy: bool,
+}
+
+fn parse(env: &str, rows: Vec<Row>) -> Result<Reading, DbError> {
+    let unexpected = || DbError::query(env, "reading the catalog: an unexpected row".to_owned());
+    let mut r = Reading {
+        lines: HashMap::new(),
+        targets: Vec::new(),
+        present: Vec::new(),
+        snapshot: String::new(),
+        threshold: String::new(),
+        settings: String::new(),
+        too_busy: false,
+    };
+    let mut meta = false;
+    for (kind, cls, obj, line, oids, threshold, settings) in rows {
+        match (kind, cls, obj) {
+            (0, Some(cls), Some(obj)) => r
+                .lines
+                .entry((cls.0, obj.0))
+                .or_default()
+                .push(line.ok_or_else(unexpected)?),
+            (2, Some(cls), Some(obj)) => r.targets.push((cls.0, obj.0)),
+            (1, Some(cls), None) => r.present.push((
+                cls.0,
+                oids.unwrap_or_default().into_iter().map(|o| o.0).collect(),
+            )),
+            (3, None, None) => {
+                r.snapshot = line.ok_or_else(unexpected)?;
+                r.threshold = threshold.ok_or_else(unexpected)?;
+                r.settings = settings.ok_or_else(unexpected)?;
+                meta = true;
+            }
+            (4, None, None) => r.too_busy = true,
+            _ => return Err(unexpected()),
+        }
+    }
+    if meta { Ok(r) } else { Err(unexpected()) }
+}
+
+/// Reads the whole catalog (and, in debug builds, checks [`PRESENT`]
+/// against it).
 async fn read_all(
     conn: &mut PgConnection,
     env: &str,
     ledger_schema: &str,
 ) -> Result<Tracked, DbError> {
-    let mut tracked = Tracked {
+    let check = check_increments();
+    let r = parse(
+        env,
+        rows(conn, env, full_query(check), ledger_schema, None).await?,
+    )?;
+    let tracked = Tracked {
         ledger_schema: ledger_schema.to_owned(),
-        entries: HashMap::new(),
-        snapshot: String::new(),
-        threshold: String::new(),
-        settings: String::new(),
+        entries: r.lines,
+        snapshot: r.snapshot,
+        threshold: r.threshold,
+        settings: r.settings,
     };
-    for (kind, cls, obj, line, _, threshold, settings) in
-        rows(conn, env, full_query(), ledger_schema, None).await?
-    {
-        match (kind, cls, obj, line) {
-            (0, Some(cls), Some(obj), Some(line)) => {
-                tracked
-                    .entries
-                    .entry((cls.0, obj.0))
-                    .or_default()
-                    .push(line);
-            }
-            (3, _, _, Some(snapshot)) => {
-                tracked.snapshot = snapshot;
-                tracked.threshold = threshold.unwrap_or_default();
-                tracked.settings = settings.unwrap_or_default();
-            }
-            _ => return Err(unexpected(env)),
-        }
+    if check {
+        tracked.check_present(env, &r.present)?;
     }
     Ok(tracked)
-}
-
-fn unexpected(env: &str) -> DbError {
-    DbError::query(env, "reading the catalog: an unexpected row".to_owned())
 }
 
 /// Brings `tracked` up to date, reading only what changed since it was
 /// taken; `None` when that cannot be done exactly (a schema created,
 /// renamed or dropped, a system object changed, other settings, an object
-/// that appeared without a catalog row of its own changing), and the whole
-/// catalog must be read.
+/// that appeared without a catalog row of its own changing, a busy
+/// server), and the whole catalog must be read.
 async fn read_changes(
     conn: &mut PgConnection,
     env: &str,
     mut tracked: Tracked,
 ) -> Result<Option<Tracked>, DbError> {
     let schema = tracked.ledger_schema.clone();
-    if snapshot_xmax(&tracked.snapshot).is_none() || tracked.threshold.parse::<u64>().is_err() {
-        return Ok(None);
-    }
-    let rows = rows(conn, env, changes_query(), &schema, Some(&tracked)).await?;
-    let mut lines: HashMap<Owner, Vec<String>> = HashMap::new();
-    let mut targets: Vec<Owner> = Vec::new();
-    let mut present: Vec<(u32, BTreeSet<u32>)> = Vec::new();
-    let mut settings = None;
-    for (kind, cls, obj, line, oids, threshold, set) in rows {
-        match (kind, cls, obj) {
-            (0, Some(cls), Some(obj)) => lines
-                .entry((cls.0, obj.0))
-                .or_default()
-                .push(line.ok_or_else(|| unexpected(env))?),
-            (2, Some(cls), Some(obj)) => targets.push((cls.0, obj.0)),
-            (1, Some(cls), None) => present.push((
-                cls.0,
-                oids.unwrap_or_default().into_iter().map(|o| o.0).collect(),
-            )),
-            (3, None, None) => {
-                tracked.snapshot = line.ok_or_else(|| unexpected(env))?;
-                tracked.threshold = threshold.ok_or_else(|| unexpected(env))?;
-                settings = set;
-            }
-            (4, None, None) => return Ok(None),
-            _ => return Err(unexpected(env)),
-        }
-    }
-    if settings.as_deref() != Some(tracked.settings.as_str()) {
+    let r = parse(
+        env,
+        rows(conn, env, changes_query(), &schema, Some(&tracked)).await?,
+    )?;
+    if r.too_busy || r.settings != tracked.settings {
         return Ok(None);
     }
     // Objects of the system (oids below FirstNormalObjectId) record no
     // dependencies on them, and a schema names everything in it.
-    if targets.iter().any(|&(cls, obj)| cls == 2615 || obj < 16384) {
+    if r.targets
+        .iter()
+        .any(|&(cls, obj)| cls == 2615 || obj < 16384)
+    {
         return Ok(None);
     }
-    for owner in &targets {
+    for owner in &r.targets {
         tracked.entries.remove(owner);
     }
-    tracked.entries.extend(lines);
-    for (cls, now) in present {
+    tracked.entries.extend(r.lines);
+    for (cls, now) in &r.present {
         tracked
             .entries
-            .retain(|&(c, o), _| c != cls || now.contains(&o));
-        let known = tracked.entries.keys().filter(|&&(c, _)| c == cls).count();
+            .retain(|&(c, o), _| c != *cls || now.contains(&o));
+        let known = tracked.entries.keys().filter(|&&(c, _)| c == *cls).count();
         if known != now.len() {
             // Something exists that was neither read nor known.
             return Ok(None);
         }
     }
+    tracked.snapshot = r.snapshot;
+    tracked.threshold = r.threshold;
     Ok(Some(tracked))
 }
 
@@ -458,11 +519,12 @@ fn compare(env: &str, incremental: &Tracked, all: &Tracked) -> Result<(), DbErro
     if a == b {
         return Ok(());
     }
-    let (sa, sb): (BTreeSet<&String>, BTreeSet<&String>) = (a.iter().collect(), b.iter().collect());
-    let only = |x: &BTreeSet<&String>, y: &BTreeSet<&String>| {
+    let (sa, sb): (BTreeSet<&str>, BTreeSet<&str>) =
+        (a.into_iter().collect(), b.into_iter().collect());
+    let only = |x: &BTreeSet<&str>, y: &BTreeSet<&str>| {
         x.difference(y)
             .take(5)
-            .map(|s| s.as_str())
+            .copied()
             .collect::<Vec<_>>()
             .join(" | ")
     };
@@ -484,7 +546,8 @@ pub async fn catalog(
     env: &str,
     ledger_schema: &str,
 ) -> Result<Vec<String>, DbError> {
-    Ok(read_all(conn, env, ledger_schema).await?.sorted())
+    let tracked = read_all(conn, env, ledger_schema).await?;
+    Ok(tracked.sorted().into_iter().map(str::to_owned).collect())
 }
 
 /// The schema fingerprint: sha256 of the [`catalog`] entries joined by line feeds.
@@ -493,17 +556,41 @@ pub async fn fingerprint(
     env: &str,
     ledger_schema: &str,
 ) -> Result<Sha256Digest, DbError> {
-    Ok(of_catalog(&catalog(conn, env, ledger_schema).await?))
+    Ok(read_all(conn, env, ledger_schema).await?.fingerprint())
 }
 
 /// The fingerprint of catalog entries.
 pub fn of_catalog(entries: &[String]) -> Sha256Digest {
-    Sha256Digest::of(entries.join("\n").as_bytes())
+    of_lines(entries.iter().map(String::as_str))
+}
+
+/// sha256 of `lines` joined by line feeds, without joining them.
+fn of_lines<'a>(lines: impl IntoIterator<Item = &'a str>) -> Sha256Digest {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    for (i, line) in lines.into_iter().enumerate() {
+        if i > 0 {
+            hasher.update(b"\n");
+        }
+        hasher.update(line.as_bytes());
+    }
+    Sha256Digest(hasher.finalize().into())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lines_hash_as_if_joined_by_line_feeds() {
+        for lines in [vec![], vec!["a"], vec!["a", "b\nc", ""]] {
+            let owned: Vec<String> = lines.iter().map(|s| s.to_string()).collect();
+            assert_eq!(
+                of_catalog(&owned),
+                Sha256Digest::of(lines.join("\n").as_bytes())
+            );
+        }
+    }
 
     #[test]
     fn every_branch_is_filtered_by_its_owner() {

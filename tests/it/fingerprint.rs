@@ -166,3 +166,44 @@ fn drops_schemas_moves_savepoints_and_extension_membership_read_as_a_whole_catal
         ),
     ]);
 }
+
+/// Another session changes the schema while a run is in the middle of a
+/// changeset: its transaction is not the run's, and the next reading must
+/// still see what it wrote (and what depends on it).
+#[test]
+fn another_sessions_change_during_a_run_is_in_the_next_reading() {
+    let t = TestContext::with_databases();
+    t.changeset(
+        "base",
+        "CREATE TABLE a (x int);\nCREATE VIEW v AS SELECT x FROM a;\nCREATE INDEX a_x ON a (x);\n",
+    );
+    t.changeset("wait", "SELECT pg_sleep(3);\n");
+    t.changeset("after", "CREATE TABLE c (id int);\n");
+    t.promoter(&["seal"]).ok();
+    let url = t.url("dev");
+    let other = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        crate::common::psql(&url, "ALTER TABLE a RENAME COLUMN x TO renamed").ok();
+    });
+    let out = t.promoter(&["apply", "dev"]).ok();
+    other.join().unwrap();
+    assert!(out.contains("applied 0003-after"), "{out}");
+    // The rename is in what the run recorded last (the debug build has
+    // compared every reading with the whole catalog on the way).
+    t.changeset("next-run", "SELECT 1;\n");
+    t.promoter(&["seal"]).ok();
+    t.promoter(&["apply", "dev"]).ok();
+    let same = t.sql(
+        "dev",
+        "SELECT (SELECT schema_before FROM promoter.ledger ORDER BY seq DESC LIMIT 1) = \
+                (SELECT schema_after FROM promoter.ledger ORDER BY seq DESC LIMIT 1 OFFSET 1)",
+    );
+    assert_eq!(same, "t\n");
+    assert_eq!(
+        t.sql(
+            "dev",
+            "SELECT attname FROM pg_attribute WHERE attrelid = 'a'::regclass AND attnum = 1"
+        ),
+        "renamed\n"
+    );
+}
