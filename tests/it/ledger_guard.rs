@@ -88,6 +88,44 @@ fn a_function_added_to_the_ledger_schema_is_refused() {
 }
 
 #[test]
+fn tables_views_sequences_and_indexes_moved_or_added_into_the_ledger_schema_are_refused() {
+    // The guard finds the ledger schema's objects through the dependencies
+    // PostgreSQL records on the schema, not by scanning the catalogs: each
+    // way of putting a relation there must still be seen.
+    for (slug, sql) in [
+        (
+            "moved-table",
+            "CREATE TABLE decoy (seq bigint);\nALTER TABLE decoy SET SCHEMA promoter;\n",
+        ),
+        (
+            "new-view",
+            "CREATE VIEW promoter.recent AS SELECT 1 AS seq;\n",
+        ),
+        (
+            "moved-sequence",
+            "CREATE SEQUENCE counter;\nALTER SEQUENCE counter SET SCHEMA promoter;\n",
+        ),
+        (
+            "new-index",
+            "CREATE INDEX ledger_by_note ON promoter.ledger (note);\n",
+        ),
+    ] {
+        let t = TestContext::with_databases();
+        t.changeset("first", "SELECT 1;\n");
+        t.changeset(slug, sql);
+        t.promoter(&["seal"]).ok();
+        t.promoter(&["apply", "dev", "--to", "1"]).ok();
+        let run = t.promoter(&["apply", "dev"]);
+        assert_eq!(run.code, 4, "{slug}: {}", run.all());
+        assert!(
+            run.stderr.contains("it changed the ledger schema promoter"),
+            "{slug}: {}",
+            run.stderr
+        );
+    }
+}
+
+#[test]
 fn a_ledger_trigger_disabled_by_a_dba_between_runs_is_reported_before_the_next_apply() {
     let t = TestContext::with_databases();
     t.changeset("first", "SELECT 1;\n");
@@ -388,6 +426,39 @@ fn a_changeset_that_plants_rows_in_ledger_replaced_is_rolled_back() {
     assert!(
         run.stderr.contains("failed at 0002-planter")
             && run.stderr.contains("promoter.ledger_replaced 1/0/0"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        t.sql("dev", "SELECT count(*) FROM promoter.ledger_replaced"),
+        "0\n"
+    );
+}
+
+#[test]
+fn without_row_counts_changesets_apply_and_one_that_writes_the_ledger_is_still_rolled_back() {
+    // Regression: with `track_counts = off` (a server setting some DBAs
+    // choose) the row counters stay at zero, and every changeset was
+    // refused as having deleted promoter's own ledger row.
+    let t = TestContext::with_databases();
+    t.sql(
+        "dev",
+        "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET track_counts = off', current_database()); END $$",
+    );
+    t.changeset("first", "CREATE TABLE first (id int);\n");
+    t.changeset(
+        "planter",
+        "INSERT INTO promoter.ledger_replaced SELECT repeat('a', 64), * FROM promoter.ledger;\n",
+    );
+    t.promoter(&["seal"]).ok();
+    t.promoter(&["apply", "dev", "--to", "1"]).ok();
+    let run = t.promoter(&["apply", "dev"]);
+    assert_eq!(run.code, 4, "{}", run.all());
+    assert!(
+        run.stderr.contains("failed at 0002-planter")
+            && run.stderr.contains(
+                "promoter.ledger_replaced has 1 rows (0 before) of which this transaction wrote 1 (promoter wrote 0)"
+            ),
         "{}",
         run.stderr
     );
