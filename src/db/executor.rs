@@ -6,8 +6,8 @@
 
 use std::fmt;
 use std::io::{BufReader, Read, Write};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use sqlx::postgres::{PgConnection, PgDatabaseError, PgErrorPosition};
 use sqlx::{AssertSqlSafe, Connection};
@@ -838,6 +838,35 @@ impl SchemaMark {
     }
 }
 
+/// At the start of a changeset's transaction: its id, and what it has
+/// written in the catalogs so far.
+fn starting_query() -> &'static str {
+    static SQL: OnceLock<String> = OnceLock::new();
+    SQL.get_or_init(|| {
+        format!(
+            "SELECT pg_catalog.pg_current_xact_id()::text, {}",
+            fingerprint::writes_sql()
+        )
+    })
+}
+
+/// After its scripts: its id (the same, or a script ended it), the
+/// snapshot's oldest running transaction (see [`SchemaMark`]), what it has
+/// written in the catalogs, whether every id given out since its own is
+/// its own, and the settings definitions print with.
+fn finishing_query() -> &'static str {
+    static SQL: OnceLock<String> = OnceLock::new();
+    SQL.get_or_init(|| {
+        format!(
+            "SELECT pg_catalog.pg_current_xact_id()::text, \
+             pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot())::text, {}, {}, {}",
+            fingerprint::writes_sql(),
+            fingerprint::ONLY_OURS,
+            fingerprint::SETTINGS
+        )
+    })
+}
+
 fn now_micros() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -873,16 +902,20 @@ pub async fn apply(
             let catalog = app.ledger_catalog;
             // Our transaction's id: if it differs before COMMIT, the script
             // ended the transaction behind the splitter's back.
-            let xid: String = sqlx::query_scalar("SELECT pg_catalog.pg_current_xact_id()::text")
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(|e| DbError::query(env, e))?;
+            // With what it has written in the catalogs so far (see `fingerprint::Writes`).
+            let (xid, writes): (String, Option<Vec<i64>>) =
+                sqlx::query_as(AssertSqlSafe(starting_query()))
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(|e| DbError::query(env, e))?;
+            let writes = fingerprint::Writes(writes);
             let counted = super::guard::touched(&mut tx, env, schema).await?;
             let reused = app.previous.as_ref().and_then(|m| m.before(&xid));
             entry.schema_before = Some(match reused {
                 Some(fingerprint) => fingerprint,
                 None => {
-                    fingerprint::tracked_fingerprint(&mut tx, env, schema, &mut tracked).await?
+                    fingerprint::tracked_fingerprint(&mut tx, env, schema, &mut tracked, None)
+                        .await?
                 }
             });
             let run = run_scripts(
@@ -916,19 +949,29 @@ pub async fn apply(
             };
             let run = match run {
                 Ok(()) => {
-                    let (still, xmin): (String, String) = sqlx::query_as(
-                        "SELECT pg_catalog.pg_current_xact_id()::text, \
-                         pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot())::text",
-                    )
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(|e| DbError::query(env, e))?;
+                    let (still, xmin, now, ours, settings): (
+                        String,
+                        String,
+                        Option<Vec<i64>>,
+                        Option<bool>,
+                        String,
+                    ) = sqlx::query_as(AssertSqlSafe(finishing_query()))
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(|e| DbError::query(env, e))?;
                     if still != xid {
                         let _ = tx.rollback().await;
                         return finish_broken(conn, env, schema, entry, done, sign).await;
                     }
+                    // The catalog as the previous changeset left it, and no
+                    // transaction but this one got an id since: the
+                    // catalogs this one did not write need no reading.
+                    let only = (reused.is_some() && ours == Some(true))
+                        .then(|| fingerprint::Writes(now).since(&writes))
+                        .flatten()
+                        .map(|w| (w, settings.as_str()));
                     let after =
-                        fingerprint::tracked_fingerprint(&mut tx, env, schema, &mut tracked)
+                        fingerprint::tracked_fingerprint(&mut tx, env, schema, &mut tracked, only)
                             .await?;
                     entry.schema_after = Some(after);
                     mark = SchemaMark::new(after, &xid, &xmin);

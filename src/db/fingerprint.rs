@@ -86,11 +86,12 @@ const NAMESPACES: &str = r#"ns AS (
 )"#;
 
 /// The session settings that change how definitions are printed (a
-/// constant's date style, time zone, float digits, quoting).
-const SETTINGS: &str = "concat_ws(' | ', current_setting('DateStyle'), current_setting('IntervalStyle'), \
-     current_setting('TimeZone'), current_setting('extra_float_digits'), current_setting('bytea_output'), \
-     current_setting('quote_all_identifiers'), current_setting('lc_monetary'), \
-     current_setting('standard_conforming_strings'), current_setting('search_path'))";
+/// constant's date style, time zone, float digits, quoting). The search
+/// path is not among them: a reading always sets its own ([`READING`]).
+pub const SETTINGS: &str = "concat_ws(' | ', pg_catalog.current_setting('DateStyle'), pg_catalog.current_setting('IntervalStyle'), \
+     pg_catalog.current_setting('TimeZone'), pg_catalog.current_setting('extra_float_digits'), pg_catalog.current_setting('bytea_output'), \
+     pg_catalog.current_setting('quote_all_identifiers'), pg_catalog.current_setting('lc_monetary'), \
+     pg_catalog.current_setting('standard_conforming_strings'))";
 
 /// The row (kind 3) saying what a read saw: its snapshot, the transaction
 /// id from which rows count as new (the reading transaction's own, or the
@@ -105,40 +106,197 @@ fn meta_row() -> String {
 /// The owners that exist now, one row (kind 1) per catalog with their
 /// oids: those [`ENTRIES`] gives at least one line for, found without
 /// printing any (debug builds check the two agree on every whole reading).
-const PRESENT: &str = "\
-    SELECT 1, 2615::oid, NULL, NULL, ARRAY(SELECT oid FROM ns ORDER BY oid), NULL, NULL
-    UNION ALL SELECT 1, 1259::oid, NULL, NULL, ARRAY(SELECT c.oid FROM pg_class c JOIN ns ON ns.oid = c.relnamespace
-         WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f', 'c', 'i', 'I') ORDER BY 1), NULL, NULL
-    UNION ALL SELECT 1, 2606::oid, NULL, NULL, ARRAY(SELECT con.oid FROM pg_constraint con JOIN ns ON ns.oid = con.connamespace ORDER BY 1), NULL, NULL
-    UNION ALL SELECT 1, 1255::oid, NULL, NULL, ARRAY(SELECT p.oid FROM pg_proc p JOIN ns ON ns.oid = p.pronamespace
-         WHERE p.prokind IN ('f', 'p') AND NOT EXISTS (SELECT 1 FROM pg_depend dep WHERE dep.objid = p.oid AND dep.deptype = 'e') ORDER BY 1), NULL, NULL
-    UNION ALL SELECT 1, 2620::oid, NULL, NULL, ARRAY(SELECT t.oid FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
-         JOIN ns ON ns.oid = c.relnamespace WHERE NOT t.tgisinternal ORDER BY 1), NULL, NULL
-    UNION ALL SELECT 1, 1247::oid, NULL, NULL, ARRAY(SELECT DISTINCT t.oid FROM pg_type t JOIN ns ON ns.oid = t.typnamespace
-         JOIN pg_enum e ON e.enumtypid = t.oid ORDER BY 1), NULL, NULL
-    UNION ALL SELECT 1, 3079::oid, NULL, NULL, ARRAY(SELECT oid FROM pg_extension ORDER BY 1), NULL, NULL";
+/// Each row is `(owner class, the catalogs whose deleted rows can take an
+/// owner away or, for routines, bring one, the SQL of its oids)`: an owner
+/// goes when its row is deleted (DROP); a row updated in a way that takes
+/// it out of the fingerprint is new and read again, and then gives no
+/// entry. A routine taken out of an extension comes with no new row of its
+/// own, only a deleted `pg_depend` one.
+const PRESENT: [(u32, &[u32], &str); 7] = [
+    (2615, &[2615], "SELECT oid FROM ns ORDER BY oid"),
+    (
+        1259,
+        &[1259],
+        "SELECT c.oid FROM pg_class c JOIN ns ON ns.oid = c.relnamespace \
+         WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f', 'c', 'i', 'I') ORDER BY 1",
+    ),
+    (
+        2606,
+        &[2606],
+        "SELECT con.oid FROM pg_constraint con JOIN ns ON ns.oid = con.connamespace ORDER BY 1",
+    ),
+    (
+        1255,
+        &[1255, 2608],
+        "SELECT p.oid FROM pg_proc p JOIN ns ON ns.oid = p.pronamespace \
+         WHERE p.prokind IN ('f', 'p') AND NOT EXISTS (SELECT 1 FROM pg_depend dep WHERE dep.objid = p.oid AND dep.deptype = 'e') ORDER BY 1",
+    ),
+    (
+        2620,
+        &[2620],
+        "SELECT t.oid FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid \
+         JOIN ns ON ns.oid = c.relnamespace WHERE NOT t.tgisinternal ORDER BY 1",
+    ),
+    (
+        1247,
+        &[1247, 3501],
+        "SELECT DISTINCT t.oid FROM pg_type t JOIN ns ON ns.oid = t.typnamespace \
+         JOIN pg_enum e ON e.enumtypid = t.oid ORDER BY 1",
+    ),
+    (3079, &[3079], "SELECT oid FROM pg_extension ORDER BY 1"),
+];
+
+/// The [`PRESENT`] rows; with `gated`, row `i` only when bit `i` of the
+/// `gate` CTE's `present` is set.
+fn present(gated: bool) -> String {
+    PRESENT
+        .iter()
+        .enumerate()
+        .map(|(i, (class, _, sql))| {
+            let gate = if gated {
+                format!(" WHERE (SELECT present FROM gate) & {} <> 0", 1u32 << i)
+            } else {
+                String::new()
+            };
+            format!("SELECT 1, {class}::oid, NULL, NULL, ARRAY({sql}), NULL, NULL{gate}")
+        })
+        .collect::<Vec<_>>()
+        .join("\n    UNION ALL ")
+}
+
+/// The catalogs a reading of changes scans for new rows: (its oid, the
+/// class of the owner a row belongs to, the column naming the owner, the
+/// catalog). The last is `pg_depend`, where only extension memberships
+/// count (a routine in an extension has no entry).
+const SCANNED: [(u32, u32, &str, &str); 19] = [
+    (1259, 1259, "oid", "pg_class"),
+    (1249, 1259, "attrelid", "pg_attribute"),
+    (2604, 1259, "adrelid", "pg_attrdef"),
+    (2606, 2606, "oid", "pg_constraint"),
+    (2610, 1259, "indexrelid", "pg_index"),
+    (2618, 1259, "ev_class", "pg_rewrite"),
+    (1255, 1255, "oid", "pg_proc"),
+    (2620, 2620, "oid", "pg_trigger"),
+    (1247, 1247, "oid", "pg_type"),
+    (3501, 1247, "enumtypid", "pg_enum"),
+    (2615, 2615, "oid", "pg_namespace"),
+    (3079, 3079, "oid", "pg_extension"),
+    (2617, 2617, "oid", "pg_operator"),
+    (2616, 2616, "oid", "pg_opclass"),
+    (3456, 3456, "oid", "pg_collation"),
+    (2612, 2612, "oid", "pg_language"),
+    (3602, 3602, "oid", "pg_ts_config"),
+    (3600, 3600, "oid", "pg_ts_dict"),
+    (2608, 0, "", "pg_depend"),
+];
+
+/// An SQL expression: for each of the [`SCANNED`] catalogs, the rows this
+/// transaction inserted or updated and the rows it deleted, as PostgreSQL
+/// counts them for the transaction (`int8[]`, two per catalog); NULL when
+/// it does not count (`track_counts` off). The counts can include earlier
+/// transactions of the session (PostgreSQL 15 does not flush them after
+/// every one): only the difference between two within one transaction
+/// means anything ([`Writes::since`]).
+pub fn writes_sql() -> &'static str {
+    static SQL: OnceLock<String> = OnceLock::new();
+    SQL.get_or_init(|| {
+        let counts = SCANNED
+            .iter()
+            .map(|(oid, ..)| {
+                format!(
+                    "pg_catalog.pg_stat_get_xact_tuples_inserted({oid}::oid) + pg_catalog.pg_stat_get_xact_tuples_updated({oid}::oid), \
+                     pg_catalog.pg_stat_get_xact_tuples_deleted({oid}::oid)"
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "CASE WHEN pg_catalog.current_setting('track_counts')::bool THEN ARRAY[{counts}]::int8[] END"
+        )
+    })
+}
+
+/// An SQL condition: no transaction with a later id than the current
+/// one's has finished (a snapshot's `xmax` is one past the latest finished
+/// transaction), so none that started after it can have written a row its
+/// snapshot sees. With the caller's proof that no other transaction got an
+/// id between the previous reading and this transaction, only this one
+/// can have written what is new. NULL without a transaction id.
+pub const ONLY_OURS: &str = "(pg_catalog.pg_snapshot_xmax(pg_catalog.pg_current_snapshot()) <= pg_catalog.pg_current_xact_id_if_assigned())";
+
+/// What [`writes_sql`] returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Writes(pub Option<Vec<i64>>);
+
+/// The catalogs one transaction wrote, from two [`Writes`] in it: bit `i`
+/// of `fresh` for new rows in `SCANNED[i]`, bit `i` of `present` for
+/// deleted rows in the catalogs of `PRESENT[i]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Written {
+    fresh: u32,
+    present: u32,
+}
+
+impl Written {
+    /// Nothing in the catalogs a fingerprint is made of.
+    pub fn nothing(&self) -> bool {
+        self.fresh == 0 && self.present == 0
+    }
+}
+
+impl Writes {
+    /// What was written between `earlier` and these counts; `None` when
+    /// either was not counted or they do not fit (a count went down).
+    pub fn since(&self, earlier: &Writes) -> Option<Written> {
+        let (now, then) = (self.0.as_ref()?, earlier.0.as_ref()?);
+        if now.len() != 2 * SCANNED.len() || then.len() != now.len() {
+            return None;
+        }
+        let mut w = Written {
+            fresh: 0,
+            present: 0,
+        };
+        for (i, (oid, ..)) in SCANNED.iter().enumerate() {
+            let (new, gone) = (now[2 * i] - then[2 * i], now[2 * i + 1] - then[2 * i + 1]);
+            if new < 0 || gone < 0 {
+                return None;
+            }
+            if new > 0 {
+                w.fresh |= 1 << i;
+            }
+            if gone > 0 {
+                for (j, (_, catalogs, _)) in PRESENT.iter().enumerate() {
+                    if catalogs.contains(oid) {
+                        w.present |= 1 << j;
+                    }
+                }
+            }
+        }
+        Some(w)
+    }
+}
 
 /// The whole catalog: (kind 0, cls, obj, line) per entry, then one row of
 /// kind 3 with the snapshot, the threshold and the settings; with
-/// `present`, the [`PRESENT`] rows too.
-fn full_query(present: bool) -> &'static str {
+/// `checked`, the [`PRESENT`] rows too.
+fn full_query(checked: bool) -> &'static str {
     static PLAIN: OnceLock<String> = OnceLock::new();
     static CHECKED: OnceLock<String> = OnceLock::new();
-    let make = |present: bool| {
+    let make = |checked: bool| {
         format!(
             "WITH {NAMESPACES}\n\
              SELECT 0 AS kind, cls, obj, line, NULL::oid[] AS oids, NULL::text AS threshold, NULL::text AS settings FROM ({}) AS entries\n\
              {}UNION ALL {}",
             filtered(|_, _| "TRUE".to_owned()),
-            if present {
-                format!("UNION ALL {PRESENT}\n")
+            if checked {
+                format!("UNION ALL {}\n", present(false))
             } else {
                 String::new()
             },
             meta_row(),
         )
     };
-    if present {
+    if checked {
         CHECKED.get_or_init(|| make(true))
     } else {
         PLAIN.get_or_init(|| make(false))
@@ -172,6 +330,9 @@ fn filtered(f: impl Fn(&str, &str) -> String) -> String {
 ///   this session's own transaction and subtransactions (which hold a lock
 ///   on their ids). More than [`MAX_WRITERS`] and the catalog is read
 ///   whole instead;
+/// - `gate`: which of the [`SCANNED`] catalogs to scan (`$4`) and which
+///   [`PRESENT`] lists to give (`$5`), bit masks; all of them (-1) unless
+///   [`ONLY_OURS`] holds in this snapshot (see [`tracked_fingerprint`]);
 /// - `fresh`: owners of catalog rows those transactions wrote, in every
 ///   catalog whose rows an entry prints or is made of; a function newly a
 ///   member of an extension (which takes its routine out);
@@ -183,33 +344,20 @@ fn filtered(f: impl Fn(&str, &str) -> String) -> String {
 fn changes_query() -> &'static str {
     static SQL: OnceLock<String> = OnceLock::new();
     SQL.get_or_init(|| {
-        let fresh = [
-            ("1259", "oid", "pg_class"),
-            ("1259", "attrelid", "pg_attribute"),
-            ("1259", "adrelid", "pg_attrdef"),
-            ("2606", "oid", "pg_constraint"),
-            ("1259", "indexrelid", "pg_index"),
-            ("1259", "ev_class", "pg_rewrite"),
-            ("1255", "oid", "pg_proc"),
-            ("2620", "oid", "pg_trigger"),
-            ("1247", "oid", "pg_type"),
-            ("1247", "enumtypid", "pg_enum"),
-            ("2615", "oid", "pg_namespace"),
-            ("3079", "oid", "pg_extension"),
-            ("2617", "oid", "pg_operator"),
-            ("2616", "oid", "pg_opclass"),
-            ("3456", "oid", "pg_collation"),
-            ("2612", "oid", "pg_language"),
-            ("3602", "oid", "pg_ts_config"),
-            ("3600", "oid", "pg_ts_dict"),
-        ]
-        .iter()
-        .map(|(class, column, catalog)| {
-            format!("SELECT {class}::oid, {column} FROM {catalog} WHERE xmin = ANY((SELECT xs FROM writers)::xid[])")
-        })
-        .chain(std::iter::once(
-            "SELECT classid, objid FROM pg_depend WHERE deptype = 'e' AND xmin = ANY((SELECT xs FROM writers)::xid[])".to_owned(),
-        ))
+        let fresh = SCANNED
+            .iter()
+            .enumerate()
+            .map(|(i, (_, class, column, catalog))| {
+                let (select, only) = if *class == 0 {
+                    ("classid, objid".to_owned(), "deptype = 'e' AND ")
+                } else {
+                    (format!("{class}::oid, {column}"), "")
+                };
+                format!(
+                    "SELECT {select} FROM {catalog} WHERE (SELECT fresh FROM gate) & {} <> 0 AND {only}xmin = ANY((SELECT xs FROM writers)::xid[])",
+                    1u32 << i
+                )
+            })
         .collect::<Vec<_>>()
         .join("\n    UNION ALL ");
         format!(
@@ -225,12 +373,16 @@ fn changes_query() -> &'static str {
                      UNION SELECT transactionid FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'transactionid'\n\
                  ) AS xs\n\
              ),\n\
+             gate AS (\n\
+                 SELECT CASE WHEN {ONLY_OURS} THEN $4 ELSE -1 END AS fresh, CASE WHEN {ONLY_OURS} THEN $5 ELSE -1 END AS present\n\
+             ),\n\
              fresh(cls, obj) AS (\n    {fresh}\n),\n\
              closure(cls, obj) AS (\n\
                  SELECT cls, obj FROM fresh\n\
                  UNION\n\
                  SELECT m.cls, m.obj FROM closure c\n\
-                   JOIN pg_depend d ON d.refclassid = c.cls AND d.refobjid = c.obj\n\
+                  CROSS JOIN LATERAL (SELECT d.classid, d.objid FROM pg_depend d\n\
+                        WHERE d.refclassid = c.cls AND d.refobjid = c.obj OFFSET 0) AS d\n\
                   CROSS JOIN LATERAL (VALUES (d.classid, d.objid),\n\
                         (1259::oid, CASE d.classid\n\
                              WHEN 2604 THEN (SELECT adrelid FROM pg_attrdef WHERE oid = d.objid)\n\
@@ -240,7 +392,7 @@ fn changes_query() -> &'static str {
              targets AS (SELECT DISTINCT cls, obj FROM closure)\n\
              SELECT 0 AS kind, cls, obj, line, NULL::oid[] AS oids, NULL::text AS threshold, NULL::text AS settings FROM ({entries}) AS entries\n\
              UNION ALL SELECT 2, cls, obj, NULL, NULL, NULL, NULL FROM targets\n\
-             UNION ALL {PRESENT}\n\
+             UNION ALL {present}\n\
              UNION ALL SELECT 4, NULL, NULL, NULL, NULL, NULL, NULL FROM span WHERE to_xid - from_xid > {MAX_WRITERS} \
                   OR (SELECT count(*) FROM pg_snapshot_xip($2::pg_snapshot)) > {MAX_WRITERS}\n\
              UNION ALL {meta}",
@@ -248,6 +400,7 @@ fn changes_query() -> &'static str {
                 "{expr} IN (SELECT obj FROM targets WHERE cls = {class})"
             )),
             meta = meta_row(),
+            present = present(true),
         )
     })
 }
@@ -324,10 +477,11 @@ impl Tracked {
 /// same way everywhere), and no JIT compilation, which the planner's
 /// estimates for these queries can ask for and which then costs seconds
 /// where the query takes milliseconds (measured: 4.9 s against 15 ms).
-pub const READING: &str = "SET search_path = pg_catalog; SET jit = off";
+pub const READING: &str =
+    "SET search_path = pg_catalog; SET jit = off; SET plan_cache_mode = force_generic_plan";
 
 /// What it resets after.
-pub const READ: &str = "RESET search_path; RESET jit";
+pub const READ: &str = "RESET search_path; RESET jit; RESET plan_cache_mode";
 
 /// Sends [`READING`] or [`READ`].
 async fn settings(conn: &mut PgConnection, env: &str, sql: &'static str) -> Result<(), DbError> {
@@ -343,12 +497,18 @@ async fn rows(
     env: &str,
     sql: &'static str,
     ledger_schema: &str,
-    since: Option<&Tracked>,
+    since: Option<(&Tracked, Option<Written>)>,
 ) -> Result<Vec<Row>, DbError> {
     settings(conn, env, READING).await?;
     let mut query = sqlx::query_as::<_, Row>(AssertSqlSafe(sql)).bind(ledger_schema);
-    if let Some(t) = since {
-        query = query.bind(&t.snapshot).bind(&t.threshold);
+    if let Some((t, only)) = since {
+        // Bits as i32: a mask of all ones is -1.
+        let (fresh, present) = only.map_or((-1, -1), |w| (w.fresh as i32, w.present as i32));
+        query = query
+            .bind(&t.snapshot)
+            .bind(&t.threshold)
+            .bind(fresh)
+            .bind(present);
     }
     let rows = query.fetch_all(&mut *conn).await.map_err(|e| {
         DbError::query(env, format!("reading the catalog: {}", super::describe(&e)))
@@ -444,11 +604,12 @@ async fn read_changes(
     conn: &mut PgConnection,
     env: &str,
     mut tracked: Tracked,
+    only: Option<Written>,
 ) -> Result<Option<Tracked>, DbError> {
     let schema = tracked.ledger_schema.clone();
     let r = parse(
         env,
-        rows(conn, env, changes_query(), &schema, Some(&tracked)).await?,
+        rows(conn, env, changes_query(), &schema, Some((&tracked, only))).await?,
     )?;
     if r.too_busy || r.settings != tracked.settings {
         return Ok(None);
@@ -482,29 +643,74 @@ async fn read_changes(
 
 /// The schema fingerprint, read incrementally from `tracked` when it is
 /// there (see the module comment) and leaving there what was read.
+///
+/// `only`: the caller's proof that no transaction but the current one, and
+/// ones that wrote nothing in the catalogs, got an id since `tracked` was
+/// read, and what the current one wrote ([`Writes::since`]). The reading
+/// then scans only the catalogs it wrote (if the reading's own snapshot
+/// confirms no other transaction got an id), and none when it wrote
+/// nothing the fingerprint is made of and printed definitions the same
+/// way (`settings`, the value of [`SETTINGS`] now).
 pub async fn tracked_fingerprint(
     conn: &mut PgConnection,
     env: &str,
     ledger_schema: &str,
     tracked: &mut Option<Tracked>,
+    only: Option<(Written, &str)>,
 ) -> Result<Sha256Digest, DbError> {
     let known = tracked.take().filter(|t| t.ledger_schema == ledger_schema);
+    if let (Some(t), Some((written, settings))) = (&known, only)
+        && written.nothing()
+        && t.settings == settings
+    {
+        if check_increments() {
+            compare(env, t, &read_all(conn, env, ledger_schema).await?)?;
+        }
+        trace(env, "unchanged: nothing written in the catalogs");
+        let fingerprint = t.fingerprint();
+        *tracked = known;
+        return Ok(fingerprint);
+    }
     let now = match known {
-        Some(t) => match read_changes(conn, env, t).await? {
+        Some(t) => match read_changes(conn, env, t, only.map(|(w, _)| w)).await? {
             Some(t) => {
+                trace(
+                    env,
+                    &match only {
+                        Some((w, _)) => format!(
+                            "changes, in the {} catalogs this transaction wrote",
+                            w.fresh.count_ones()
+                        ),
+                        None => "changes".to_owned(),
+                    },
+                );
                 if check_increments() {
                     let all = read_all(conn, env, ledger_schema).await?;
                     compare(env, &t, &all)?;
                 }
                 t
             }
-            None => read_all(conn, env, ledger_schema).await?,
+            None => {
+                trace(env, "whole (changes could not be read exactly)");
+                read_all(conn, env, ledger_schema).await?
+            }
         },
-        None => read_all(conn, env, ledger_schema).await?,
+        None => {
+            trace(env, "whole");
+            read_all(conn, env, ledger_schema).await?
+        }
     };
     let fingerprint = now.fingerprint();
     *tracked = Some(now);
     Ok(fingerprint)
+}
+
+/// With `PROMOTER_TRACE_FINGERPRINT=1`, says on stderr how a run read
+/// the catalog (the tests check which way was taken; a benchmark can too).
+fn trace(env: &str, how: &str) {
+    if std::env::var_os("PROMOTER_TRACE_FINGERPRINT").is_some_and(|v| v == "1") {
+        eprintln!("promoter: {env}: schema fingerprint read: {how}");
+    }
 }
 
 /// Whether every incremental read is checked against a whole one: in debug

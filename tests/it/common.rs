@@ -42,19 +42,29 @@ pub fn admin_url() -> &'static str {
 /// for what must cross clusters (clone).
 pub fn second_admin_url() -> &'static str {
     static URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    URL.get_or_init(|| {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/pg-cluster");
-        let out = std::process::Command::new(script)
-            .args(["start", "test2"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "starting the second test cluster failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap().trim().to_owned()
-    })
+    URL.get_or_init(|| start_cluster("test2"))
+}
+
+/// The admin URL of a cluster only one test at a time uses
+/// (`scripts/pg-cluster start quiet`), for what must see no other
+/// session's transactions (transaction ids are the cluster's).
+pub fn quiet_admin_url() -> &'static str {
+    static URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    URL.get_or_init(|| start_cluster("quiet"))
+}
+
+fn start_cluster(name: &str) -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/pg-cluster");
+    let out = std::process::Command::new(script)
+        .args(["start", name])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "starting the test cluster {name} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
 /// The URL of database `name` on the test cluster.
@@ -210,13 +220,17 @@ impl TestContext {
 
     /// Moves `env`'s (still empty) database to the second cluster.
     pub fn move_to_second_cluster(&mut self, env: &str) {
+        self.move_to_cluster(env, second_admin_url());
+    }
+
+    /// Moves `env`'s (still empty) database to the cluster of `admin`.
+    pub fn move_to_cluster(&mut self, env: &str, admin: &str) {
         let entry = self
             .databases
             .iter_mut()
             .find(|(e, _, _)| e == env)
             .unwrap();
         psql(admin_url(), &format!("DROP DATABASE IF EXISTS {}", entry.1)).ok();
-        let admin = second_admin_url();
         psql(admin, &format!("DROP DATABASE IF EXISTS {}", entry.1)).ok();
         psql(admin, &format!("CREATE DATABASE {}", entry.1)).ok();
         entry.2 = url_on(admin, &entry.1);

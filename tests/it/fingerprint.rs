@@ -207,3 +207,75 @@ fn another_sessions_change_during_a_run_is_in_the_next_reading() {
         "renamed\n"
     );
 }
+
+/// How each changeset's fingerprint after was read, from the trace.
+fn readings(stderr: &str) -> Vec<String> {
+    stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("promoter: dev: schema fingerprint read: "))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn a_quiet_run_reads_only_the_catalogs_each_changeset_wrote_and_none_after_data_only_ones() {
+    // Other tests' transactions on the shared cluster would take ids in
+    // between and (rightly) make every reading scan everything.
+    let mut t = TestContext::with_databases();
+    t.move_to_cluster("dev", crate::common::quiet_admin_url());
+    t.changeset("base", "CREATE TABLE a (id int PRIMARY KEY, name text);\n");
+    t.changeset("rows", "INSERT INTO a VALUES (1, 'one'), (2, 'two');\n");
+    t.changeset("rename", "ALTER TABLE a RENAME COLUMN name TO label;\n");
+    t.changeset("more-rows", "UPDATE a SET label = 'uno' WHERE id = 1;\n");
+    t.changeset("drop", "CREATE TABLE b (x int);\nDROP TABLE b;\n");
+    t.promoter(&["seal"]).ok();
+    let run = t.promoter_env(&["apply", "dev"], &[("PROMOTER_TRACE_FINGERPRINT", "1")]);
+    let stderr = run.stderr.clone();
+    run.ok();
+    let seen = readings(&stderr);
+    // The first changeset reads the whole catalog before and its changes
+    // after; from then on each one starts where the previous one ended.
+    assert_eq!(seen.len(), 6, "{stderr}");
+    assert_eq!(seen[0], "whole");
+    assert_eq!(seen[1], "changes");
+    assert_eq!(seen[2], "unchanged: nothing written in the catalogs");
+    assert!(seen[3].starts_with("changes, in the "), "{stderr}");
+    assert_eq!(seen[4], "unchanged: nothing written in the catalogs");
+    assert!(seen[5].starts_with("changes, in the "), "{stderr}");
+    // The debug build compared each with the whole catalog; the last one
+    // is what a new run finds.
+    t.changeset("next-run", "SELECT 1;\n");
+    t.promoter(&["seal"]).ok();
+    t.promoter(&["apply", "dev"]).ok();
+    let same = t.sql(
+        "dev",
+        "SELECT (SELECT schema_before FROM promoter.ledger ORDER BY seq DESC LIMIT 1) = \
+                (SELECT schema_after FROM promoter.ledger ORDER BY seq DESC LIMIT 1 OFFSET 1)",
+    );
+    assert_eq!(same, "t\n");
+}
+
+#[test]
+fn without_row_counts_every_reading_scans_every_catalog() {
+    let t = TestContext::with_databases();
+    t.sql(
+        "dev",
+        "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET track_counts = off', current_database()); END $$",
+    );
+    t.changeset("base", "CREATE TABLE a (id int PRIMARY KEY, name text);\n");
+    t.changeset("rows", "INSERT INTO a VALUES (1, 'one');\n");
+    t.changeset("rename", "ALTER TABLE a RENAME COLUMN name TO label;\n");
+    t.promoter(&["seal"]).ok();
+    let run = t.promoter_env(&["apply", "dev"], &[("PROMOTER_TRACE_FINGERPRINT", "1")]);
+    let stderr = run.stderr.clone();
+    run.ok();
+    // Other tests' transactions may take ids in between (then a changeset
+    // reads before as well as after): every reading after the first scans
+    // every catalog either way.
+    let seen = readings(&stderr);
+    assert_eq!(seen[0], "whole", "{stderr}");
+    assert!(
+        seen.len() >= 4 && seen[1..].iter().all(|r| r == "changes"),
+        "{stderr}"
+    );
+}
