@@ -775,6 +775,8 @@ pub struct Application {
     /// The ledger schema's catalog digest as the run found it (taken once,
     /// under the lock): every changeset must leave it so.
     pub ledger_catalog: Sha256Digest,
+    /// And its shape (`guard::Shape`), taken with it.
+    pub ledger_shape: super::guard::Shape,
     /// A ledger row with everything but status, times, counts and hashes filled in.
     pub entry: Entry,
     pub mode: TransactionMode,
@@ -985,7 +987,8 @@ pub async fn apply(
                         &mut tx,
                         env,
                         schema,
-                        catalog,
+                        (catalog, &app.ledger_shape),
+                        reused.is_some(),
                         counted,
                         entry.seq,
                         entry.entry_hash,

@@ -666,7 +666,10 @@ pub async fn tracked_fingerprint(
         if check_increments() {
             compare(env, t, &read_all(conn, env, ledger_schema).await?)?;
         }
-        trace(env, "unchanged: nothing written in the catalogs");
+        trace(
+            env,
+            "schema fingerprint read: unchanged: nothing written in the catalogs",
+        );
         let fingerprint = t.fingerprint();
         *tracked = known;
         return Ok(fingerprint);
@@ -678,10 +681,10 @@ pub async fn tracked_fingerprint(
                     env,
                     &match only {
                         Some((w, _)) => format!(
-                            "changes, in the {} catalogs this transaction wrote",
+                            "schema fingerprint read: changes, in the {} catalogs this transaction wrote",
                             w.fresh.count_ones()
                         ),
-                        None => "changes".to_owned(),
+                        None => "schema fingerprint read: changes".to_owned(),
                     },
                 );
                 if check_increments() {
@@ -691,12 +694,15 @@ pub async fn tracked_fingerprint(
                 t
             }
             None => {
-                trace(env, "whole (changes could not be read exactly)");
+                trace(
+                    env,
+                    "schema fingerprint read: whole (changes could not be read exactly)",
+                );
                 read_all(conn, env, ledger_schema).await?
             }
         },
         None => {
-            trace(env, "whole");
+            trace(env, "schema fingerprint read: whole");
             read_all(conn, env, ledger_schema).await?
         }
     };
@@ -706,16 +712,17 @@ pub async fn tracked_fingerprint(
 }
 
 /// With `PROMOTER_TRACE_FINGERPRINT=1`, says on stderr how a run read
-/// the catalog (the tests check which way was taken; a benchmark can too).
-fn trace(env: &str, how: &str) {
+/// the catalog and checked the ledger schema (the tests check which way
+/// was taken; a benchmark can too).
+pub(crate) fn trace(env: &str, how: &str) {
     if std::env::var_os("PROMOTER_TRACE_FINGERPRINT").is_some_and(|v| v == "1") {
-        eprintln!("promoter: {env}: schema fingerprint read: {how}");
+        eprintln!("promoter: {env}: {how}");
     }
 }
 
 /// Whether every incremental read is checked against a whole one: in debug
 /// builds (the test suite), and with `PROMOTER_CHECK_FINGERPRINT=1`.
-fn check_increments() -> bool {
+pub(crate) fn check_increments() -> bool {
     cfg!(debug_assertions)
         || std::env::var_os("PROMOTER_CHECK_FINGERPRINT").is_some_and(|v| v == "1")
 }

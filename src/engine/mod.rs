@@ -1158,6 +1158,7 @@ async fn execute(
         .map(|f| f as &mut dyn FnMut(&[u8]) -> Result<String, String>);
     ledger::ensure(&mut target.conn, &target.env, schema).await?;
     let ledger_catalog = db::guard::catalog(&mut target.conn, &target.env, schema).await?;
+    let ledger_shape = db::guard::shape(&mut target.conn, &target.env, schema).await?;
     let (os_user, host) = who();
     let db_role = ledger::current_role(&mut target.conn, &target.env).await?;
     interrupt::install();
@@ -1209,6 +1210,7 @@ async fn execute(
         let app = Application {
             ledger_schema: schema.to_owned(),
             ledger_catalog,
+            ledger_shape: ledger_shape.clone(),
             entry,
             mode: meta.transaction,
             previous: previous.take(),

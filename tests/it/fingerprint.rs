@@ -242,6 +242,23 @@ fn a_quiet_run_reads_only_the_catalogs_each_changeset_wrote_and_none_after_data_
     assert!(seen[3].starts_with("changes, in the "), "{stderr}");
     assert_eq!(seen[4], "unchanged: nothing written in the catalogs");
     assert!(seen[5].starts_with("changes, in the "), "{stderr}");
+    // The ledger schema's digest is printed for the first changeset only:
+    // after it, each one shows it wrote none of the rows it is made of.
+    let checks: Vec<&str> = stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("promoter: dev: ledger schema checked: "))
+        .collect();
+    assert_eq!(
+        checks,
+        [
+            "digest",
+            "none of its rows written",
+            "none of its rows written",
+            "none of its rows written",
+            "none of its rows written"
+        ],
+        "{stderr}"
+    );
     // The debug build compared each with the whole catalog; the last one
     // is what a new run finds.
     t.changeset("next-run", "SELECT 1;\n");

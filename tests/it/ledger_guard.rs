@@ -467,3 +467,55 @@ fn without_row_counts_changesets_apply_and_one_that_writes_the_ledger_is_still_r
         "0\n"
     );
 }
+
+#[test]
+fn tampering_in_a_quiet_run_is_caught_without_printing_the_digest_first() {
+    // In a quiet run the guard first asks which of the ledger schema's
+    // catalog rows this transaction wrote and how many there are; each way
+    // of changing the schema must still reach the digest and be refused.
+    for (slug, sql) in [
+        (
+            "drop-trigger",
+            "DROP TRIGGER ledger_progress_append_only ON promoter.ledger_progress;\n",
+        ),
+        (
+            "disable-trigger",
+            "ALTER TABLE promoter.ledger DISABLE TRIGGER ledger_append_only;\n",
+        ),
+        (
+            "policy",
+            "CREATE POLICY hide ON promoter.ledger USING (false);\n",
+        ),
+        ("grant", "GRANT DELETE ON promoter.ledger TO PUBLIC;\n"),
+        (
+            "default",
+            "ALTER TABLE promoter.ledger ALTER COLUMN note SET DEFAULT 'x';\n",
+        ),
+        (
+            "drop-unique",
+            "ALTER TABLE promoter.ledger DROP CONSTRAINT ledger_prev_hash_key;\n",
+        ),
+    ] {
+        let mut t = TestContext::with_databases();
+        t.move_to_cluster("dev", crate::common::quiet_admin_url());
+        t.changeset("first", "CREATE TABLE a (x int);\n");
+        t.changeset("rows", "INSERT INTO a VALUES (1);\n");
+        t.changeset(slug, sql);
+        t.promoter(&["seal"]).ok();
+        let run = t.promoter_env(&["apply", "dev"], &[("PROMOTER_TRACE_FINGERPRINT", "1")]);
+        assert_eq!(run.code, 4, "{slug}: {}", run.all());
+        assert!(
+            run.stderr.contains("failed at 0003-")
+                && run.stderr.contains("it changed the ledger schema promoter"),
+            "{slug}: {}",
+            run.stderr
+        );
+        // The second changeset took the quiet path (so the third could).
+        assert!(
+            run.stderr
+                .contains("ledger schema checked: none of its rows written"),
+            "{slug}: {}",
+            run.stderr
+        );
+    }
+}
