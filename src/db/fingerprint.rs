@@ -164,36 +164,132 @@ fn present(gated: bool) -> String {
         .join("\n    UNION ALL ")
 }
 
-/// The catalogs a reading of changes scans for new rows: (its oid, the
+/// How a reading narrowed to what the reading transaction wrote (see
+/// [`Written`]) finds a catalog's new rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Narrow {
+    /// Scans it when the transaction wrote to it.
+    Scan,
+    /// Scans it only when the transaction updated a row of it: no entry is
+    /// made of its rows, so a new one matters only to objects that depend
+    /// on it, and those are new themselves (a new enum's labels are new
+    /// `pg_enum` rows).
+    Updated,
+    /// Looks up, through the catalog's index, the rows of the relations
+    /// (`locked`) or other objects (`locked_objects`) the transaction holds
+    /// a lock on: every statement that creates or alters a relation, a
+    /// rule, a trigger, a column, an index or a constraint on one locks it,
+    /// and ALTER EXTENSION … ADD locks its member. Domain constraints
+    /// (no relation) are few and read by their index. `{W}` stands for the
+    /// writers.
+    Locked(&'static str),
+}
+
+/// The catalogs a reading of changes looks at for new rows: (its oid, the
 /// class of the owner a row belongs to, the column naming the owner, the
-/// catalog). The last is `pg_depend`, where only extension memberships
-/// count (a routine in an extension has no entry).
-const SCANNED: [(u32, u32, &str, &str); 19] = [
-    (1259, 1259, "oid", "pg_class"),
-    (1249, 1259, "attrelid", "pg_attribute"),
-    (2604, 1259, "adrelid", "pg_attrdef"),
-    (2606, 2606, "oid", "pg_constraint"),
-    (2610, 1259, "indexrelid", "pg_index"),
-    (2618, 1259, "ev_class", "pg_rewrite"),
-    (1255, 1255, "oid", "pg_proc"),
-    (2620, 2620, "oid", "pg_trigger"),
-    (1247, 1247, "oid", "pg_type"),
-    (3501, 1247, "enumtypid", "pg_enum"),
-    (2615, 2615, "oid", "pg_namespace"),
-    (3079, 3079, "oid", "pg_extension"),
-    (2617, 2617, "oid", "pg_operator"),
-    (2616, 2616, "oid", "pg_opclass"),
-    (3456, 3456, "oid", "pg_collation"),
-    (2612, 2612, "oid", "pg_language"),
-    (3602, 3602, "oid", "pg_ts_config"),
-    (3600, 3600, "oid", "pg_ts_dict"),
-    (2608, 0, "", "pg_depend"),
+/// catalog, how a narrowed reading finds them). The last is `pg_depend`,
+/// where only extension memberships count (a routine in an extension has
+/// no entry); it is scanned whenever an extension was created or altered.
+const SCANNED: [(u32, u32, &str, &str, Narrow); 19] = [
+    (
+        1259,
+        1259,
+        "oid",
+        "pg_class",
+        Narrow::Locked(
+            "SELECT 1259::oid, c.oid FROM locked l CROSS JOIN LATERAL \
+         (SELECT c.oid FROM pg_class c WHERE c.oid = l.oid AND c.xmin = ANY({W}) OFFSET 0) c",
+        ),
+    ),
+    (
+        1249,
+        1259,
+        "attrelid",
+        "pg_attribute",
+        Narrow::Locked(
+            "SELECT 1259::oid, l.oid FROM locked l \
+         WHERE EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = l.oid AND a.xmin = ANY({W}))",
+        ),
+    ),
+    (
+        2604,
+        1259,
+        "adrelid",
+        "pg_attrdef",
+        Narrow::Locked(
+            "SELECT 1259::oid, l.oid FROM locked l \
+         WHERE EXISTS (SELECT 1 FROM pg_attrdef d WHERE d.adrelid = l.oid AND d.xmin = ANY({W}))",
+        ),
+    ),
+    (
+        2606,
+        2606,
+        "oid",
+        "pg_constraint",
+        Narrow::Locked(
+            "SELECT 2606::oid, c.oid FROM locked l CROSS JOIN LATERAL \
+         (SELECT c.oid FROM pg_constraint c WHERE c.conrelid = l.oid AND c.xmin = ANY({W}) OFFSET 0) c \
+         UNION ALL SELECT 2606::oid, c.oid FROM pg_constraint c WHERE c.conrelid = 0 AND c.xmin = ANY({W})",
+        ),
+    ),
+    (
+        2610,
+        1259,
+        "indexrelid",
+        "pg_index",
+        Narrow::Locked(
+            "SELECT 1259::oid, i.indexrelid FROM locked l CROSS JOIN LATERAL \
+         (SELECT i.indexrelid FROM pg_index i WHERE i.indrelid = l.oid AND i.xmin = ANY({W}) OFFSET 0) i",
+        ),
+    ),
+    (
+        2618,
+        1259,
+        "ev_class",
+        "pg_rewrite",
+        Narrow::Locked(
+            "SELECT 1259::oid, l.oid FROM locked l \
+         WHERE EXISTS (SELECT 1 FROM pg_rewrite r WHERE r.ev_class = l.oid AND r.xmin = ANY({W}))",
+        ),
+    ),
+    (1255, 1255, "oid", "pg_proc", Narrow::Scan),
+    (
+        2620,
+        2620,
+        "oid",
+        "pg_trigger",
+        Narrow::Locked(
+            "SELECT 2620::oid, t.oid FROM locked l CROSS JOIN LATERAL \
+         (SELECT t.oid FROM pg_trigger t WHERE t.tgrelid = l.oid AND t.xmin = ANY({W}) OFFSET 0) t",
+        ),
+    ),
+    (1247, 1247, "oid", "pg_type", Narrow::Updated),
+    (3501, 1247, "enumtypid", "pg_enum", Narrow::Scan),
+    (2615, 2615, "oid", "pg_namespace", Narrow::Updated),
+    (3079, 3079, "oid", "pg_extension", Narrow::Scan),
+    (2617, 2617, "oid", "pg_operator", Narrow::Updated),
+    (2616, 2616, "oid", "pg_opclass", Narrow::Updated),
+    (3456, 3456, "oid", "pg_collation", Narrow::Updated),
+    (2612, 2612, "oid", "pg_language", Narrow::Updated),
+    (3602, 3602, "oid", "pg_ts_config", Narrow::Updated),
+    (3600, 3600, "oid", "pg_ts_dict", Narrow::Updated),
+    (
+        2608,
+        0,
+        "",
+        "pg_depend",
+        Narrow::Locked(
+            "SELECT d.classid, d.objid FROM locked_objects o CROSS JOIN LATERAL \
+         (SELECT d.classid, d.objid FROM pg_depend d WHERE d.classid = o.classid AND d.objid = o.objid \
+          AND d.deptype = 'e' AND d.xmin = ANY({W}) OFFSET 0) d",
+        ),
+    ),
 ];
 
 /// An SQL expression: for each of the [`SCANNED`] catalogs, the rows this
-/// transaction inserted or updated and the rows it deleted, as PostgreSQL
-/// counts them for the transaction (`int8[]`, two per catalog); NULL when
-/// it does not count (`track_counts` off). The counts can include earlier
+/// transaction inserted, updated and deleted, as PostgreSQL counts them
+/// for the transaction (`int8[]`, three per catalog); NULL when it does
+/// not count (`track_counts` off). The counts can include earlier
 /// transactions of the session (PostgreSQL 15 does not flush them after
 /// every one): only the difference between two within one transaction
 /// means anything ([`Writes::since`]).
@@ -204,7 +300,7 @@ pub fn writes_sql() -> &'static str {
             .iter()
             .map(|(oid, ..)| {
                 format!(
-                    "pg_catalog.pg_stat_get_xact_tuples_inserted({oid}::oid) + pg_catalog.pg_stat_get_xact_tuples_updated({oid}::oid), \
+                    "pg_catalog.pg_stat_get_xact_tuples_inserted({oid}::oid), pg_catalog.pg_stat_get_xact_tuples_updated({oid}::oid), \
                      pg_catalog.pg_stat_get_xact_tuples_deleted({oid}::oid)"
                 )
             })
@@ -229,11 +325,13 @@ pub const ONLY_OURS: &str = "(pg_catalog.pg_snapshot_xmax(pg_catalog.pg_current_
 pub struct Writes(pub Option<Vec<i64>>);
 
 /// The catalogs one transaction wrote, from two [`Writes`] in it: bit `i`
-/// of `fresh` for new rows in `SCANNED[i]`, bit `i` of `present` for
-/// deleted rows in the catalogs of `PRESENT[i]`.
+/// of `fresh` when `SCANNED[i]` is to be looked at for new rows (see
+/// [`Narrow`]), of `locked` when through the transaction's locks; bit `i`
+/// of `present` for deleted rows in the catalogs of `PRESENT[i]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Written {
     fresh: u32,
+    locked: u32,
     present: u32,
 }
 
@@ -249,20 +347,35 @@ impl Writes {
     /// either was not counted or they do not fit (a count went down).
     pub fn since(&self, earlier: &Writes) -> Option<Written> {
         let (now, then) = (self.0.as_ref()?, earlier.0.as_ref()?);
-        if now.len() != 2 * SCANNED.len() || then.len() != now.len() {
+        if now.len() != 3 * SCANNED.len() || then.len() != now.len() {
             return None;
         }
         let mut w = Written {
             fresh: 0,
+            locked: 0,
             present: 0,
         };
-        for (i, (oid, ..)) in SCANNED.iter().enumerate() {
-            let (new, gone) = (now[2 * i] - then[2 * i], now[2 * i + 1] - then[2 * i + 1]);
-            if new < 0 || gone < 0 {
+        let delta = |i: usize| now[i] - then[i];
+        let extension = SCANNED
+            .iter()
+            .position(|s| s.0 == 3079)
+            .expect("pg_extension");
+        let extensions_written = delta(3 * extension) + delta(3 * extension + 1) > 0;
+        for (i, (oid, _, _, _, narrow)) in SCANNED.iter().enumerate() {
+            let (inserted, updated, gone) = (delta(3 * i), delta(3 * i + 1), delta(3 * i + 2));
+            if inserted < 0 || updated < 0 || gone < 0 {
                 return None;
             }
-            if new > 0 {
+            let look = match narrow {
+                Narrow::Updated => updated > 0,
+                Narrow::Scan | Narrow::Locked(_) => inserted + updated > 0,
+            };
+            if look {
                 w.fresh |= 1 << i;
+                // Extension scripts make members without ALTER EXTENSION … ADD.
+                if matches!(narrow, Narrow::Locked(_)) && !(*oid == 2608 && extensions_written) {
+                    w.locked |= 1 << i;
+                }
             }
             if gone > 0 {
                 for (j, (_, catalogs, _)) in PRESENT.iter().enumerate() {
@@ -330,9 +443,11 @@ fn filtered(f: impl Fn(&str, &str) -> String) -> String {
 ///   this session's own transaction and subtransactions (which hold a lock
 ///   on their ids). More than [`MAX_WRITERS`] and the catalog is read
 ///   whole instead;
-/// - `gate`: which of the [`SCANNED`] catalogs to scan (`$4`) and which
-///   [`PRESENT`] lists to give (`$5`), bit masks; all of them (-1) unless
-///   [`ONLY_OURS`] holds in this snapshot (see [`tracked_fingerprint`]);
+/// - `gate`: which of the [`SCANNED`] catalogs to look at (`$4`), which
+///   [`PRESENT`] lists to give (`$5`) and which catalogs to look up through
+///   this session's locks (`$6`; `locked`, `locked_objects`) instead of
+///   scanning, bit masks; all scanned (-1, -1, 0) unless [`ONLY_OURS`]
+///   holds in this snapshot (see [`tracked_fingerprint`]);
 /// - `fresh`: owners of catalog rows those transactions wrote, in every
 ///   catalog whose rows an entry prints or is made of; a function newly a
 ///   member of an extension (which takes its routine out);
@@ -344,19 +459,29 @@ fn filtered(f: impl Fn(&str, &str) -> String) -> String {
 fn changes_query() -> &'static str {
     static SQL: OnceLock<String> = OnceLock::new();
     SQL.get_or_init(|| {
+        let writers = "(SELECT xs FROM writers)::xid[]";
         let fresh = SCANNED
             .iter()
             .enumerate()
-            .map(|(i, (_, class, column, catalog))| {
+            .flat_map(|(i, (_, class, column, catalog, narrow))| {
+                let bit = 1u32 << i;
                 let (select, only) = if *class == 0 {
                     ("classid, objid".to_owned(), "deptype = 'e' AND ")
                 } else {
                     (format!("{class}::oid, {column}"), "")
                 };
-                format!(
-                    "SELECT {select} FROM {catalog} WHERE (SELECT fresh FROM gate) & {} <> 0 AND {only}xmin = ANY((SELECT xs FROM writers)::xid[])",
-                    1u32 << i
-                )
+                let scan = format!(
+                    "SELECT {select} FROM {catalog} WHERE (SELECT fresh FROM gate) & {bit} <> 0 \
+                     AND (SELECT locked FROM gate) & {bit} = 0 AND {only}xmin = ANY({writers})"
+                );
+                let lookup = match narrow {
+                    Narrow::Locked(sql) => Some(format!(
+                        "SELECT * FROM ({}) AS x WHERE (SELECT fresh FROM gate) & {bit} <> 0 AND (SELECT locked FROM gate) & {bit} <> 0",
+                        sql.replace("{W}", writers)
+                    )),
+                    _ => None,
+                };
+                std::iter::once(scan).chain(lookup)
             })
         .collect::<Vec<_>>()
         .join("\n    UNION ALL ");
@@ -374,7 +499,18 @@ fn changes_query() -> &'static str {
                  ) AS xs\n\
              ),\n\
              gate AS (\n\
-                 SELECT CASE WHEN {ONLY_OURS} THEN $4 ELSE -1 END AS fresh, CASE WHEN {ONLY_OURS} THEN $5 ELSE -1 END AS present\n\
+                 SELECT CASE WHEN {ONLY_OURS} THEN $4 ELSE -1 END AS fresh, CASE WHEN {ONLY_OURS} THEN $5 ELSE -1 END AS present,\n\
+                        CASE WHEN {ONLY_OURS} THEN $6 ELSE 0 END AS locked\n\
+             ),\n\
+             locked AS MATERIALIZED (\n\
+                 SELECT DISTINCT relation AS oid FROM pg_locks\n\
+                  WHERE pid = pg_backend_pid() AND locktype = 'relation' AND granted AND relation >= 16384\n\
+                    AND database = (SELECT oid FROM pg_database WHERE datname = current_database())\n\
+             ),\n\
+             locked_objects AS MATERIALIZED (\n\
+                 SELECT DISTINCT classid, objid FROM pg_locks\n\
+                  WHERE pid = pg_backend_pid() AND locktype = 'object' AND granted AND objid >= 16384\n\
+                    AND database = (SELECT oid FROM pg_database WHERE datname = current_database())\n\
              ),\n\
              fresh(cls, obj) AS (\n    {fresh}\n),\n\
              closure(cls, obj) AS (\n\
@@ -503,12 +639,15 @@ async fn rows(
     let mut query = sqlx::query_as::<_, Row>(AssertSqlSafe(sql)).bind(ledger_schema);
     if let Some((t, only)) = since {
         // Bits as i32: a mask of all ones is -1.
-        let (fresh, present) = only.map_or((-1, -1), |w| (w.fresh as i32, w.present as i32));
+        let (fresh, present, locked) = only.map_or((-1, -1, 0), |w| {
+            (w.fresh as i32, w.present as i32, w.locked as i32)
+        });
         query = query
             .bind(&t.snapshot)
             .bind(&t.threshold)
             .bind(fresh)
-            .bind(present);
+            .bind(present)
+            .bind(locked);
     }
     let rows = query.fetch_all(&mut *conn).await.map_err(|e| {
         DbError::query(env, format!("reading the catalog: {}", super::describe(&e)))
@@ -681,8 +820,9 @@ pub async fn tracked_fingerprint(
                     env,
                     &match only {
                         Some((w, _)) => format!(
-                            "schema fingerprint read: changes, in the {} catalogs this transaction wrote",
-                            w.fresh.count_ones()
+                            "schema fingerprint read: changes, in the {} catalogs this transaction wrote ({} through its locks)",
+                            w.fresh.count_ones(),
+                            w.locked.count_ones()
                         ),
                         None => "schema fingerprint read: changes".to_owned(),
                     },

@@ -10,9 +10,12 @@ use crate::common::TestContext;
 /// Applies `steps` (slug, SQL) as changesets in one run and checks that
 /// every fingerprint recorded equals a whole reading of that moment's
 /// catalog: the last one is compared with a fresh run's reading, and the
-/// debug build compares each one as it goes.
+/// debug build compares each one as it goes. On the quiet cluster, so that
+/// every changeset after the first takes the narrowest reading it can
+/// (only what its own transaction wrote, found through its locks).
 fn apply_in_one_run(steps: &[(&str, &str)]) -> TestContext {
-    let t = TestContext::with_databases();
+    let mut t = TestContext::with_databases();
+    t.move_to_cluster("dev", crate::common::quiet_admin_url());
     for (slug, sql) in steps {
         t.changeset(slug, sql);
     }
@@ -164,6 +167,89 @@ fn drops_schemas_moves_savepoints_and_extension_membership_read_as_a_whole_catal
             "drop-default-and-not-null",
             "ALTER TABLE application.keep ALTER COLUMN note SET DEFAULT 'n';\nALTER TABLE application.keep ALTER COLUMN note DROP DEFAULT;\nALTER TABLE application.keep ALTER COLUMN note SET NOT NULL;\n",
         ),
+    ]);
+}
+
+#[test]
+fn quiet_run_of_every_kind_of_change_reads_what_a_whole_catalog_gives() {
+    apply_in_one_run(&[
+        (
+            "base",
+            "CREATE TABLE p (id int, at date NOT NULL, v int) PARTITION BY RANGE (at);\n\
+             CREATE TABLE p1 PARTITION OF p FOR VALUES FROM ('2020-01-01') TO ('2021-01-01');\n\
+             CREATE TABLE parent (id int PRIMARY KEY);\n\
+             CREATE TABLE child (extra int) INHERITS (parent);\n\
+             CREATE TABLE t (id int GENERATED ALWAYS AS IDENTITY, a int, b int GENERATED ALWAYS AS (a * 2) STORED);\n\
+             CREATE DOMAIN small AS int;\n\
+             CREATE FUNCTION noop() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NEW; END$$;\n",
+        ),
+        (
+            "partition",
+            "CREATE TABLE p2 (id int, at date NOT NULL, v int);\nALTER TABLE p ATTACH PARTITION p2 FOR VALUES FROM ('2021-01-01') TO ('2022-01-01');\n",
+        ),
+        (
+            "inherited-column",
+            "ALTER TABLE parent ADD COLUMN name text DEFAULT 'x';\n",
+        ),
+        (
+            "domain-constraint",
+            "ALTER DOMAIN small ADD CONSTRAINT small_positive CHECK (VALUE > 0);\n",
+        ),
+        (
+            "check",
+            "ALTER TABLE t ADD CONSTRAINT a_positive CHECK (a > 0) NOT VALID;\n",
+        ),
+        (
+            "validate",
+            "ALTER TABLE t VALIDATE CONSTRAINT a_positive;\n",
+        ),
+        (
+            "foreign-key",
+            "ALTER TABLE child ADD CONSTRAINT child_parent FOREIGN KEY (extra) REFERENCES parent (id);\n",
+        ),
+        (
+            "trigger",
+            "CREATE TRIGGER t_noop BEFORE UPDATE ON t FOR EACH ROW EXECUTE FUNCTION noop();\n",
+        ),
+        ("disable-trigger", "ALTER TABLE t DISABLE TRIGGER t_noop;\n"),
+        (
+            "rename-trigger",
+            "ALTER TRIGGER t_noop ON t RENAME TO t_nothing;\n",
+        ),
+        (
+            "rule",
+            "CREATE VIEW tv AS SELECT id, a FROM t;\nCREATE RULE tv_del AS ON DELETE TO tv DO INSTEAD NOTHING;\n",
+        ),
+        (
+            "matview",
+            "CREATE MATERIALIZED VIEW tm AS SELECT a FROM t;\nCREATE INDEX tm_a ON tm (a);\n",
+        ),
+        (
+            "type-change",
+            "ALTER TABLE child ALTER COLUMN extra TYPE bigint;\n",
+        ),
+        (
+            "rename-column-under-views",
+            "ALTER TABLE t RENAME COLUMN a TO alpha;\n",
+        ),
+        (
+            "extension",
+            "CREATE EXTENSION IF NOT EXISTS citext;\nCREATE TABLE names (n citext);\n",
+        ),
+        (
+            "new-function",
+            "CREATE FUNCTION plus1(i int) RETURNS int LANGUAGE sql AS 'SELECT i + 1';\n",
+        ),
+        (
+            "sequence",
+            "CREATE SEQUENCE s OWNED BY t.id;\nALTER SEQUENCE s RENAME TO s2;\n",
+        ),
+        (
+            "detach",
+            "ALTER TABLE p DETACH PARTITION p2;\nDROP TABLE p2;\n",
+        ),
+        ("data-only", "INSERT INTO t (alpha) VALUES (1);\n"),
+        ("drop-function-cascade", "DROP FUNCTION noop() CASCADE;\n"),
     ]);
 }
 
