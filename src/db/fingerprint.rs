@@ -15,8 +15,8 @@
 //! every definition again. Debug builds (the test suite) read both and
 //! compare.
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::OnceLock;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Mutex, OnceLock};
 
 use sqlx::AssertSqlSafe;
 use sqlx::postgres::PgConnection;
@@ -146,22 +146,16 @@ const PRESENT: [(u32, &[u32], &str); 7] = [
     (3079, &[3079], "SELECT oid FROM pg_extension ORDER BY 1"),
 ];
 
-/// The [`PRESENT`] rows; with `gated`, row `i` only when bit `i` of the
-/// `gate` CTE's `present` is set.
-fn present(gated: bool) -> String {
+/// The [`PRESENT`] rows: all of them, or those whose bit is in `only`.
+fn present(only: Option<u32>) -> Vec<String> {
     PRESENT
         .iter()
         .enumerate()
-        .map(|(i, (class, _, sql))| {
-            let gate = if gated {
-                format!(" WHERE (SELECT present FROM gate) & {} <> 0", 1u32 << i)
-            } else {
-                String::new()
-            };
-            format!("SELECT 1, {class}::oid, NULL, NULL, ARRAY({sql}), NULL, NULL{gate}")
+        .filter(|(i, _)| only.is_none_or(|m| m & (1 << i) != 0))
+        .map(|(_, (class, _, sql))| {
+            format!("SELECT 1, {class}::oid, NULL, NULL, ARRAY({sql}), NULL, NULL")
         })
-        .collect::<Vec<_>>()
-        .join("\n    UNION ALL ")
+        .collect()
 }
 
 /// How a reading narrowed to what the reading transaction wrote (see
@@ -402,7 +396,7 @@ fn full_query(checked: bool) -> &'static str {
              {}UNION ALL {}",
             filtered(|_, _| "TRUE".to_owned()),
             if checked {
-                format!("UNION ALL {}\n", present(false))
+                format!("UNION ALL {}\n", present(None).join("\nUNION ALL "))
             } else {
                 String::new()
             },
@@ -435,6 +429,10 @@ fn filtered(f: impl Fn(&str, &str) -> String) -> String {
     out
 }
 
+/// The text of [`make_changes_query`] for each mask seen (few: a run's
+/// changesets tend to write the same catalogs), by (fresh, locked, present).
+type Masks = Option<(u32, u32, u32)>;
+
 /// A read of what changed since a snapshot (`$2`, with threshold `$3`):
 ///
 /// - `writers`: every transaction that may have written a row that snapshot
@@ -456,89 +454,113 @@ fn filtered(f: impl Fn(&str, &str) -> String) -> String {
 ///   the indexes, constraints and views over it);
 /// - the entries of those owners (kind 0), every object read (kind 2), the
 ///   owners that exist now, per catalog (kind 1), and the snapshot (kind 3).
-fn changes_query() -> &'static str {
-    static SQL: OnceLock<String> = OnceLock::new();
-    SQL.get_or_init(|| {
-        let writers = "(SELECT xs FROM writers)::xid[]";
-        let fresh = SCANNED
-            .iter()
-            .enumerate()
-            .flat_map(|(i, (_, class, column, catalog, narrow))| {
-                let bit = 1u32 << i;
-                let (select, only) = if *class == 0 {
-                    ("classid, objid".to_owned(), "deptype = 'e' AND ")
-                } else {
-                    (format!("{class}::oid, {column}"), "")
-                };
-                let scan = format!(
-                    "SELECT {select} FROM {catalog} WHERE (SELECT fresh FROM gate) & {bit} <> 0 \
-                     AND (SELECT locked FROM gate) & {bit} = 0 AND {only}xmin = ANY({writers})"
-                );
-                let lookup = match narrow {
-                    Narrow::Locked(sql) => Some(format!(
-                        "SELECT * FROM ({}) AS x WHERE (SELECT fresh FROM gate) & {bit} <> 0 AND (SELECT locked FROM gate) & {bit} <> 0",
-                        sql.replace("{W}", writers)
-                    )),
-                    _ => None,
-                };
-                std::iter::once(scan).chain(lookup)
-            })
-        .collect::<Vec<_>>()
-        .join("\n    UNION ALL ");
+fn changes_query(narrow: Option<Written>) -> String {
+    static SQL: Mutex<BTreeMap<Masks, String>> = Mutex::new(BTreeMap::new());
+    let key = narrow.map(|w| (w.fresh, w.locked, w.present));
+    let mut cache = SQL.lock().unwrap_or_else(|e| e.into_inner());
+    cache
+        .entry(key)
+        .or_insert_with(|| make_changes_query(narrow))
+        .clone()
+}
+
+fn make_changes_query(narrow: Option<Written>) -> String {
+    let writers = "(SELECT xs FROM writers)::xid[]";
+    // Narrowed, a branch runs only if the snapshot proves no other
+    // transaction can have written (else the reading says so, kind 5, and
+    // is made again in full).
+    let gated = |sql: String| match narrow {
+        Some(_) => format!("SELECT * FROM ({sql}) AS x WHERE (SELECT ok FROM alone)"),
+        None => sql,
+    };
+    let mut fresh: Vec<String> = SCANNED
+        .iter()
+        .enumerate()
+        .filter_map(|(i, (_, class, column, catalog, how))| {
+            let bit = 1u32 << i;
+            let (look, locked) =
+                narrow.map_or((true, false), |w| (w.fresh & bit != 0, w.locked & bit != 0));
+            if !look {
+                return None;
+            }
+            Some(gated(match (how, locked) {
+                (Narrow::Locked(sql), true) => sql.replace("{W}", writers),
+                _ => {
+                    let (select, only) = if *class == 0 {
+                        ("classid, objid".to_owned(), "deptype = 'e' AND ")
+                    } else {
+                        (format!("{class}::oid, {column}"), "")
+                    };
+                    format!("SELECT {select} FROM {catalog} WHERE {only}xmin = ANY({writers})")
+                }
+            }))
+        })
+        .collect();
+    if fresh.is_empty() {
+        fresh.push("SELECT NULL::oid, NULL::oid WHERE false".to_owned());
+    }
+    let mut rows = vec![
         format!(
-            "WITH RECURSIVE {NAMESPACES},\n\
-             span AS (\n\
-                 SELECT $3::xid8::text::bigint AS from_xid,\n\
-                        pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS to_xid\n\
-             ),\n\
-             writers AS (\n\
-                 SELECT ARRAY(\n\
-                     SELECT (x::text::bigint % 4294967296)::text::xid FROM pg_snapshot_xip($2::pg_snapshot) AS x\n\
-                     UNION SELECT (x % 4294967296)::text::xid FROM span, generate_series(from_xid, least(to_xid, from_xid + {MAX_WRITERS}) - 1) AS x\n\
-                     UNION SELECT transactionid FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'transactionid'\n\
-                 ) AS xs\n\
-             ),\n\
-             gate AS (\n\
-                 SELECT CASE WHEN {ONLY_OURS} THEN $4 ELSE -1 END AS fresh, CASE WHEN {ONLY_OURS} THEN $5 ELSE -1 END AS present,\n\
-                        CASE WHEN {ONLY_OURS} THEN $6 ELSE 0 END AS locked\n\
-             ),\n\
-             locked AS MATERIALIZED (\n\
-                 SELECT DISTINCT relation AS oid FROM pg_locks\n\
-                  WHERE pid = pg_backend_pid() AND locktype = 'relation' AND granted AND relation >= 16384\n\
-                    AND database = (SELECT oid FROM pg_database WHERE datname = current_database())\n\
-             ),\n\
-             locked_objects AS MATERIALIZED (\n\
-                 SELECT DISTINCT classid, objid FROM pg_locks\n\
-                  WHERE pid = pg_backend_pid() AND locktype = 'object' AND granted AND objid >= 16384\n\
-                    AND database = (SELECT oid FROM pg_database WHERE datname = current_database())\n\
-             ),\n\
-             fresh(cls, obj) AS (\n    {fresh}\n),\n\
-             closure(cls, obj) AS (\n\
-                 SELECT cls, obj FROM fresh\n\
-                 UNION\n\
-                 SELECT m.cls, m.obj FROM closure c\n\
-                  CROSS JOIN LATERAL (SELECT d.classid, d.objid FROM pg_depend d\n\
-                        WHERE d.refclassid = c.cls AND d.refobjid = c.obj OFFSET 0) AS d\n\
-                  CROSS JOIN LATERAL (VALUES (d.classid, d.objid),\n\
-                        (1259::oid, CASE d.classid\n\
-                             WHEN 2604 THEN (SELECT adrelid FROM pg_attrdef WHERE oid = d.objid)\n\
-                             WHEN 2618 THEN (SELECT ev_class FROM pg_rewrite WHERE oid = d.objid) END)) AS m(cls, obj)\n\
-                  WHERE m.obj IS NOT NULL\n\
-             ),\n\
-             targets AS (SELECT DISTINCT cls, obj FROM closure)\n\
-             SELECT 0 AS kind, cls, obj, line, NULL::oid[] AS oids, NULL::text AS threshold, NULL::text AS settings FROM ({entries}) AS entries\n\
-             UNION ALL SELECT 2, cls, obj, NULL, NULL, NULL, NULL FROM targets\n\
-             UNION ALL {present}\n\
-             UNION ALL SELECT 4, NULL, NULL, NULL, NULL, NULL, NULL FROM span WHERE to_xid - from_xid > {MAX_WRITERS} \
-                  OR (SELECT count(*) FROM pg_snapshot_xip($2::pg_snapshot)) > {MAX_WRITERS}\n\
-             UNION ALL {meta}",
-            entries = filtered(|class, expr| format!(
+            "SELECT 0 AS kind, cls, obj, line, NULL::oid[] AS oids, NULL::text AS threshold, NULL::text AS settings FROM ({}) AS entries",
+            filtered(|class, expr| format!(
                 "{expr} IN (SELECT obj FROM targets WHERE cls = {class})"
-            )),
-            meta = meta_row(),
-            present = present(true),
-        )
-    })
+            ))
+        ),
+        "SELECT 2, cls, obj, NULL, NULL, NULL, NULL FROM targets".to_owned(),
+    ];
+    rows.extend(present(narrow.map(|w| w.present)));
+    rows.push(format!(
+        "SELECT 4, NULL, NULL, NULL, NULL, NULL, NULL FROM span WHERE to_xid - from_xid > {MAX_WRITERS} \
+         OR (SELECT count(*) FROM pg_snapshot_xip($2::pg_snapshot)) > {MAX_WRITERS}"
+    ));
+    if narrow.is_some() {
+        rows.push(
+            "SELECT 5, NULL, NULL, NULL, NULL, NULL, NULL FROM alone WHERE NOT ok".to_owned(),
+        );
+    }
+    rows.push(meta_row());
+    format!(
+        "WITH RECURSIVE {NAMESPACES},\n\
+         span AS (\n\
+             SELECT $3::xid8::text::bigint AS from_xid,\n\
+                    pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS to_xid\n\
+         ),\n\
+         writers AS (\n\
+             SELECT ARRAY(\n\
+                 SELECT (x::text::bigint % 4294967296)::text::xid FROM pg_snapshot_xip($2::pg_snapshot) AS x\n\
+                 UNION SELECT (x % 4294967296)::text::xid FROM span, generate_series(from_xid, least(to_xid, from_xid + {MAX_WRITERS}) - 1) AS x\n\
+                 UNION SELECT transactionid FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'transactionid'\n\
+             ) AS xs\n\
+         ),\n\
+         alone AS (SELECT coalesce({ONLY_OURS}, false) AS ok),\n\
+         locked AS MATERIALIZED (\n\
+             SELECT DISTINCT relation AS oid FROM pg_locks\n\
+              WHERE pid = pg_backend_pid() AND locktype = 'relation' AND granted AND relation >= 16384\n\
+                AND database = (SELECT oid FROM pg_database WHERE datname = current_database())\n\
+         ),\n\
+         locked_objects AS MATERIALIZED (\n\
+             SELECT DISTINCT classid, objid FROM pg_locks\n\
+              WHERE pid = pg_backend_pid() AND locktype = 'object' AND granted AND objid >= 16384\n\
+                AND database = (SELECT oid FROM pg_database WHERE datname = current_database())\n\
+         ),\n\
+         fresh(cls, obj) AS (\n    {fresh}\n),\n\
+         closure(cls, obj) AS (\n\
+             SELECT cls, obj FROM fresh\n\
+             UNION\n\
+             SELECT m.cls, m.obj FROM closure c\n\
+              CROSS JOIN LATERAL (SELECT d.classid, d.objid FROM pg_depend d\n\
+                    WHERE d.refclassid = c.cls AND d.refobjid = c.obj OFFSET 0) AS d\n\
+              CROSS JOIN LATERAL (VALUES (d.classid, d.objid),\n\
+                    (1259::oid, CASE d.classid\n\
+                         WHEN 2604 THEN (SELECT adrelid FROM pg_attrdef WHERE oid = d.objid)\n\
+                         WHEN 2618 THEN (SELECT ev_class FROM pg_rewrite WHERE oid = d.objid) END)) AS m(cls, obj)\n\
+              WHERE m.obj IS NOT NULL\n\
+         ),\n\
+         targets AS (SELECT DISTINCT cls, obj FROM closure)\n\
+         {rows}",
+        fresh = fresh.join("\n    UNION ALL "),
+        rows = rows.join("\nUNION ALL "),
+    )
 }
 
 type Row = (
@@ -631,23 +653,14 @@ async fn settings(conn: &mut PgConnection, env: &str, sql: &'static str) -> Resu
 async fn rows(
     conn: &mut PgConnection,
     env: &str,
-    sql: &'static str,
+    sql: String,
     ledger_schema: &str,
-    since: Option<(&Tracked, Option<Written>)>,
+    since: Option<&Tracked>,
 ) -> Result<Vec<Row>, DbError> {
     settings(conn, env, READING).await?;
     let mut query = sqlx::query_as::<_, Row>(AssertSqlSafe(sql)).bind(ledger_schema);
-    if let Some((t, only)) = since {
-        // Bits as i32: a mask of all ones is -1.
-        let (fresh, present, locked) = only.map_or((-1, -1, 0), |w| {
-            (w.fresh as i32, w.present as i32, w.locked as i32)
-        });
-        query = query
-            .bind(&t.snapshot)
-            .bind(&t.threshold)
-            .bind(fresh)
-            .bind(present)
-            .bind(locked);
+    if let Some(t) = since {
+        query = query.bind(&t.snapshot).bind(&t.threshold);
     }
     let rows = query.fetch_all(&mut *conn).await.map_err(|e| {
         DbError::query(env, format!("reading the catalog: {}", super::describe(&e)))
@@ -670,6 +683,9 @@ struct Reading {
     settings: String,
     /// Kind 4: too many transactions in between to read only changes.
     too_busy: bool,
+    /// Kind 5: a narrowed reading whose snapshot does not prove that only
+    /// this transaction wrote (see [`ONLY_OURS`]).
+    not_alone: bool,
 }
 
 fn parse(env: &str, rows: Vec<Row>) -> Result<Reading, DbError> {
@@ -682,6 +698,7 @@ fn parse(env: &str, rows: Vec<Row>) -> Result<Reading, DbError> {
         threshold: String::new(),
         settings: String::new(),
         too_busy: false,
+        not_alone: false,
     };
     let mut meta = false;
     for (kind, cls, obj, line, oids, threshold, settings) in rows {
@@ -703,6 +720,7 @@ fn parse(env: &str, rows: Vec<Row>) -> Result<Reading, DbError> {
                 meta = true;
             }
             (4, None, None) => r.too_busy = true,
+            (5, None, None) => r.not_alone = true,
             _ => return Err(unexpected()),
         }
     }
@@ -719,7 +737,7 @@ async fn read_all(
     let check = check_increments();
     let r = parse(
         env,
-        rows(conn, env, full_query(check), ledger_schema, None).await?,
+        rows(conn, env, full_query(check).to_owned(), ledger_schema, None).await?,
     )?;
     let tracked = Tracked {
         ledger_schema: ledger_schema.to_owned(),
@@ -746,10 +764,16 @@ async fn read_changes(
     only: Option<Written>,
 ) -> Result<Option<Tracked>, DbError> {
     let schema = tracked.ledger_schema.clone();
-    let r = parse(
+    let mut r = parse(
         env,
-        rows(conn, env, changes_query(), &schema, Some((&tracked, only))).await?,
+        rows(conn, env, changes_query(only), &schema, Some(&tracked)).await?,
     )?;
+    if r.not_alone {
+        r = parse(
+            env,
+            rows(conn, env, changes_query(None), &schema, Some(&tracked)).await?,
+        )?;
+    }
     if r.too_busy || r.settings != tracked.settings {
         return Ok(None);
     }
@@ -953,12 +977,51 @@ mod tests {
             all.matches("AND TRUE").count() + all.matches("WHERE TRUE").count(),
             9
         );
-        let some = changes_query();
+        let some = changes_query(None);
         for class in ["1259", "2606", "1255", "2620", "1247", "3079"] {
             assert!(
                 some.contains(&format!("targets WHERE cls = {class})")),
                 "{class}"
             );
         }
+    }
+
+    #[test]
+    fn a_narrowed_reading_has_only_the_branches_its_changeset_needs() {
+        let all = changes_query(None);
+        // A table, an index and two rows: classes, columns, a default, a
+        // constraint, an index (looked up through locks), types (only
+        // inserted), dependencies; nothing deleted.
+        let bit = |name: &str| 1u32 << SCANNED.iter().position(|s| s.3 == name).unwrap();
+        let relations = [
+            "pg_class",
+            "pg_attribute",
+            "pg_attrdef",
+            "pg_constraint",
+            "pg_index",
+        ];
+        let mut w = Written {
+            fresh: 0,
+            locked: 0,
+            present: 0,
+        };
+        for name in relations {
+            w.fresh |= bit(name);
+            w.locked |= bit(name);
+        }
+        let narrow = changes_query(Some(w));
+        assert_eq!(all.matches(" WHERE xmin = ANY(").count(), 18);
+        assert_eq!(narrow.matches(" WHERE xmin = ANY(").count(), 0);
+        assert!(!narrow.contains("FROM pg_proc WHERE") && all.contains("FROM pg_proc WHERE xmin"));
+        assert!(!narrow.contains("ARRAY(SELECT") && all.contains("ARRAY(SELECT"));
+        assert!(narrow.contains("FROM locked l") && !all.contains("FROM locked l"));
+        assert!(narrow.contains("SELECT 5,") && !all.contains("SELECT 5,"));
+        // Nothing to look at still makes a query.
+        let none = changes_query(Some(Written {
+            fresh: 0,
+            locked: 0,
+            present: 0,
+        }));
+        assert!(none.contains("WHERE false"), "{none}");
     }
 }
