@@ -439,9 +439,10 @@ pub async fn last(
     env: &str,
     schema: &str,
 ) -> Result<Option<Entry>, DbError> {
-    let columns = columns(conn, env, schema).await?;
+    // One round trip (this runs for every changeset): the receipt through
+    // the row's JSON, which has no `receipt` key on a layout 1 ledger.
     let row = sqlx::query(AssertSqlSafe(format!(
-        "SELECT {columns} FROM {schema}.ledger ORDER BY seq DESC LIMIT 1"
+        "SELECT {COLUMNS}, pg_catalog.to_jsonb(l) ->> 'receipt' FROM {schema}.ledger l ORDER BY seq DESC LIMIT 1"
     )))
     .fetch_optional(&mut *conn)
     .await
