@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use sqlx::postgres::{PgConnection, PgDatabaseError, PgErrorPosition};
-use sqlx::{AssertSqlSafe, Connection};
+use sqlx::{AssertSqlSafe, Connection, Row};
 
 use super::{DbError, fingerprint, ledger};
 use crate::changeset::{
@@ -842,11 +842,11 @@ impl SchemaMark {
 
 /// At the start of a changeset's transaction: its id, and what it has
 /// written in the catalogs so far.
-fn starting_query() -> &'static str {
+fn starting_columns() -> &'static str {
     static SQL: OnceLock<String> = OnceLock::new();
     SQL.get_or_init(|| {
         format!(
-            "SELECT pg_catalog.pg_current_xact_id()::text, {}",
+            "pg_catalog.pg_current_xact_id()::text, {}",
             fingerprint::writes_sql()
         )
     })
@@ -904,14 +904,12 @@ pub async fn apply(
             let catalog = app.ledger_catalog;
             // Our transaction's id: if it differs before COMMIT, the script
             // ended the transaction behind the splitter's back.
-            // With what it has written in the catalogs so far (see `fingerprint::Writes`).
-            let (xid, writes): (String, Option<Vec<i64>>) =
-                sqlx::query_as(AssertSqlSafe(starting_query()))
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(|e| DbError::query(env, e))?;
-            let writes = fingerprint::Writes(writes);
-            let counted = super::guard::touched(&mut tx, env, schema).await?;
+            // With what it has written in the catalogs so far (see
+            // `fingerprint::Writes`), and the ledger tables' counters.
+            let (counted, row) =
+                super::guard::touched_with(&mut tx, env, schema, Some(starting_columns())).await?;
+            let xid: String = row.try_get(13).map_err(|e| DbError::query(env, e))?;
+            let writes = fingerprint::Writes(row.try_get(14).map_err(|e| DbError::query(env, e))?);
             let reused = app.previous.as_ref().and_then(|m| m.before(&xid));
             entry.schema_before = Some(match reused {
                 Some(fingerprint) => fingerprint,

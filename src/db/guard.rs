@@ -6,8 +6,8 @@
 //! ledger of ten rows or a million); and, before every run, that the
 //! append-only triggers are there and enabled.
 
-use sqlx::AssertSqlSafe;
-use sqlx::postgres::PgConnection;
+use sqlx::postgres::{PgConnection, PgRow};
+use sqlx::{AssertSqlSafe, Row};
 
 use super::DbError;
 use crate::changeset::Sha256Digest;
@@ -253,50 +253,57 @@ pub enum Touched {
     Rows([(i64, i64); 4]),
 }
 
+/// The counters of the four tables (`$1`–`$4`: their qualified names), and
+/// whether the server counts at all.
+const TOUCHED: &str = "WITH t(o) AS (VALUES (pg_catalog.to_regclass($1)), (pg_catalog.to_regclass($2)), (pg_catalog.to_regclass($3)), (pg_catalog.to_regclass($4))) \
+     SELECT coalesce(max(ins) FILTER (WHERE n = 1), 0), coalesce(max(upd) FILTER (WHERE n = 1), 0), coalesce(max(del) FILTER (WHERE n = 1), 0), \
+            coalesce(max(ins) FILTER (WHERE n = 2), 0), coalesce(max(upd) FILTER (WHERE n = 2), 0), coalesce(max(del) FILTER (WHERE n = 2), 0), \
+            coalesce(max(ins) FILTER (WHERE n = 3), 0), coalesce(max(upd) FILTER (WHERE n = 3), 0), coalesce(max(del) FILTER (WHERE n = 3), 0), \
+            coalesce(max(ins) FILTER (WHERE n = 4), 0), coalesce(max(upd) FILTER (WHERE n = 4), 0), coalesce(max(del) FILTER (WHERE n = 4), 0), \
+            pg_catalog.current_setting('track_counts')::bool \
+       FROM (SELECT row_number() OVER () AS n, pg_catalog.pg_stat_get_xact_tuples_inserted(o) AS ins, \
+                    pg_catalog.pg_stat_get_xact_tuples_updated(o) AS upd, pg_catalog.pg_stat_get_xact_tuples_deleted(o) AS del FROM t) c";
+
 /// The counters now (see [`Touched`]).
 pub async fn touched(conn: &mut PgConnection, env: &str, schema: &str) -> Result<Touched, DbError> {
-    // One round trip for the four tables (this runs twice per changeset).
-    type Row = (
-        i64,
-        i64,
-        i64,
-        i64,
-        i64,
-        i64,
-        i64,
-        i64,
-        i64,
-        i64,
-        i64,
-        i64,
-        bool,
-    );
-    let row: Row = sqlx::query_as(
-        "WITH t(o) AS (VALUES (pg_catalog.to_regclass($1)), (pg_catalog.to_regclass($2)), (pg_catalog.to_regclass($3)), (pg_catalog.to_regclass($4))) \
-         SELECT coalesce(max(ins) FILTER (WHERE n = 1), 0), coalesce(max(upd) FILTER (WHERE n = 1), 0), coalesce(max(del) FILTER (WHERE n = 1), 0), \
-                coalesce(max(ins) FILTER (WHERE n = 2), 0), coalesce(max(upd) FILTER (WHERE n = 2), 0), coalesce(max(del) FILTER (WHERE n = 2), 0), \
-                coalesce(max(ins) FILTER (WHERE n = 3), 0), coalesce(max(upd) FILTER (WHERE n = 3), 0), coalesce(max(del) FILTER (WHERE n = 3), 0), \
-                coalesce(max(ins) FILTER (WHERE n = 4), 0), coalesce(max(upd) FILTER (WHERE n = 4), 0), coalesce(max(del) FILTER (WHERE n = 4), 0), \
-                pg_catalog.current_setting('track_counts')::bool \
-           FROM (SELECT row_number() OVER () AS n, pg_catalog.pg_stat_get_xact_tuples_inserted(o) AS ins, \
-                        pg_catalog.pg_stat_get_xact_tuples_updated(o) AS upd, pg_catalog.pg_stat_get_xact_tuples_deleted(o) AS del FROM t) c",
-    )
-    .bind(format!("{schema}.ledger"))
-    .bind(format!("{schema}.ledger_progress"))
-    .bind(format!("{schema}.policy"))
-    .bind(format!("{schema}.ledger_replaced"))
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(|e| DbError::query(env, e))?;
-    if !row.12 {
-        return rows(conn, env, schema).await;
-    }
-    Ok(Touched::Counted([
-        (row.0, row.1, row.2),
-        (row.3, row.4, row.5),
-        (row.6, row.7, row.8),
-        (row.9, row.10, row.11),
-    ]))
+    Ok(touched_with(conn, env, schema, None).await?.0)
+}
+
+/// [`touched`], and in the same statement (one round trip: this runs at
+/// the start of every changeset) the columns of `extra`, an SQL select
+/// list, from column 13 of the row returned.
+pub async fn touched_with(
+    conn: &mut PgConnection,
+    env: &str,
+    schema: &str,
+    extra: Option<&str>,
+) -> Result<(Touched, PgRow), DbError> {
+    let sql = match extra {
+        Some(extra) => format!("SELECT c.*, {extra} FROM ({TOUCHED}) c"),
+        None => TOUCHED.to_owned(),
+    };
+    let row = sqlx::query(AssertSqlSafe(sql))
+        .bind(format!("{schema}.ledger"))
+        .bind(format!("{schema}.ledger_progress"))
+        .bind(format!("{schema}.policy"))
+        .bind(format!("{schema}.ledger_replaced"))
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(|e| DbError::query(env, e))?;
+    let count = |i: usize| row.try_get::<i64, _>(i).map_err(|e| DbError::query(env, e));
+    let counts = [
+        (count(0)?, count(1)?, count(2)?),
+        (count(3)?, count(4)?, count(5)?),
+        (count(6)?, count(7)?, count(8)?),
+        (count(9)?, count(10)?, count(11)?),
+    ];
+    let counting: bool = row.try_get(12).map_err(|e| DbError::query(env, e))?;
+    let touched = if counting {
+        Touched::Counted(counts)
+    } else {
+        rows(conn, env, schema).await?
+    };
+    Ok((touched, row))
 }
 
 /// [`Touched::Rows`]: counted in the tables, for a server that does not count.
