@@ -529,18 +529,22 @@ fn make_changes_query(narrow: Option<Written>) -> String {
              SELECT ARRAY(\n\
                  SELECT (x::text::bigint % 4294967296)::text::xid FROM pg_snapshot_xip($2::pg_snapshot) AS x\n\
                  UNION SELECT (x % 4294967296)::text::xid FROM span, generate_series(from_xid, least(to_xid, from_xid + {MAX_WRITERS}) - 1) AS x\n\
-                 UNION SELECT transactionid FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'transactionid'\n\
+                 UNION SELECT transactionid FROM my_locks WHERE locktype = 'transactionid'\n\
              ) AS xs\n\
          ),\n\
          alone AS (SELECT coalesce({ONLY_OURS}, false) AS ok),\n\
+         my_locks AS MATERIALIZED (\n\
+             SELECT locktype, database, relation, classid, objid, transactionid, granted\n\
+               FROM pg_locks WHERE pid = pg_backend_pid()\n\
+         ),\n\
          locked AS MATERIALIZED (\n\
-             SELECT DISTINCT relation AS oid FROM pg_locks\n\
-              WHERE pid = pg_backend_pid() AND locktype = 'relation' AND granted AND relation >= 16384\n\
+             SELECT DISTINCT relation AS oid FROM my_locks\n\
+              WHERE locktype = 'relation' AND granted AND relation >= 16384\n\
                 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())\n\
          ),\n\
          locked_objects AS MATERIALIZED (\n\
-             SELECT DISTINCT classid, objid FROM pg_locks\n\
-              WHERE pid = pg_backend_pid() AND locktype = 'object' AND granted AND objid >= 16384\n\
+             SELECT DISTINCT classid, objid FROM my_locks\n\
+              WHERE locktype = 'object' AND granted AND objid >= 16384\n\
                 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())\n\
          ),\n\
          fresh(cls, obj) AS (\n    {fresh}\n),\n\

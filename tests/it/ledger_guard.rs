@@ -487,6 +487,11 @@ fn tampering_in_a_quiet_run_is_caught_without_printing_the_digest_first() {
             "CREATE POLICY hide ON promoter.ledger USING (false);\n",
         ),
         ("grant", "GRANT DELETE ON promoter.ledger TO PUBLIC;\n"),
+        // A subtransaction's rows carry its own id, not the transaction's.
+        (
+            "in-a-savepoint",
+            "SAVEPOINT s;\nGRANT DELETE ON promoter.ledger TO PUBLIC;\nRELEASE SAVEPOINT s;\n",
+        ),
         (
             "default",
             "ALTER TABLE promoter.ledger ALTER COLUMN note SET DEFAULT 'x';\n",
