@@ -67,6 +67,11 @@ pub enum Command {
     /// Promote what FROM's ledger shows as applied to TO, reading bundles from git.
     Promote(PromoteArgs),
     /// Show every changeset against every environment.
+    ///
+    /// Signature checks that held are remembered in the state directory
+    /// (`signature-memo`) for the next status; which key made each one and
+    /// what it counts for are decided again every time, and no other
+    /// command reads the memo.
     Status(StatusArgs),
     /// Print an environment's ledger.
     Ledger(LedgerArgs),

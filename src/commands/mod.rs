@@ -147,7 +147,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         json: cli.json,
         runtime,
     };
-    match cli.command {
+    let result = match cli.command {
         Command::Init => init::run(&ctx),
         Command::New(args) => new::run(&ctx, &args),
         Command::Seal(args) => seal::run(&ctx, &args),
@@ -181,7 +181,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Profile(ProfileCommand::Verify(args)) => profile::verify(&ctx, &args),
         Command::Completions(args) => docs::completions(&ctx, &args),
         Command::Man(args) => docs::man(&ctx, &args),
-    }
+    };
+    // What this run verified, for the next `status` (see signing::memo).
+    crate::signing::memo::save(&crate::checkpoint::state_dir());
+    result
 }
 
 /// Exit code for "ran fine, but what was checked does not hold".

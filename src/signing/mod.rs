@@ -10,6 +10,7 @@
 
 mod gpg;
 mod keyring;
+pub mod memo;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime};

@@ -998,3 +998,53 @@ fn the_practice_runs_to_the_end() {
         assert!(stdout.contains(want), "{want:?} not in:\n{stdout}");
     }
 }
+
+/// `status` keeps the signature checks that held (signing::memo) and
+/// still decides again which key made each one and what it counts for.
+#[test]
+fn status_remembers_signature_checks_but_decides_keys_and_roles_again() {
+    let t = TestContext::with_databases();
+    let (fpr, dev_key) = t.promoter_key("Dev <dev@example.com>", "keys/developers");
+    let id = t.changeset("a", "CREATE TABLE a (id int);\n");
+    t.promoter(&["seal"]).ok();
+    t.promoter(&["sign", "--key", dev_key.to_str().unwrap(), &id])
+        .ok();
+    let memo = t.dir.path().join(".local/state/promoter/signature-memo");
+    let first = t.promoter(&["--json", "status"]).ok();
+    let bytes = std::fs::read(&memo).expect("status wrote the memo");
+    assert!(bytes.starts_with(b"promoter signature memo v1\n"));
+    assert_eq!((bytes.len() - 27) % 32, 0, "{}", bytes.len());
+    assert!(bytes.len() > 27, "the checks that held are in it");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&memo).unwrap().permissions().mode();
+    assert_eq!(mode & 0o077, 0, "{mode:o}");
+    // With the memo read, the same answers.
+    assert_eq!(t.promoter(&["--json", "status"]).ok(), first);
+    let v: serde_json::Value = serde_json::from_str(&first).unwrap();
+    assert_eq!(
+        v["changesets"][0]["environments"]["qat"]["state"],
+        "pending"
+    );
+    assert_eq!(
+        v["changesets"][0]["environments"]["qat"]["detail"],
+        serde_json::Value::Null,
+        "{first}"
+    );
+    // The key left the developers' keyring: the remembered arithmetic does
+    // not make its signature count.
+    std::fs::remove_file(t.path(&format!("keys/developers/{fpr}.asc"))).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&t.promoter(&["--json", "status"]).ok()).unwrap();
+    let detail = v["changesets"][0]["environments"]["qat"]["detail"].to_string();
+    assert!(detail.contains("needs 1 developer"), "{detail}");
+    // A damaged memo is no memo, and is written again whole.
+    std::fs::write(&memo, b"promoter signature memo v1\nshort").unwrap();
+    std::fs::copy(
+        t.dir.path().join(format!("secret-keys/{fpr}.asc")),
+        t.path(&format!("keys/developers/{fpr}.asc")),
+    )
+    .unwrap();
+    assert_eq!(t.promoter(&["--json", "status"]).ok(), first);
+    let bytes = std::fs::read(&memo).unwrap();
+    assert_eq!((bytes.len() - 27) % 32, 0, "{}", bytes.len());
+}
