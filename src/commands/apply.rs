@@ -64,18 +64,24 @@ pub(super) fn work_tree(
         git_policy,
         receipt: receipt.as_mut(),
     };
-    let bundles = changeset::source::discover(&ctx.root)?
-        .iter()
-        .map(changeset::source::load_dir)
-        .collect::<Result<Vec<_>, _>>()?;
     let git_commit = changeset::source::head_commit(&ctx.root).map(|c| format!("{c}+worktree"));
-    Ok(ctx.block_on(engine::apply(
-        env,
-        &config.file.ledger_schema,
-        &bundles,
-        &mut trust,
-        git_commit,
-        opts,
-        hooks,
-    )))
+    // Read from disk while the engine connects, locks and reads the ledger.
+    let read = || -> anyhow::Result<Vec<changeset::Bundle>> {
+        Ok(changeset::source::discover(&ctx.root)?
+            .iter()
+            .map(changeset::source::load_dir)
+            .collect::<Result<Vec<_>, _>>()?)
+    };
+    std::thread::scope(|scope| {
+        let loading = scope.spawn(read);
+        Ok(ctx.block_on(engine::apply(
+            env,
+            &config.file.ledger_schema,
+            engine::Bundles::Loading(loading),
+            &mut trust,
+            git_commit,
+            opts,
+            hooks,
+        )))
+    })
 }

@@ -217,7 +217,7 @@ fn apply_to(
     ctx.block_on(engine::apply(
         env,
         &config.file.ledger_schema,
-        bundles,
+        engine::Bundles::Ready(bundles),
         &mut trust,
         None,
         &opts,

@@ -399,15 +399,24 @@ impl Target {
         lock_wait: Duration,
         hooks: &mut dyn Hooks,
     ) -> Result<Self, DbError> {
-        let lock_conn = connect(env).await?;
-        let lock = lock::acquire(lock_conn, &env.name, lock::key(schema), lock_wait, |w| {
+        // Both connections at once (each is a new server process).
+        let (lock_conn, conn) = tokio::join!(connect(env), connect(env));
+        let (lock_conn, mut conn) = match (lock_conn, conn) {
+            (Ok(l), Ok(c)) => (l, c),
+            (Err(e), Ok(c)) | (Ok(c), Err(e)) => {
+                db::close(c).await;
+                return Err(e);
+            }
+            (Err(e), Err(_)) => return Err(e),
+        };
+        let lock = match lock::acquire(lock_conn, &env.name, lock::key(schema), lock_wait, |w| {
             hooks.event(Event::Waiting(w));
         })
-        .await?;
-        let mut conn = match connect(env).await {
-            Ok(c) => c,
+        .await
+        {
+            Ok(lock) => lock,
             Err(e) => {
-                lock.release().await;
+                db::close(conn).await;
                 return Err(e);
             }
         };
@@ -493,8 +502,8 @@ impl Target {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        db::close(self.conn).await;
-        self.lock.release().await;
+        // Idle: nothing of this run is in flight on it any more.
+        tokio::join!(db::close(self.conn), self.lock.release());
     }
 }
 
@@ -750,22 +759,60 @@ async fn effective(
     }
 }
 
+/// The bundles of a run: at hand, or still being read from disk on a
+/// thread of their own, taken once the target is locked and its ledger
+/// read (at 500 changesets reading them is a third of a run with nothing
+/// to do, and the connections and the ledger another third).
+pub enum Bundles<'a> {
+    Ready(&'a [Bundle]),
+    Loading(std::thread::ScopedJoinHandle<'a, anyhow::Result<Vec<Bundle>>>),
+}
+
+/// Waits for bundles being read (a panic on that thread is this thread's).
+fn join_loading(
+    handle: std::thread::ScopedJoinHandle<'_, anyhow::Result<Vec<Bundle>>>,
+) -> anyhow::Result<Vec<Bundle>> {
+    handle
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
 /// Applies pending changesets from `bundles` (the work tree) to an
 /// environment without `promote_from`.
 #[allow(clippy::too_many_arguments)]
 pub async fn apply(
     env: &Environment,
     schema: &str,
-    bundles: &[Bundle],
+    bundles: Bundles<'_>,
     trust: &mut Trust<'_>,
     git_commit: Option<String>,
     opts: &RunOptions,
     hooks: &mut dyn Hooks,
 ) -> Result<Report, RunError> {
-    let mut target = Target::open(env, schema, opts.lock_wait, hooks).await?;
+    let mut target = match Target::open(env, schema, opts.lock_wait, hooks).await {
+        Ok(target) => target,
+        // What is wrong with the bundles is said first, as when they were
+        // read before connecting.
+        Err(e) => {
+            if let Bundles::Loading(handle) = bundles
+                && let Err(bad) = join_loading(handle)
+            {
+                return Err(RunError::Other(bad));
+            }
+            return Err(e.into());
+        }
+    };
     let result = async {
         let entries = target.entries().await?;
         let progress = target.progress().await?;
+        let owned;
+        let bundles = match bundles {
+            Bundles::Ready(bundles) => bundles,
+            Bundles::Loading(handle) => {
+                owned = join_loading(handle)?;
+                &owned[..]
+            }
+        };
         let mut refusals =
             plan::refuse_dirty(&env.name, &crate::ledger::dirty(&entries, &progress));
         if let Err(why) = db::guard::protected(&mut target.conn, &env.name, schema).await? {

@@ -1048,3 +1048,30 @@ fn status_remembers_signature_checks_but_decides_keys_and_roles_again() {
     let bytes = std::fs::read(&memo).unwrap();
     assert_eq!((bytes.len() - 27) % 32, 0, "{}", bytes.len());
 }
+
+/// `apply` reads the bundles while it connects; what is wrong with them
+/// is still what it says first, even when the database is unreachable.
+#[test]
+fn apply_names_a_broken_bundle_before_an_unreachable_database() {
+    let t = TestContext::with_databases();
+    let id = t.changeset("a", "CREATE TABLE a (id int);\n");
+    t.promoter(&["seal"]).ok();
+    std::fs::create_dir(t.path(&format!("changesets/{id}/extra"))).unwrap();
+    let run = t.promoter_env(
+        &["apply", "dev"],
+        &[("DEV_DATABASE_URL", "postgres://nobody@127.0.0.1:9/none")],
+    );
+    assert_ne!(run.code, 0);
+    assert!(
+        run.stderr.contains(&format!("changesets/{id}")) && run.stderr.contains("extra"),
+        "{}",
+        run.stderr
+    );
+    // Reachable, the same error.
+    let run = t.promoter(&["apply", "dev"]);
+    assert!(
+        run.stderr.contains(&format!("changesets/{id}")) && run.stderr.contains("extra"),
+        "{}",
+        run.stderr
+    );
+}
