@@ -856,11 +856,11 @@ fn starting_columns() -> &'static str {
 /// snapshot's oldest running transaction (see [`SchemaMark`]), what it has
 /// written in the catalogs, whether every id given out since its own is
 /// its own, and the settings definitions print with.
-fn finishing_query() -> &'static str {
+fn finishing_columns() -> &'static str {
     static SQL: OnceLock<String> = OnceLock::new();
     SQL.get_or_init(|| {
         format!(
-            "SELECT pg_catalog.pg_current_xact_id()::text, \
+            "pg_catalog.pg_current_xact_id()::text, \
              pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot())::text, {}, {}, {}",
             fingerprint::writes_sql(),
             fingerprint::ONLY_OURS,
@@ -949,16 +949,16 @@ pub async fn apply(
             };
             let run = match run {
                 Ok(()) => {
-                    let (still, xmin, now, ours, settings): (
-                        String,
-                        String,
-                        Option<Vec<i64>>,
-                        Option<bool>,
-                        String,
-                    ) = sqlx::query_as(AssertSqlSafe(finishing_query()))
-                        .fetch_one(&mut *tx)
-                        .await
-                        .map_err(|e| DbError::query(env, e))?;
+                    // With the ledger's last row, to chain promoter's to.
+                    let (prev, row) =
+                        ledger::last_with(&mut tx, env, schema, finishing_columns()).await?;
+                    let col = |i: usize| ledger::AFTER_LAST + i;
+                    let get = |e| DbError::query(env, e);
+                    let still: String = row.try_get(col(0)).map_err(get)?;
+                    let xmin: String = row.try_get(col(1)).map_err(get)?;
+                    let now: Option<Vec<i64>> = row.try_get(col(2)).map_err(get)?;
+                    let ours: Option<bool> = row.try_get(col(3)).map_err(get)?;
+                    let settings: String = row.try_get(col(4)).map_err(get)?;
                     if still != xid {
                         let _ = tx.rollback().await;
                         return finish_broken(conn, env, schema, entry, done, sign).await;
@@ -978,7 +978,8 @@ pub async fn apply(
                     entry.status = Status::Applied;
                     entry.statements = done;
                     entry.finished_at = Some(now_micros());
-                    ledger::append(&mut tx, env, schema, &mut entry, sign).await?;
+                    ledger::append_after(&mut tx, env, schema, &mut entry, sign, prev.as_ref())
+                        .await?;
                     // Before COMMIT, in the same transaction: the bundle left
                     // the ledger exactly as it found it, plus promoter's row.
                     match super::guard::check_transaction(

@@ -197,35 +197,99 @@ struct Look {
 }
 
 async fn look(conn: &mut PgConnection, env: &str, schema: &str) -> Result<Look, DbError> {
-    let sql = SHAPE
+    Ok(look_with(conn, env, schema, None).await?.0)
+}
+
+/// What [`look_with`] adds: the ledger tables' counters (`None` when the
+/// server does not count), and whether promoter's row is there.
+type Counted = (Option<[(i64, i64, i64); 4]>, bool);
+
+/// [`look`], and with `row` (promoter's row: seq, entry hash) in the same
+/// statement, the counters of [`touched`] (when the server counts) and
+/// whether that row is in the ledger as written: what the end of a quiet
+/// changeset asks, in one round trip.
+async fn look_with(
+    conn: &mut PgConnection,
+    env: &str,
+    schema: &str,
+    row: Option<(i64, Sha256Digest)>,
+) -> Result<(Look, Option<Counted>), DbError> {
+    let mut sql = SHAPE
         .replace("{SCHEMA}", schema)
         .replace("{ONLY_OURS}", super::fingerprint::ONLY_OURS);
-    let rows: Vec<(String, i64, bool)> = sqlx::query_as(AssertSqlSafe(sql))
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(|e| {
-            DbError::query(
-                env,
-                format!(
-                    "reading the ledger schema's catalog: {}",
-                    super::describe(&e)
-                ),
-            )
-        })?;
+    if row.is_some() {
+        sql = format!(
+            "{}\nUNION ALL {}",
+            sql.trim_end().trim_end_matches("ORDER BY 1").trim_end(),
+            counted_rows(schema)
+        );
+    }
+    let mut query = sqlx::query_as(AssertSqlSafe(sql));
+    if let Some((seq, hash)) = row {
+        query = query.bind(seq).bind(hash.to_hex());
+    }
+    let rows: Vec<(String, i64, bool)> = query.fetch_all(&mut *conn).await.map_err(|e| {
+        DbError::query(
+            env,
+            format!(
+                "reading the ledger schema's catalog: {}",
+                super::describe(&e)
+            ),
+        )
+    })?;
     let mut look = Look {
         shape: Shape(Vec::new()),
         written: false,
         alone: false,
     };
+    let mut counters = [(0i64, 0i64, 0i64); 4];
+    let (mut counting, mut ours) = (false, false);
     for (kind, count, flag) in rows {
         if kind == "alone" {
             look.alone = flag;
+        } else if kind == "~ours" {
+            ours = count == 1;
+        } else if let Some((t, c)) = kind.strip_prefix('~').and_then(|k| k.split_once('.')) {
+            // `~T.C`: counter C of ledger table T (see counted_rows).
+            let (Ok(t), Ok(c)) = (t.parse::<usize>(), c.parse::<usize>()) else {
+                continue;
+            };
+            let Some(counter) = counters.get_mut(t) else {
+                continue;
+            };
+            match c {
+                0 => counter.0 = count,
+                1 => counter.1 = count,
+                _ => counter.2 = count,
+            }
+            counting = flag;
         } else {
             look.written |= flag;
             look.shape.0.push((kind, count));
         }
     }
-    Ok(look)
+    // In Rust, not by the database's collation: every reading the same.
+    look.shape.0.sort();
+    Ok((look, row.map(|_| (counting.then_some(counters), ours))))
+}
+
+/// Rows for [`look_with`]: `~T.C` with counter C (inserted, updated,
+/// deleted) of ledger table T (in the order of [`TABLES`]) and whether the
+/// server counts; `~ours` with 1 when promoter's row (`$1`, `$2`) is there.
+fn counted_rows(schema: &str) -> String {
+    let mut rows = Vec::new();
+    for (t, table) in TABLES.iter().enumerate() {
+        for (c, f) in ["inserted", "updated", "deleted"].iter().enumerate() {
+            rows.push(format!(
+                "SELECT '~{t}.{c}', coalesce(pg_catalog.pg_stat_get_xact_tuples_{f}(pg_catalog.to_regclass('{schema}.{table}')), 0), \
+                 pg_catalog.current_setting('track_counts')::bool"
+            ));
+        }
+    }
+    rows.push(format!(
+        "SELECT '~ours', (SELECT count(*) FROM {schema}.ledger WHERE seq = $1 AND entry_hash = $2), false"
+    ));
+    rows.join("\nUNION ALL ")
 }
 
 /// The ledger schema's [`Shape`] now, taken with its [`catalog`] digest at
@@ -355,9 +419,12 @@ pub async fn check_transaction(
     seq: i64,
     entry_hash: Sha256Digest,
 ) -> Result<Result<(), String>, DbError> {
-    let unchanged = quiet && {
-        let l = look(conn, env, schema).await?;
-        l.alone && !l.written && &l.shape == before.1
+    // Quiet, the counters and promoter's row come in the same statement.
+    let (unchanged, pre) = if quiet {
+        let (l, pre) = look_with(conn, env, schema, Some((seq, entry_hash))).await?;
+        (l.alone && !l.written && &l.shape == before.1, pre)
+    } else {
+        (false, None)
     };
     super::fingerprint::trace(
         env,
@@ -381,7 +448,11 @@ pub async fn check_transaction(
             "it changed the ledger schema {schema} (a table, column, constraint, trigger or its state, function, owner, grant, policy or rule)"
         )));
     }
-    let now = touched(conn, env, schema).await?;
+    let now = match pre {
+        Some((Some(counters), _)) => Touched::Counted(counters),
+        _ => touched(conn, env, schema).await?,
+    };
+    let present = pre.map(|(_, present)| present);
     let (counted, now) = match (counted, now) {
         (Touched::Counted(before), Touched::Counted(now)) => (before, now),
         (Touched::Rows(before), now) => {
@@ -405,7 +476,7 @@ pub async fn check_transaction(
                     expected(i).1
                 )));
             }
-            return ours(conn, env, schema, seq, entry_hash).await;
+            return ours(conn, env, schema, seq, entry_hash, present).await;
         }
         (Touched::Counted(_), Touched::Rows(_)) => {
             return Ok(Err(
@@ -440,7 +511,7 @@ pub async fn check_transaction(
             replaced.2
         )));
     }
-    ours(conn, env, schema, seq, entry_hash).await
+    ours(conn, env, schema, seq, entry_hash, present).await
 }
 
 /// Whether promoter's row `seq` is in the ledger as it was written.
@@ -450,21 +521,35 @@ async fn ours(
     schema: &str,
     seq: i64,
     entry_hash: Sha256Digest,
+    present: Option<bool>,
 ) -> Result<Result<(), String>, DbError> {
-    let ours: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
-        "SELECT count(*) FROM {schema}.ledger WHERE seq = $1 AND entry_hash = $2"
-    )))
-    .bind(seq)
-    .bind(entry_hash.to_hex())
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(|e| DbError::query(env, e))?;
+    let ours: i64 = match present {
+        Some(present) => i64::from(present),
+        None => ours_count(conn, env, schema, seq, entry_hash).await?,
+    };
     if ours != 1 {
         return Ok(Err(format!(
             "promoter's ledger row #{seq} is not in the ledger after its INSERT"
         )));
     }
     Ok(Ok(()))
+}
+
+async fn ours_count(
+    conn: &mut PgConnection,
+    env: &str,
+    schema: &str,
+    seq: i64,
+    entry_hash: Sha256Digest,
+) -> Result<i64, DbError> {
+    sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT count(*) FROM {schema}.ledger WHERE seq = $1 AND entry_hash = $2"
+    )))
+    .bind(seq)
+    .bind(entry_hash.to_hex())
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(|e| DbError::query(env, e))
 }
 
 /// The head of the ledger as a non-transactional run expects it: (rows, last seq, last entry hash).

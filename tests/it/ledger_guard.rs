@@ -524,3 +524,38 @@ fn tampering_in_a_quiet_run_is_caught_without_printing_the_digest_first() {
         );
     }
 }
+
+#[test]
+fn rows_written_to_the_ledger_tables_in_a_quiet_run_are_counted_with_the_shape() {
+    // In a quiet run the counters and promoter's own row are read in the
+    // statement that reads the ledger schema's shape.
+    let mut t = TestContext::with_databases();
+    t.move_to_cluster("dev", crate::common::quiet_admin_url());
+    t.changeset("first", "CREATE TABLE a (x int);\n");
+    t.changeset("rows", "INSERT INTO a VALUES (1);\n");
+    t.changeset(
+        "progress",
+        "INSERT INTO promoter.ledger_progress (seq, statements) VALUES (1, 99);\n",
+    );
+    t.promoter(&["seal"]).ok();
+    let run = t.promoter_env(&["apply", "dev"], &[("PROMOTER_TRACE_FINGERPRINT", "1")]);
+    assert_eq!(run.code, 4, "{}", run.all());
+    assert!(
+        run.stderr.contains("failed at 0003-progress")
+            && run.stderr.contains(
+                "it wrote to the ledger tables: promoter.ledger 1 inserted (promoter wrote 1), 0 updated, 0 deleted; promoter.ledger_progress 1/0/0"
+            ),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("ledger schema checked: none of its rows written"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        ledger_rows(&t),
+        "0001-first:applied,0002-rows:applied,0003-progress:failed\n"
+    );
+}
