@@ -585,6 +585,10 @@ type Owner = (u32, u32);
 pub struct Tracked {
     ledger_schema: String,
     entries: HashMap<Owner, Vec<String>>,
+    /// The same lines, kept in byte order as entries come and go (each
+    /// with how many owners print it), so that a fingerprint is a walk and
+    /// not a sort of the whole catalog at every changeset.
+    lines: BTreeMap<String, usize>,
     snapshot: String,
     threshold: String,
     settings: String,
@@ -593,20 +597,69 @@ pub struct Tracked {
 impl Tracked {
     /// The fingerprint of the description.
     fn fingerprint(&self) -> Sha256Digest {
-        of_lines(self.sorted())
+        of_lines(
+            self.lines
+                .iter()
+                .flat_map(|(line, &n)| std::iter::repeat_n(line.as_str(), n)),
+        )
     }
 
     /// Every entry, sorted byte-wise (in Rust, so that databases with
     /// different collations still agree).
     fn sorted(&self) -> Vec<&str> {
-        let mut lines: Vec<&str> = self
-            .entries
-            .values()
-            .flatten()
-            .map(String::as_str)
-            .collect();
-        lines.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-        lines
+        self.lines
+            .iter()
+            .flat_map(|(line, &n)| std::iter::repeat_n(line.as_str(), n))
+            .collect()
+    }
+
+    fn new(
+        ledger_schema: &str,
+        entries: HashMap<Owner, Vec<String>>,
+        snapshot: String,
+        threshold: String,
+        settings: String,
+    ) -> Self {
+        let mut lines = BTreeMap::new();
+        for line in entries.values().flatten() {
+            *lines.entry(line.clone()).or_insert(0) += 1;
+        }
+        Self {
+            ledger_schema: ledger_schema.to_owned(),
+            entries,
+            lines,
+            snapshot,
+            threshold,
+            settings,
+        }
+    }
+
+    /// Takes `owner`'s entries out.
+    fn remove(&mut self, owner: &Owner) {
+        if let Some(old) = self.entries.remove(owner) {
+            self.forget(&old);
+        }
+    }
+
+    /// Sets `owner`'s entries.
+    fn insert(&mut self, owner: Owner, new: Vec<String>) {
+        for line in &new {
+            *self.lines.entry(line.clone()).or_insert(0) += 1;
+        }
+        if let Some(old) = self.entries.insert(owner, new) {
+            self.forget(&old);
+        }
+    }
+
+    fn forget(&mut self, old: &[String]) {
+        for line in old {
+            if let Some(n) = self.lines.get_mut(line) {
+                *n -= 1;
+                if *n == 0 {
+                    self.lines.remove(line);
+                }
+            }
+        }
     }
 
     /// With the [`PRESENT`] rows of the same reading: whether they name
@@ -743,13 +796,7 @@ async fn read_all(
         env,
         rows(conn, env, full_query(check).to_owned(), ledger_schema, None).await?,
     )?;
-    let tracked = Tracked {
-        ledger_schema: ledger_schema.to_owned(),
-        entries: r.lines,
-        snapshot: r.snapshot,
-        threshold: r.threshold,
-        settings: r.settings,
-    };
+    let tracked = Tracked::new(ledger_schema, r.lines, r.snapshot, r.threshold, r.settings);
     if check {
         tracked.check_present(env, &r.present)?;
     }
@@ -790,13 +837,21 @@ async fn read_changes(
         return Ok(None);
     }
     for owner in &r.targets {
-        tracked.entries.remove(owner);
+        tracked.remove(owner);
     }
-    tracked.entries.extend(r.lines);
+    for (owner, lines) in r.lines {
+        tracked.insert(owner, lines);
+    }
     for (cls, now) in &r.present {
-        tracked
+        let gone: Vec<Owner> = tracked
             .entries
-            .retain(|&(c, o), _| c != *cls || now.contains(&o));
+            .keys()
+            .filter(|&&(c, o)| c == *cls && !now.contains(&o))
+            .copied()
+            .collect();
+        for owner in &gone {
+            tracked.remove(owner);
+        }
         let known = tracked.entries.keys().filter(|&&(c, _)| c == *cls).count();
         if known != now.len() {
             // Something exists that was neither read nor known.
@@ -987,6 +1042,51 @@ fn of_lines<'a>(lines: impl IntoIterator<Item = &'a str>) -> Sha256Digest {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kept_lines_stay_sorted_and_counted_as_entries_come_and_go() {
+        let lines = |v: &[&str]| v.iter().map(|l| (*l).to_owned()).collect::<Vec<_>>();
+        let naive = |t: &Tracked| {
+            let mut all: Vec<String> = t.entries.values().flatten().cloned().collect();
+            all.sort();
+            all
+        };
+        let mut t = Tracked::new(
+            "promoter",
+            HashMap::from([
+                (
+                    (1259, 1),
+                    lines(&["relation public.b r", "column public.b.x int"]),
+                ),
+                // The same line from two owners counts twice.
+                (
+                    (1259, 2),
+                    lines(&["relation public.b r", "relation public.a r"]),
+                ),
+            ]),
+            String::new(),
+            String::new(),
+            String::new(),
+        );
+        assert_eq!(t.sorted(), naive(&t));
+        for step in 0..4 {
+            match step {
+                0 => t.remove(&(1259, 1)),
+                1 => t.insert((1259, 2), lines(&["relation public.c r"])),
+                2 => t.insert((1255, 9), lines(&["routine f", "routine f"])),
+                _ => t.remove(&(1255, 7)),
+            }
+            assert_eq!(t.sorted(), naive(&t), "after step {step}");
+            assert_eq!(
+                t.fingerprint(),
+                of_lines(naive(&t).iter().map(String::as_str)),
+                "after step {step}"
+            );
+        }
+        t.remove(&(1259, 2));
+        t.remove(&(1255, 9));
+        assert!(t.lines.is_empty());
+    }
 
     #[test]
     fn lines_hash_as_if_joined_by_line_feeds() {
