@@ -52,6 +52,11 @@ pub fn restore(dir: &Path) {
 }
 
 fn read(path: &Path) -> Option<Vec<Vec<u8>>> {
+    // No larger than promoter writes it: a bigger file is not read at all.
+    let size = std::fs::metadata(path).ok()?.len();
+    if size > (MAGIC.len() + MOST * ENTRY) as u64 {
+        return None;
+    }
     let bytes = std::fs::read(path).ok()?;
     let body = bytes.strip_prefix(MAGIC)?;
     if body.len() % ENTRY != 0 {
@@ -80,10 +85,16 @@ pub fn save(dir: &Path) {
             kept.push(e.value().to_vec());
         }
     }
-    // What another run wrote since this one read it.
-    kept.extend(read(&file_in(dir)).unwrap_or_default());
+    // What the file holds now (another run may have written since).
+    let mut file = read(&file_in(dir)).unwrap_or_default();
+    file.sort();
     fresh.sort();
     fresh.dedup();
+    // Nothing the file lacks: no write (every command saves, most add nothing).
+    if fresh.iter().all(|v| file.binary_search(v).is_ok()) {
+        return;
+    }
+    kept.extend(file);
     kept.sort();
     kept.dedup();
     kept.retain(|v| fresh.binary_search(v).is_err());
@@ -122,6 +133,8 @@ mod tests {
             ([MAGIC, &[7u8; 32]].concat(), Some(1)),
             ([MAGIC, &[7u8; 64]].concat(), Some(2)),
             (MAGIC.to_vec(), Some(0)),
+            // Larger than promoter ever writes it.
+            ([MAGIC, &vec![7u8; (MOST + 1) * ENTRY]].concat(), None),
         ] {
             std::fs::write(&path, &bytes).unwrap();
             assert_eq!(read(&path).map(|e| e.len()), entries, "{bytes:?}");
