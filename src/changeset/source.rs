@@ -46,6 +46,11 @@ pub fn discover(root: &Path) -> Result<Vec<BundleDir>, BundleError> {
     discover_in(root, Path::new(CHANGESETS_DIR))
 }
 
+/// Every bundle of the work tree, in order ([`discover`], then [`load_dir`]).
+pub fn load_work_tree(root: &Path) -> Result<Vec<Bundle>, BundleError> {
+    discover(root)?.iter().map(load_dir).collect()
+}
+
 /// Where a baseline's superseded changesets go: `changesets/archive/`.
 /// They are never applied again, and stay verifiable (`verify`, `audit`).
 pub const ARCHIVE_DIR: &str = "archive";

@@ -67,10 +67,7 @@ pub(super) fn work_tree(
     let git_commit = changeset::source::head_commit(&ctx.root).map(|c| format!("{c}+worktree"));
     // Read from disk while the engine connects, locks and reads the ledger.
     let read = || -> anyhow::Result<Vec<changeset::Bundle>> {
-        Ok(changeset::source::discover(&ctx.root)?
-            .iter()
-            .map(changeset::source::load_dir)
-            .collect::<Result<Vec<_>, _>>()?)
+        Ok(changeset::source::load_work_tree(&ctx.root)?)
     };
     std::thread::scope(|scope| {
         let loading = scope.spawn(read);

@@ -165,10 +165,7 @@ pub(super) fn matrix(
         let keyrings = ctx.keyrings()?;
         let bundles: Vec<Bundle> = match rev {
             Some(rev) => changeset::source::load_git(&ctx.root, rev)?.bundles,
-            None => changeset::source::discover(&ctx.root)?
-                .iter()
-                .map(changeset::source::load_dir)
-                .collect::<Result<_, _>>()?,
+            None => changeset::source::load_work_tree(&ctx.root)?,
         };
         Ok((keyrings, bundles))
     };
@@ -206,10 +203,7 @@ pub(super) fn matrix(
         let loading = scope.spawn(load);
         let ledgers: Vec<Result<engine::Ledger, String>> =
             ctx.block_on(engine::join::bounded(readings, 16));
-        let loaded = loading
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        (loaded, ledgers)
+        (engine::join_thread(loading), ledgers)
     });
     let (keyrings, bundles) = loaded?;
     let now = SystemTime::now();

@@ -91,6 +91,16 @@ SELECT coalesce(string_agg(line, E'\n' ORDER BY line), '') FROM (
 ) lines
 "#;
 
+fn catalog_error(env: &str, e: &sqlx::Error) -> DbError {
+    DbError::query(
+        env,
+        format!(
+            "reading the ledger schema's catalog: {}",
+            super::describe(e)
+        ),
+    )
+}
+
 /// The digest of the ledger schema's catalog (see [`CATALOG`]).
 pub async fn catalog(
     conn: &mut PgConnection,
@@ -109,15 +119,7 @@ pub async fn catalog(
     let text: String = sqlx::query_scalar(AssertSqlSafe(sql))
         .fetch_one(conn)
         .await
-        .map_err(|e| {
-            DbError::query(
-                env,
-                format!(
-                    "reading the ledger schema's catalog: {}",
-                    super::describe(&e)
-                ),
-            )
-        })?;
+        .map_err(|e| catalog_error(env, &e))?;
     Ok(Sha256Digest::of(text.as_bytes()))
 }
 
@@ -131,8 +133,8 @@ pub async fn catalog(
 /// while no later transaction has finished, and that is what the flag is
 /// read with: a row of another transaction with a later id is visible
 /// only once that one finished. (Asking `pg_locks` for the transaction's
-/// ids costs a copy of the whole lock table, a quarter of this query.) Read through the same indexes. Role names (owners, grants) are
-/// left out: `pg_authid` is not readable by every role, and renaming one
+/// ids costs a copy of the whole lock table, a quarter of this query.)
+/// Read through the same indexes. Role names (owners, grants) are left out: `pg_authid` is not readable by every role, and renaming one
 /// gives nobody a right on the ledger.
 const SHAPE: &str = r#"
 WITH ns AS (SELECT oid, xmin FROM pg_catalog.pg_namespace WHERE nspname = '{SCHEMA}'),
@@ -228,40 +230,26 @@ async fn look_with(
     if let Some((seq, hash)) = row {
         query = query.bind(seq).bind(hash.to_hex());
     }
-    let rows: Vec<(String, i64, bool)> = query.fetch_all(&mut *conn).await.map_err(|e| {
-        DbError::query(
-            env,
-            format!(
-                "reading the ledger schema's catalog: {}",
-                super::describe(&e)
-            ),
-        )
-    })?;
+    let rows: Vec<(String, i64, bool)> = query
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(|e| catalog_error(env, &e))?;
     let mut look = Look {
         shape: Shape(Vec::new()),
         written: false,
         alone: false,
     };
-    let mut counters = [(0i64, 0i64, 0i64); 4];
+    let mut counters = [0i64; 12];
     let (mut counting, mut ours) = (false, false);
     for (kind, count, flag) in rows {
         if kind == "alone" {
             look.alone = flag;
         } else if kind == "~ours" {
             ours = count == 1;
-        } else if let Some((t, c)) = kind.strip_prefix('~').and_then(|k| k.split_once('.')) {
-            // `~T.C`: counter C of ledger table T (see counted_rows).
-            let (Ok(t), Ok(c)) = (t.parse::<usize>(), c.parse::<usize>()) else {
-                continue;
-            };
-            let Some(counter) = counters.get_mut(t) else {
-                continue;
-            };
-            match c {
-                0 => counter.0 = count,
-                1 => counter.1 = count,
-                _ => counter.2 = count,
-            }
+        } else if let Some(n) = kind.strip_prefix('~') {
+            // `~N`: counter N of counted_rows.
+            let slot = n.parse::<usize>().ok().and_then(|n| counters.get_mut(n));
+            *slot.ok_or_else(|| catalog_error_text(env, &kind))? = count;
             counting = flag;
         } else {
             look.written |= flag;
@@ -270,18 +258,28 @@ async fn look_with(
     }
     // In Rust, not by the database's collation: every reading the same.
     look.shape.0.sort();
-    Ok((look, row.map(|_| (counting.then_some(counters), ours))))
+    let tables =
+        std::array::from_fn(|t| (counters[3 * t], counters[3 * t + 1], counters[3 * t + 2]));
+    Ok((look, row.map(|_| (counting.then_some(tables), ours))))
 }
 
-/// Rows for [`look_with`]: `~T.C` with counter C (inserted, updated,
-/// deleted) of ledger table T (in the order of [`TABLES`]) and whether the
-/// server counts; `~ours` with 1 when promoter's row (`$1`, `$2`) is there.
+fn catalog_error_text(env: &str, kind: &str) -> DbError {
+    DbError::query(
+        env,
+        format!("reading the ledger schema's catalog: an unexpected row {kind:?}"),
+    )
+}
+
+/// Rows for [`look_with`]: `~N` with counter N (table N / 3 of [`TABLES`];
+/// inserted, updated, deleted by N % 3) and whether the server counts;
+/// `~ours` with 1 when promoter's row (`$1`, `$2`) is there.
 fn counted_rows(schema: &str) -> String {
     let mut rows = Vec::new();
     for (t, table) in TABLES.iter().enumerate() {
         for (c, f) in ["inserted", "updated", "deleted"].iter().enumerate() {
+            let n = 3 * t + c;
             rows.push(format!(
-                "SELECT '~{t}.{c}', coalesce(pg_catalog.pg_stat_get_xact_tuples_{f}(pg_catalog.to_regclass('{schema}.{table}')), 0), \
+                "SELECT '~{n}', coalesce(pg_catalog.pg_stat_get_xact_tuples_{f}(pg_catalog.to_regclass('{schema}.{table}')), 0), \
                  pg_catalog.current_setting('track_counts')::bool"
             ));
         }

@@ -439,18 +439,7 @@ pub async fn last(
     env: &str,
     schema: &str,
 ) -> Result<Option<Entry>, DbError> {
-    // One round trip (this runs for every changeset): the receipt through
-    // the row's JSON, which has no `receipt` key on a layout 1 ledger.
-    let row = sqlx::query(AssertSqlSafe(format!(
-        "SELECT {COLUMNS}, pg_catalog.to_jsonb(l) ->> 'receipt' FROM {schema}.ledger l ORDER BY seq DESC LIMIT 1"
-    )))
-    .fetch_optional(&mut *conn)
-    .await
-    .map_err(|e| DbError::query(env, e))?;
-    row.as_ref()
-        .map(from_row)
-        .transpose()
-        .map_err(|e| row_error(env, schema, e))
+    Ok(last_with(conn, env, schema, "NULL").await?.0)
 }
 
 /// Where the columns of `extra` start in the row [`last_with`] returns.
@@ -465,6 +454,8 @@ pub async fn last_with(
     schema: &str,
     extra: &str,
 ) -> Result<(Option<Entry>, PgRow), DbError> {
+    // The receipt through the row's JSON, which has no `receipt` key on a
+    // layout 1 ledger.
     let row = sqlx::query(AssertSqlSafe(format!(
         "SELECT prev.*, {extra} FROM (SELECT) AS one LEFT JOIN LATERAL \
          (SELECT {COLUMNS}, pg_catalog.to_jsonb(l) ->> 'receipt' FROM {schema}.ledger l ORDER BY seq DESC LIMIT 1) AS prev ON true"

@@ -768,10 +768,8 @@ pub enum Bundles<'a> {
     Loading(std::thread::ScopedJoinHandle<'a, anyhow::Result<Vec<Bundle>>>),
 }
 
-/// Waits for bundles being read (a panic on that thread is this thread's).
-fn join_loading(
-    handle: std::thread::ScopedJoinHandle<'_, anyhow::Result<Vec<Bundle>>>,
-) -> anyhow::Result<Vec<Bundle>> {
+/// Waits for a scoped thread's result (its panic becomes this thread's).
+pub fn join_thread<T>(handle: std::thread::ScopedJoinHandle<'_, T>) -> T {
     handle
         .join()
         .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
@@ -795,7 +793,7 @@ pub async fn apply(
         // read before connecting.
         Err(e) => {
             if let Bundles::Loading(handle) = bundles
-                && let Err(bad) = join_loading(handle)
+                && let Err(bad) = join_thread(handle)
             {
                 return Err(RunError::Other(bad));
             }
@@ -809,7 +807,7 @@ pub async fn apply(
         let bundles = match bundles {
             Bundles::Ready(bundles) => bundles,
             Bundles::Loading(handle) => {
-                owned = join_loading(handle)?;
+                owned = join_thread(handle)?;
                 &owned[..]
             }
         };
