@@ -260,6 +260,7 @@ fn describe(e: &RunError) -> String {
             .as_ref()
             .map(|f| format!("{}: {}", f.changeset_id, f.error))
             .unwrap_or_else(|| e.to_string()),
+        RunError::SourceUnreadable { error, .. } => format!("{e}: {error}"),
         other => other.to_string(),
     }
 }

@@ -210,3 +210,30 @@ fn a_failing_canary_stops_the_fleet_and_max_failures_stops_scheduling() {
         .fails();
     assert!(err.contains("fleet `prd` has no target `nope`"), "{err}");
 }
+
+/// Regression: with the source unreachable, every target's line said only
+/// "its source qat could not be read", not why.
+#[test]
+fn a_fleet_whose_source_cannot_be_read_says_why_for_each_target() {
+    let (mut t, _) = fleet();
+    let qat = t.databases.iter_mut().find(|d| d.0 == "qat").unwrap();
+    qat.2 = database_url("promoter_no_such_database");
+    let run = t.promoter(&["promote", "qat", "prd", "--yes", "--target", "t2"]);
+    assert_eq!(run.code, 5, "unreachable: {}", run.all());
+    let line = run
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("error: prd/t2: "))
+        .unwrap_or_else(|| panic!("{}", run.stderr));
+    assert!(
+        line.contains("its source qat could not be read: ")
+            && line.contains("database \"promoter_no_such_database\" does not exist"),
+        "{line}"
+    );
+    let run = t.promoter(&["--json", "promote", "qat", "prd", "--yes", "--target", "t2"]);
+    assert_eq!(run.code, 5, "unreachable: {}", run.all());
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let error = v["targets"][0]["error"].as_str().unwrap();
+    assert!(error.contains("promoter_no_such_database"), "{v}");
+    assert_eq!(applied(&t, 2), "\n");
+}
