@@ -267,17 +267,25 @@ async fn relation_exists(conn: &mut PgConnection, env: &str, name: &str) -> Resu
         .map_err(|e| DbError::query(env, e))
 }
 
+/// Each layout and the DDL that makes it from the one before (layout 1:
+/// from nothing). A ledger is at layout N when it ran them up to N.
+pub fn layouts(schema: &str) -> [(i32, String); 4] {
+    [
+        (1, ddl(schema)),
+        (2, v2_ddl(schema)),
+        (3, v3_ddl(schema)),
+        (4, v4_ddl(schema)),
+    ]
+}
+
 /// Creates the ledger if needed and checks its layout version. Call only
 /// while holding the advisory lock, so that two promoters never race here.
 pub async fn ensure(conn: &mut PgConnection, env: &str, schema: &str) -> Result<(), DbError> {
     if !exists(conn, env, schema).await? {
-        run_ddl(
-            conn,
-            env,
-            &ddl(schema),
-            &format!("creating {schema}.ledger"),
-        )
-        .await?;
+        // A new ledger is made at the newest layout in one transaction: the
+        // same statements as creating layout 1 and upgrading it, in order.
+        let sql: String = layouts(schema).into_iter().map(|(_, sql)| sql).collect();
+        run_ddl(conn, env, &sql, &format!("creating {schema}.ledger")).await?;
     } else if !relation_exists(conn, env, &format!("{schema}.ledger_progress")).await? {
         run_ddl(
             conn,
@@ -294,12 +302,10 @@ pub async fn ensure(conn: &mut PgConnection, env: &str, schema: &str) -> Result<
     .await
     .map_err(|e| DbError::query(env, e))?;
     // Each layout's upgrade in order, each in its own transaction.
-    type Upgrade = fn(&str) -> String;
-    let upgrades: [(i32, Upgrade); 3] = [(2, v2_ddl), (3, v3_ddl), (4, v4_ddl)];
-    for (layout, upgrade) in upgrades {
+    for (layout, upgrade) in layouts(schema) {
         if version < layout {
             let what = format!("upgrading {schema}.ledger to layout {layout}");
-            run_ddl(conn, env, &upgrade(schema), &what).await?;
+            run_ddl(conn, env, &upgrade, &what).await?;
         }
     }
     if version > LAYOUT_VERSION {

@@ -559,3 +559,67 @@ fn rows_written_to_the_ledger_tables_in_a_quiet_run_are_counted_with_the_shape()
         "0001-first:applied,0002-rows:applied,0003-progress:failed\n"
     );
 }
+
+/// A new ledger is made at the newest layout in one transaction; it must be
+/// exactly what an old ledger becomes when promoter upgrades it, layout by
+/// layout (pg_dump of the ledger schema, the same in both).
+#[test]
+fn a_new_ledger_has_the_layout_an_upgraded_one_has() {
+    let t = TestContext::with_databases();
+    // QAT: a ledger made as the first promoter made it (layout 1), upgraded
+    // by the next run under the lock.
+    let layouts = promoter::db::ledger::layouts("promoter");
+    t.sql("qat", &layouts[0].1);
+    t.commit_all("keys and environments");
+    t.pin("qat");
+    assert_eq!(
+        t.sql(
+            "qat",
+            "SELECT string_agg(version::text, ',' ORDER BY version) FROM promoter.ledger_version"
+        ),
+        "1,2,3,4\n"
+    );
+    // DEV: a new ledger.
+    t.changeset("first", "SELECT 1;\n");
+    t.promoter(&["seal"]).ok();
+    t.promoter(&["apply", "dev"]).ok();
+    assert_eq!(
+        t.sql(
+            "dev",
+            "SELECT string_agg(version::text, ',' ORDER BY version) FROM promoter.ledger_version"
+        ),
+        "1,2,3,4\n"
+    );
+    let dump = |env: &str| {
+        let out = std::process::Command::new("pg_dump")
+            .args([
+                "--schema-only",
+                "--schema=promoter",
+                "--no-owner",
+                &t.url(env),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // Without the random key of pg_dump's `\restrict` lines.
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let (dev, qat) = (dump("dev"), dump("qat"));
+    assert!(
+        dev.contains("CREATE TABLE promoter.ledger_replaced"),
+        "{dev}"
+    );
+    assert!(
+        dev == qat,
+        "a new ledger differs from an upgraded one:\n{dev}\n---\n{qat}"
+    );
+}
