@@ -174,6 +174,27 @@ pub struct Splitter<R> {
     dollar: Vec<u8>,
 }
 
+/// The whole lines of COPY data at the start of `buf`, up to about `limit`
+/// bytes: how many, where they end, and, when one of them is the end of
+/// the data (`\.`, with LF or CR LF), where the data before it ends (the
+/// lines counted and the end then include that line).
+fn whole_copy_lines(buf: &[u8], limit: usize) -> (usize, usize, Option<usize>) {
+    let (mut lines, mut end) = (0, 0);
+    for nl in memchr::memchr_iter(b'\n', buf) {
+        let line = &buf[end..nl];
+        let body = line.strip_suffix(b"\r").unwrap_or(line);
+        if body == b"\\." {
+            return (lines + 1, nl + 1, Some(end));
+        }
+        lines += 1;
+        end = nl + 1;
+        if end >= limit {
+            break;
+        }
+    }
+    (lines, end, None)
+}
+
 fn is_ident_start(b: u8) -> bool {
     b.is_ascii_alphabetic() || b == b'_' || b >= 0x80
 }
@@ -385,10 +406,25 @@ impl<R: BufRead> Splitter<R> {
     /// statement: whole lines, up to about `limit` bytes. Returns `None` once
     /// the `\.` line (or end of input, an error) is reached.
     pub fn next_copy_chunk(&mut self, limit: usize) -> Result<Option<Vec<u8>>, LexError> {
-        if !self.in_copy {
-            return Ok(None);
-        }
         let mut chunk = Vec::new();
+        Ok(self.copy_data(limit, Some(&mut chunk))?.then_some(chunk))
+    }
+
+    /// [`Self::next_copy_chunk`], into `chunk` (or, without one, only
+    /// skipped): false once the data has ended and nothing was read.
+    ///
+    /// Whole lines are taken from the reader's buffer at once, found by
+    /// their newlines; a line that is not whole in the buffer (longer than
+    /// it, or the last one without a newline) is read alone, as SQL is.
+    fn copy_data(
+        &mut self,
+        limit: usize,
+        mut chunk: Option<&mut Vec<u8>>,
+    ) -> Result<bool, LexError> {
+        if !self.in_copy {
+            return Ok(false);
+        }
+        let mut taken = 0usize;
         // The rest of the line that held the COPY statement is not data:
         // psql runs it as SQL after the data (keep it for then).
         if self.pos < self.end {
@@ -398,7 +434,30 @@ impl<R: BufRead> Splitter<R> {
                 self.replay = Some((rest, self.line_no));
             }
         }
-        while chunk.len() < limit {
+        while taken < limit {
+            if self.resume_line_no.is_none() && !self.eof {
+                let buf = self.reader.fill_buf().map_err(|source| LexError::Io {
+                    line: self.line_no + 1,
+                    source,
+                })?;
+                let (lines, end, marker) = whole_copy_lines(buf, limit - taken);
+                if lines > 0 {
+                    let data = marker.unwrap_or(end);
+                    if let Some(chunk) = chunk.as_deref_mut() {
+                        chunk.extend_from_slice(&buf[..data]);
+                    }
+                    taken += data;
+                    self.reader.consume(end);
+                    self.line_no += lines;
+                    self.line.clear();
+                    (self.pos, self.end) = (0, 0);
+                    if marker.is_some() {
+                        self.in_copy = false;
+                        break;
+                    }
+                    continue;
+                }
+            }
             if self.read_line()?.is_none() {
                 // psql ends COPY data at the end of the file as well as at `\.`.
                 self.in_copy = false;
@@ -411,22 +470,25 @@ impl<R: BufRead> Splitter<R> {
                 if self.end == self.line.len() {
                     // psql 15 sends a final `\.` without newline as data, and
                     // the server refuses it ("end-of-copy marker corrupt").
-                    chunk.extend_from_slice(&self.line);
+                    if let Some(chunk) = chunk.as_deref_mut() {
+                        chunk.extend_from_slice(&self.line);
+                    }
+                    taken += self.line.len();
                 }
                 self.in_copy = false;
                 break;
             }
-            chunk.extend_from_slice(&self.line);
+            if let Some(chunk) = chunk.as_deref_mut() {
+                chunk.extend_from_slice(&self.line);
+            }
+            taken += self.line.len();
         }
-        if chunk.is_empty() && !self.in_copy {
-            return Ok(None);
-        }
-        Ok(Some(chunk))
+        Ok(taken > 0 || self.in_copy)
     }
 
     /// Skips the remaining COPY data, if the caller did not consume it.
     fn skip_copy(&mut self) -> Result<(), LexError> {
-        while self.next_copy_chunk(1 << 20)?.is_some() {}
+        while self.copy_data(1 << 20, None)? {}
         Ok(())
     }
 
@@ -1129,6 +1191,49 @@ mod tests {
         s.next_item().unwrap();
         assert_eq!(s.next_copy_chunk(1 << 20).unwrap().unwrap(), b"1\n\\.");
         assert_eq!(s.next_copy_chunk(1 << 20).unwrap(), None);
+    }
+
+    /// COPY data is taken a buffer of whole lines at a time: whatever the
+    /// buffer's size and the chunk limit, the data, the terminator, the
+    /// line numbers and the SQL after it come out as line by line.
+    #[test]
+    fn copy_data_is_the_same_whatever_the_buffer_and_chunk_sizes() {
+        let cases: [(&[u8], &[u8], &str, usize); 6] = [
+            (b"COPY t FROM stdin;\n1\tx\n22\t\\N\n\\.\nSELECT 1;\n", b"1\tx\n22\t\\N\n", "SELECT 1;", 5),
+            (b"COPY t FROM stdin;\r\na\r\n\\.\r\nSELECT 2;\r\n", b"a\r\n", "SELECT 2;", 4),
+            (b"COPY t FROM stdin;\n\\.\nSELECT 3;\n", b"", "SELECT 3;", 3),
+            (b"COPY t FROM stdin;\n\\.x\n\\\\.\n \\.\n\\.\nSELECT 4;\n", b"\\.x\n\\\\.\n \\.\n", "SELECT 4;", 6),
+            (b"COPY t FROM stdin;\nlong line of data, longer than a small buffer\n\n\\.\nSELECT 5;\n", b"long line of data, longer than a small buffer\n\n", "SELECT 5;", 5),
+            (b"COPY t FROM stdin;\n1\n\\.", b"1\n\\.", "", 0),
+        ];
+        for (script, data, next, line) in cases {
+            for capacity in [1, 2, 3, 5, 8, 13, 64, 8192] {
+                for limit in [1, 4, 16, 1 << 20] {
+                    let reader = std::io::BufReader::with_capacity(capacity, script);
+                    let mut s = Splitter::new(reader);
+                    assert!(
+                        matches!(s.next_item().unwrap(), Some(Item::Statement(c)) if c.is_copy_from_stdin())
+                    );
+                    let mut got = Vec::new();
+                    while let Some(chunk) = s.next_copy_chunk(limit).unwrap() {
+                        assert!(!chunk.is_empty() || data.is_empty());
+                        got.extend_from_slice(&chunk);
+                    }
+                    let why = format!(
+                        "{:?}, capacity {capacity}, limit {limit}",
+                        String::from_utf8_lossy(script)
+                    );
+                    assert_eq!(got, data, "{why}");
+                    match s.next_item().unwrap() {
+                        Some(Item::Statement(n)) => {
+                            assert_eq!((n.text.as_str(), n.line), (next, line), "{why}")
+                        }
+                        None => assert_eq!(next, "", "{why}"),
+                        Some(other) => panic!("{other:?}: {why}"),
+                    }
+                }
+            }
+        }
     }
 
     #[test]
