@@ -698,6 +698,26 @@ pub const READING: &str =
 /// What it resets after.
 pub const READ: &str = "RESET search_path; RESET jit; RESET plan_cache_mode";
 
+/// [`READING`] for a narrowed reading, which finds rows through indexes
+/// (from the relations this transaction locked): no sequential scans. Its
+/// generic plan is made once, at the first changeset of a run, when the
+/// catalogs may be small enough for a scan of one to look cheaper than its
+/// index; as a run adds tables that plan would scan them again at every
+/// changeset (measured: from 0.8 to 1.2 ms a reading over 500 tables).
+/// Only the planner sees the setting; a catalog with no index to use (a
+/// scan for new rows of `pg_proc`) is still read whole.
+pub const READING_NARROWED: &str = "SET search_path = pg_catalog; SET jit = off; SET plan_cache_mode = force_generic_plan; SET enable_seqscan = off";
+
+/// What it resets after, keeping the two planner settings until the end of
+/// the changeset's transaction (a narrowed reading is only ever made inside
+/// one, after its scripts): the ledger guard's check that follows
+/// ([`super::guard`], SHAPE), a statement of the same kind, would otherwise
+/// get its generic plan with scans made at the run's sixth changeset, and
+/// keep it (measured: 0.6 ms at the start of a 500-table run, 1.0 at its
+/// end). The ledger row's INSERT runs under them too.
+pub const READ_NARROWED: &str = "RESET search_path; RESET jit; RESET plan_cache_mode; RESET enable_seqscan; \
+     SET LOCAL plan_cache_mode = force_generic_plan; SET LOCAL enable_seqscan = off";
+
 /// Sends [`READING`] or [`READ`].
 async fn settings(conn: &mut PgConnection, env: &str, sql: &'static str) -> Result<(), DbError> {
     sqlx::raw_sql(sql)
@@ -713,8 +733,14 @@ async fn rows(
     sql: String,
     ledger_schema: &str,
     since: Option<&Tracked>,
+    narrowed: bool,
 ) -> Result<Vec<Row>, DbError> {
-    settings(conn, env, READING).await?;
+    let (reading, read) = if narrowed {
+        (READING_NARROWED, READ_NARROWED)
+    } else {
+        (READING, READ)
+    };
+    settings(conn, env, reading).await?;
     let mut query = sqlx::query_as::<_, Row>(AssertSqlSafe(sql)).bind(ledger_schema);
     if let Some(t) = since {
         query = query.bind(&t.snapshot).bind(&t.threshold);
@@ -722,7 +748,7 @@ async fn rows(
     let rows = query.fetch_all(&mut *conn).await.map_err(|e| {
         DbError::query(env, format!("reading the catalog: {}", super::describe(&e)))
     })?;
-    settings(conn, env, READ).await?;
+    settings(conn, env, read).await?;
     Ok(rows)
 }
 
@@ -794,7 +820,15 @@ async fn read_all(
     let check = check_increments();
     let r = parse(
         env,
-        rows(conn, env, full_query(check).to_owned(), ledger_schema, None).await?,
+        rows(
+            conn,
+            env,
+            full_query(check).to_owned(),
+            ledger_schema,
+            None,
+            false,
+        )
+        .await?,
     )?;
     let tracked = Tracked::new(ledger_schema, r.lines, r.snapshot, r.threshold, r.settings);
     if check {
@@ -817,12 +851,28 @@ async fn read_changes(
     let schema = tracked.ledger_schema.clone();
     let mut r = parse(
         env,
-        rows(conn, env, changes_query(only), &schema, Some(&tracked)).await?,
+        rows(
+            conn,
+            env,
+            changes_query(only),
+            &schema,
+            Some(&tracked),
+            only.is_some(),
+        )
+        .await?,
     )?;
     if r.not_alone {
         r = parse(
             env,
-            rows(conn, env, changes_query(None), &schema, Some(&tracked)).await?,
+            rows(
+                conn,
+                env,
+                changes_query(None),
+                &schema,
+                Some(&tracked),
+                false,
+            )
+            .await?,
         )?;
     }
     if r.too_busy || r.settings != tracked.settings {
