@@ -10,7 +10,7 @@ use crate::changeset::Sha256Digest;
 use crate::ledger::{Entry, Progress, ReplacedRow, Status};
 
 /// Layout version this promoter writes and reads.
-pub const LAYOUT_VERSION: i32 = 4;
+pub const LAYOUT_VERSION: i32 = 5;
 
 /// The ledger's DDL. `schema` is validated as `[a-z_][a-z0-9_]*` when the
 /// configuration loads, so formatting it into SQL is safe; values never are.
@@ -182,6 +182,24 @@ INSERT INTO {s}.ledger_version (version) VALUES (4) ON CONFLICT DO NOTHING;
     )
 }
 
+/// Layout 5: an index for the check of layout 4's `ledger_applied_once`
+/// trigger, which looked for the changeset's newest applied-or-forgotten
+/// row through the whole ledger at every insert (measured: 0.25 ms per
+/// insert at 400 rows, 0.9 ms at 2,000). The trigger's function plans its
+/// query without sequential scans, so that a plan made while the ledger was
+/// small does not scan it once it is not.
+fn v5_ddl(schema: &str) -> String {
+    format!(
+        r#"
+CREATE INDEX IF NOT EXISTS ledger_changeset ON {s}.ledger (changeset_id, seq)
+    WHERE status IN ('applied', 'resolved-applied', 'baseline-adopted', 'forgotten');
+ALTER FUNCTION {s}.ledger_applied_once() SET enable_seqscan = off;
+INSERT INTO {s}.ledger_version (version) VALUES (5) ON CONFLICT DO NOTHING;
+"#,
+        s = schema
+    )
+}
+
 /// The progress of non-transactional changesets: a row per statement that
 /// committed, written right after it, so that a run killed half-way leaves
 /// how far it got. Append-only like the ledger. Created also in ledgers made
@@ -269,12 +287,13 @@ async fn relation_exists(conn: &mut PgConnection, env: &str, name: &str) -> Resu
 
 /// Each layout and the DDL that makes it from the one before (layout 1:
 /// from nothing). A ledger is at layout N when it ran them up to N.
-pub fn layouts(schema: &str) -> [(i32, String); 4] {
+pub fn layouts(schema: &str) -> [(i32, String); 5] {
     [
         (1, ddl(schema)),
         (2, v2_ddl(schema)),
         (3, v3_ddl(schema)),
         (4, v4_ddl(schema)),
+        (5, v5_ddl(schema)),
     ]
 }
 

@@ -577,7 +577,7 @@ fn a_new_ledger_has_the_layout_an_upgraded_one_has() {
             "qat",
             "SELECT string_agg(version::text, ',' ORDER BY version) FROM promoter.ledger_version"
         ),
-        "1,2,3,4\n"
+        "1,2,3,4,5\n"
     );
     // DEV: a new ledger.
     t.changeset("first", "SELECT 1;\n");
@@ -588,7 +588,7 @@ fn a_new_ledger_has_the_layout_an_upgraded_one_has() {
             "dev",
             "SELECT string_agg(version::text, ',' ORDER BY version) FROM promoter.ledger_version"
         ),
-        "1,2,3,4\n"
+        "1,2,3,4,5\n"
     );
     let dump = |env: &str| {
         let out = std::process::Command::new("pg_dump")
