@@ -589,19 +589,155 @@ pub struct Tracked {
     /// with how many owners print it), so that a fingerprint is a walk and
     /// not a sort of the whole catalog at every changeset.
     lines: BTreeMap<String, usize>,
+    /// The lines as the last fingerprint hashed them, and the lines added
+    /// (true) and taken out (false) since: the next fingerprint merges
+    /// those few into one contiguous text instead of walking every line
+    /// again (measured at 2,000 tables: about 1 ms a changeset, most of it
+    /// copying the scattered lines into the hash).
+    joined: Option<Joined>,
+    pending: Vec<(String, bool)>,
     snapshot: String,
     threshold: String,
     settings: String,
 }
 
+/// Lines in byte order, each followed by a line feed: the bytes a
+/// fingerprint hashes (without the last line feed), and where each line
+/// starts (a line may hold line feeds of its own: a routine, a view).
+#[derive(Debug, Clone, Default)]
+struct Joined {
+    text: Vec<u8>,
+    starts: Vec<usize>,
+    /// Its digest, once taken.
+    digest: Option<Sha256Digest>,
+}
+
+impl Joined {
+    fn of(lines: &BTreeMap<String, usize>) -> Self {
+        let mut joined = Self::default();
+        for (line, &n) in lines {
+            for _ in 0..n {
+                joined.push(line.as_bytes());
+            }
+        }
+        joined
+    }
+
+    fn push(&mut self, line: &[u8]) {
+        self.starts.push(self.text.len());
+        self.text.extend_from_slice(line);
+        self.text.push(b'\n');
+    }
+
+    fn start(&self, i: usize) -> usize {
+        self.starts.get(i).copied().unwrap_or(self.text.len())
+    }
+
+    /// Line `i`, without its line feed.
+    fn line(&self, i: usize) -> &[u8] {
+        &self.text[self.starts[i]..self.start(i + 1) - 1]
+    }
+
+    /// The first line from `from` on that is not below `line`.
+    fn lower_bound(&self, from: usize, line: &[u8]) -> usize {
+        let (mut lo, mut hi) = (from, self.starts.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.line(mid) < line {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+
+    /// Lines `from..to`, appended to `out` as they are.
+    fn copy_to(&self, from: usize, to: usize, out: &mut Self) {
+        if from >= to {
+            return;
+        }
+        let (a, b) = (self.starts[from], self.start(to));
+        let base = out.text.len();
+        out.starts
+            .extend(self.starts[from..to].iter().map(|&s| s - a + base));
+        out.text.extend_from_slice(&self.text[a..b]);
+    }
+
+    /// These lines with `changes` made (per line, how many copies to add,
+    /// or to take out when negative), in one pass; `None` if a line to take
+    /// out is not there.
+    fn merged(&self, changes: &BTreeMap<&str, i64>) -> Option<Self> {
+        let mut out = Self {
+            text: Vec::with_capacity(self.text.len() + 4096),
+            starts: Vec::with_capacity(self.starts.len() + 64),
+            digest: None,
+        };
+        let mut next = 0;
+        for (line, &n) in changes {
+            let line = line.as_bytes();
+            let at = self.lower_bound(next, line);
+            self.copy_to(next, at, &mut out);
+            next = at;
+            if n > 0 {
+                for _ in 0..n {
+                    out.push(line);
+                }
+            } else {
+                for _ in 0..n.unsigned_abs() {
+                    if next >= self.starts.len() || self.line(next) != line {
+                        return None;
+                    }
+                    next += 1;
+                }
+            }
+        }
+        self.copy_to(next, self.starts.len(), &mut out);
+        Some(out)
+    }
+
+    fn digest(&mut self) -> Sha256Digest {
+        use sha2::{Digest, Sha256};
+        let end = self.text.len().saturating_sub(1);
+        *self
+            .digest
+            .get_or_insert_with(|| Sha256Digest(Sha256::digest(&self.text[..end]).into()))
+    }
+}
+
+/// Per line, the copies added (or, negative, taken out) by `pending`.
+fn net_changes(pending: &[(String, bool)]) -> BTreeMap<&str, i64> {
+    let mut changes: BTreeMap<&str, i64> = BTreeMap::new();
+    for (line, added) in pending {
+        *changes.entry(line.as_str()).or_insert(0) += if *added { 1 } else { -1 };
+    }
+    changes.retain(|_, n| *n != 0);
+    changes
+}
+
 impl Tracked {
     /// The fingerprint of the description.
-    fn fingerprint(&self) -> Sha256Digest {
-        of_lines(
-            self.lines
-                .iter()
-                .flat_map(|(line, &n)| std::iter::repeat_n(line.as_str(), n)),
-        )
+    fn fingerprint(&mut self) -> Sha256Digest {
+        let pending = std::mem::take(&mut self.pending);
+        let joined = self.joined.take().and_then(|joined| {
+            if pending.is_empty() {
+                return Some(joined);
+            }
+            joined.merged(&net_changes(&pending))
+        });
+        let mut joined = joined.unwrap_or_else(|| Joined::of(&self.lines));
+        let digest = joined.digest();
+        debug_assert_eq!(
+            digest,
+            of_lines(
+                self.lines
+                    .iter()
+                    .flat_map(|(line, &n)| std::iter::repeat_n(line.as_str(), n))
+            ),
+            "the joined lines are the lines"
+        );
+        self.joined = Some(joined);
+        digest
     }
 
     /// Every entry, sorted byte-wise (in Rust, so that databases with
@@ -628,6 +764,8 @@ impl Tracked {
             ledger_schema: ledger_schema.to_owned(),
             entries,
             lines,
+            joined: None,
+            pending: Vec::new(),
             snapshot,
             threshold,
             settings,
@@ -645,6 +783,9 @@ impl Tracked {
     fn insert(&mut self, owner: Owner, new: Vec<String>) {
         for line in &new {
             *self.lines.entry(line.clone()).or_insert(0) += 1;
+            if self.joined.is_some() {
+                self.pending.push((line.clone(), true));
+            }
         }
         if let Some(old) = self.entries.insert(owner, new) {
             self.forget(&old);
@@ -657,6 +798,9 @@ impl Tracked {
                 *n -= 1;
                 if *n == 0 {
                     self.lines.remove(line);
+                }
+                if self.joined.is_some() {
+                    self.pending.push((line.clone(), false));
                 }
             }
         }
@@ -939,7 +1083,7 @@ pub async fn tracked_fingerprint(
             env,
             "schema fingerprint read: unchanged: nothing written in the catalogs",
         );
-        let now = if check_increments() {
+        let mut now = if check_increments() {
             let all = read_all(conn, env, ledger_schema).await?;
             if compare(env, t, &all).is_err() {
                 // Another session's transaction may have finished since the
@@ -963,7 +1107,7 @@ pub async fn tracked_fingerprint(
         *tracked = Some(now);
         return Ok(fingerprint);
     }
-    let now = match known {
+    let mut now = match known {
         Some(t) => match read_changes(conn, env, t, only.map(|(w, _)| w)).await? {
             Some(t) => {
                 trace(
@@ -1092,6 +1236,61 @@ fn of_lines<'a>(lines: impl IntoIterator<Item = &'a str>) -> Sha256Digest {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The text a fingerprint hashes is kept between fingerprints and
+    /// merged with what changed: whatever changes, at either end, in the
+    /// middle, duplicated, with line feeds inside a line or a line printed
+    /// again unchanged, it hashes as the lines walked afresh do.
+    #[test]
+    fn the_joined_text_merged_with_changes_hashes_as_the_lines_do() {
+        let lines = |v: &[&str]| v.iter().map(|l| (*l).to_owned()).collect::<Vec<_>>();
+        let steps: [(Owner, Option<&[&str]>); 12] = [
+            ((1, 1), Some(&["m", "a"])),
+            ((1, 2), Some(&["z", "0"])),
+            ((1, 3), Some(&["routine f\nbegin\nend", "view v\nselect 1"])),
+            ((1, 1), Some(&["m", "a"])),
+            ((1, 4), Some(&["m", "m", ""])),
+            ((1, 2), None),
+            ((1, 5), Some(&["routine f\nbegin\nend"])),
+            ((1, 3), Some(&["view v\nselect 2"])),
+            ((1, 4), Some(&["m"])),
+            ((1, 6), Some(&["0", "zz", "a\n"])),
+            ((1, 1), None),
+            ((1, 5), None),
+        ];
+        let mut t = Tracked::new(
+            "promoter",
+            HashMap::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+        );
+        t.fingerprint();
+        for (step, (owner, now)) in steps.iter().enumerate() {
+            match now {
+                Some(l) => t.insert(*owner, lines(l)),
+                None => t.remove(owner),
+            }
+            // The merge itself, not the walk it falls back on.
+            let merged = t.joined.as_ref().unwrap().merged(&net_changes(&t.pending));
+            let merged = merged.unwrap_or_else(|| panic!("no merge after step {step}"));
+            assert_eq!(merged.text, Joined::of(&t.lines).text, "after step {step}");
+            let walked = of_lines(t.sorted());
+            assert_eq!(t.fingerprint(), walked, "after step {step}");
+            let joined = t.joined.as_ref().unwrap();
+            assert_eq!(joined.text, Joined::of(&t.lines).text, "after step {step}");
+            assert_eq!(
+                joined.starts,
+                Joined::of(&t.lines).starts,
+                "after step {step}"
+            );
+            assert!(t.pending.is_empty());
+        }
+        // A line to take out that the text lacks: no merge.
+        let joined = Joined::of(&BTreeMap::from([("a".to_owned(), 1)]));
+        assert!(joined.merged(&BTreeMap::from([("b", -1)])).is_none());
+        assert!(joined.merged(&BTreeMap::from([("a", -2)])).is_none());
+    }
 
     #[test]
     fn kept_lines_stay_sorted_and_counted_as_entries_come_and_go() {
