@@ -586,8 +586,8 @@ pub struct Tracked {
     ledger_schema: String,
     entries: HashMap<Owner, Vec<String>>,
     /// The same lines, kept in byte order as entries come and go (each
-    /// with how many owners print it), so that a fingerprint is a walk and
-    /// not a sort of the whole catalog at every changeset.
+    /// with how many owners print it): the order of the text a fingerprint
+    /// hashes, never sorted again.
     lines: BTreeMap<String, usize>,
     /// The lines as the last fingerprint hashed them, and the lines added
     /// (true) and taken out (false) since: the next fingerprint merges
