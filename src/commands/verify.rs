@@ -171,20 +171,7 @@ pub fn run(ctx: &Context, args: &VerifyArgs) -> anyhow::Result<ExitCode> {
         }
     };
     // Signature checks are most of the time: every core, results in order.
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(8);
-    let chunk = dirs.len().div_ceil(threads).max(1);
-    let checks: Vec<BundleCheck> = std::thread::scope(|scope| {
-        let handles: Vec<_> = dirs
-            .chunks(chunk)
-            .map(|part| scope.spawn(move || part.iter().map(check).collect::<Vec<_>>()))
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect()
-    });
+    let checks: Vec<BundleCheck> = crate::engine::parallel_map(&dirs, check);
     let all_ok = checks.iter().all(BundleCheck::ok);
     let code = if all_ok {
         ExitCode::SUCCESS

@@ -14,7 +14,7 @@ pub mod join;
 pub mod profile;
 pub mod trust;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
@@ -582,13 +582,22 @@ fn check_steps<'a>(
     step_trust: &mut StepTrust<'_>,
 ) -> (Vec<PlannedStep>, Vec<Checked<'a>>) {
     let now = SystemTime::now();
+    let mut by_id: HashMap<&str, &Bundle> = HashMap::with_capacity(bundles.len());
+    for bundle in bundles {
+        by_id.entry(bundle.id.as_str()).or_insert(bundle);
+    }
+    let found: Vec<(&Step, &'a Bundle)> = steps
+        .iter()
+        .filter_map(|step| Some((step, *by_id.get(step.changeset_id.as_str())?)))
+        .collect();
+    // Each check reads and hashes the bundle's files and verifies its
+    // signatures, on its own: they are made on every core, and used in order.
+    let checks = parallel_map(&found, |(_, bundle)| {
+        check_bundle(keyrings, bundle, Some(require), None, now)
+    });
     let mut planned = Vec::new();
     let mut checked = Vec::new();
-    for step in steps {
-        let Some(bundle) = bundles.iter().find(|b| b.id.as_str() == step.changeset_id) else {
-            continue;
-        };
-        let check = check_bundle(keyrings, bundle, Some(require), None, now);
+    for ((step, bundle), check) in found.into_iter().zip(checks) {
         let mut problems = check.refusals();
         let (more, approvals) = step_trust(step, bundle);
         problems.extend(more);
@@ -610,6 +619,24 @@ fn check_steps<'a>(
         });
     }
     (planned, checked)
+}
+
+/// `f` of every item, in order, computed on as many threads as there are
+/// cores, up to 8 (on this one alone for a few items).
+pub fn parallel_map<T: Sync, U: Send>(items: &[T], f: impl Fn(&T) -> U + Sync) -> Vec<U> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    if threads < 2 || items.len() < 16 {
+        return items.iter().map(f).collect();
+    }
+    let size = items.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let f = &f;
+        let handles: Vec<_> = items
+            .chunks(size)
+            .map(|chunk| scope.spawn(move || chunk.iter().map(f).collect::<Vec<U>>()))
+            .collect();
+        handles.into_iter().flat_map(join_thread).collect()
+    })
 }
 
 /// Who is applying: the OS user of this process and the host.
@@ -1537,4 +1564,30 @@ pub async fn resolve(
     }
     target.close().await;
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parallel_map;
+
+    #[test]
+    fn a_parallel_map_keeps_the_order_of_its_items() {
+        for n in [0, 1, 15, 16, 17, 31, 100, 1001] {
+            let items: Vec<usize> = (0..n).collect();
+            let thread = std::thread::current().id();
+            let out = parallel_map(&items, |i| (i * 3, std::thread::current().id() == thread));
+            let values: Vec<usize> = out.iter().map(|(v, _)| *v).collect();
+            assert_eq!(
+                values,
+                items.iter().map(|i| i * 3).collect::<Vec<_>>(),
+                "{n} items"
+            );
+            if n < 16 {
+                assert!(
+                    out.iter().all(|(_, here)| *here),
+                    "{n} items stay on this thread"
+                );
+            }
+        }
+    }
 }
