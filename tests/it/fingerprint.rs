@@ -382,3 +382,36 @@ fn without_row_counts_every_reading_scans_every_catalog() {
         "{stderr}"
     );
 }
+
+/// The narrowed reading plans with its own settings (search path, no JIT,
+/// generic plans, no sequential scans), kept to the end of its changeset's
+/// transaction: the next changeset's scripts must still start from the
+/// session's defaults, as under psql.
+#[test]
+fn the_readings_planner_settings_end_with_their_changeset() {
+    let mut t = TestContext::with_databases();
+    t.move_to_cluster("dev", crate::common::quiet_admin_url());
+    let defaults = t.sql(
+        "dev",
+        "SELECT concat_ws(' | ', current_setting('search_path'), current_setting('jit'), current_setting('plan_cache_mode'), current_setting('enable_seqscan'))",
+    );
+    t.changeset("first", "CREATE TABLE a (id int PRIMARY KEY);\n");
+    t.changeset("second", "CREATE TABLE b (id int PRIMARY KEY);\n");
+    t.changeset(
+        "third",
+        "CREATE TABLE seen AS SELECT concat_ws(' | ', current_setting('search_path'), current_setting('jit'), \
+         current_setting('plan_cache_mode'), current_setting('enable_seqscan')) AS settings;\n",
+    );
+    t.promoter(&["seal"]).ok();
+    let run = t.promoter_env(&["apply", "dev"], &[("PROMOTER_TRACE_FINGERPRINT", "1")]);
+    let stderr = run.stderr.clone();
+    run.ok();
+    // The second changeset's reading was the narrowed one.
+    assert!(
+        readings(&stderr)
+            .iter()
+            .any(|r| r.starts_with("changes, in the ")),
+        "{stderr}"
+    );
+    assert_eq!(t.sql("dev", "SELECT settings FROM seen"), defaults);
+}
