@@ -589,13 +589,14 @@ pub struct Tracked {
     /// with how many owners print it): the order of the text a fingerprint
     /// hashes, never sorted again.
     lines: BTreeMap<String, usize>,
-    /// The lines as the last fingerprint hashed them, and the lines added
-    /// (true) and taken out (false) since: the next fingerprint merges
-    /// those few into one contiguous text instead of walking every line
-    /// again (measured at 2,000 tables: about 1 ms a changeset, most of it
-    /// copying the scattered lines into the hash).
+    /// The lines as the last fingerprint hashed them (`lines` as it was
+    /// then), and per line the copies added since (taken out, when
+    /// negative): the next fingerprint merges those few into one contiguous
+    /// text instead of walking every line again (measured at 2,000 tables:
+    /// about 1 ms a changeset, most of it copying the scattered lines into
+    /// the hash).
     joined: Option<Joined>,
-    pending: Vec<(String, bool)>,
+    pending: BTreeMap<String, i64>,
     snapshot: String,
     threshold: String,
     settings: String,
@@ -667,14 +668,14 @@ impl Joined {
     /// These lines with `changes` made (per line, how many copies to add,
     /// or to take out when negative), in one pass; `None` if a line to take
     /// out is not there.
-    fn merged(&self, changes: &BTreeMap<&str, i64>) -> Option<Self> {
+    fn merged(&self, changes: &BTreeMap<String, i64>) -> Option<Self> {
         let mut out = Self {
             text: Vec::with_capacity(self.text.len() + 4096),
             starts: Vec::with_capacity(self.starts.len() + 64),
             digest: None,
         };
         let mut next = 0;
-        for (line, &n) in changes {
+        for (line, &n) in changes.iter().filter(|(_, n)| **n != 0) {
             let line = line.as_bytes();
             let at = self.lower_bound(next, line);
             self.copy_to(next, at, &mut out);
@@ -697,22 +698,11 @@ impl Joined {
     }
 
     fn digest(&mut self) -> Sha256Digest {
-        use sha2::{Digest, Sha256};
         let end = self.text.len().saturating_sub(1);
         *self
             .digest
-            .get_or_insert_with(|| Sha256Digest(Sha256::digest(&self.text[..end]).into()))
+            .get_or_insert_with(|| Sha256Digest::of(&self.text[..end]))
     }
-}
-
-/// Per line, the copies added (or, negative, taken out) by `pending`.
-fn net_changes(pending: &[(String, bool)]) -> BTreeMap<&str, i64> {
-    let mut changes: BTreeMap<&str, i64> = BTreeMap::new();
-    for (line, added) in pending {
-        *changes.entry(line.as_str()).or_insert(0) += if *added { 1 } else { -1 };
-    }
-    changes.retain(|_, n| *n != 0);
-    changes
 }
 
 impl Tracked {
@@ -723,7 +713,7 @@ impl Tracked {
             if pending.is_empty() {
                 return Some(joined);
             }
-            joined.merged(&net_changes(&pending))
+            joined.merged(&pending)
         });
         let mut joined = joined.unwrap_or_else(|| Joined::of(&self.lines));
         let digest = joined.digest();
@@ -765,7 +755,7 @@ impl Tracked {
             entries,
             lines,
             joined: None,
-            pending: Vec::new(),
+            pending: BTreeMap::new(),
             snapshot,
             threshold,
             settings,
@@ -784,7 +774,7 @@ impl Tracked {
         for line in &new {
             *self.lines.entry(line.clone()).or_insert(0) += 1;
             if self.joined.is_some() {
-                self.pending.push((line.clone(), true));
+                *self.pending.entry(line.clone()).or_insert(0) += 1;
             }
         }
         if let Some(old) = self.entries.insert(owner, new) {
@@ -800,7 +790,7 @@ impl Tracked {
                     self.lines.remove(line);
                 }
                 if self.joined.is_some() {
-                    self.pending.push((line.clone(), false));
+                    *self.pending.entry(line.clone()).or_insert(0) -= 1;
                 }
             }
         }
@@ -831,16 +821,27 @@ impl Tracked {
     }
 }
 
+/// The text of [`READING`] and [`READ`], for `concat!`.
+macro_rules! reading {
+    () => {
+        "SET search_path = pg_catalog; SET jit = off; SET plan_cache_mode = force_generic_plan"
+    };
+}
+macro_rules! read {
+    () => {
+        "RESET search_path; RESET jit; RESET plan_cache_mode"
+    };
+}
+
 /// What a reading of the catalog sets first: the search path every
 /// definition is printed under (so the *_def functions qualify names the
 /// same way everywhere), and no JIT compilation, which the planner's
 /// estimates for these queries can ask for and which then costs seconds
 /// where the query takes milliseconds (measured: 4.9 s against 15 ms).
-pub const READING: &str =
-    "SET search_path = pg_catalog; SET jit = off; SET plan_cache_mode = force_generic_plan";
+pub const READING: &str = reading!();
 
 /// What it resets after.
-pub const READ: &str = "RESET search_path; RESET jit; RESET plan_cache_mode";
+pub const READ: &str = read!();
 
 /// [`READING`] for a narrowed reading, which finds rows through indexes
 /// (from the relations this transaction locked): no sequential scans. Its
@@ -850,7 +851,7 @@ pub const READ: &str = "RESET search_path; RESET jit; RESET plan_cache_mode";
 /// changeset (measured: from 0.8 to 1.2 ms a reading over 500 tables).
 /// Only the planner sees the setting; a catalog with no index to use (a
 /// scan for new rows of `pg_proc`) is still read whole.
-pub const READING_NARROWED: &str = "SET search_path = pg_catalog; SET jit = off; SET plan_cache_mode = force_generic_plan; SET enable_seqscan = off";
+pub const READING_NARROWED: &str = concat!(reading!(), "; SET enable_seqscan = off");
 
 /// What it resets after, keeping the two planner settings until the end of
 /// the changeset's transaction (a narrowed reading is only ever made inside
@@ -859,8 +860,10 @@ pub const READING_NARROWED: &str = "SET search_path = pg_catalog; SET jit = off;
 /// get its generic plan with scans made at the run's sixth changeset, and
 /// keep it (measured: 0.6 ms at the start of a 500-table run, 1.0 at its
 /// end). The ledger row's INSERT runs under them too.
-pub const READ_NARROWED: &str = "RESET search_path; RESET jit; RESET plan_cache_mode; RESET enable_seqscan; \
-     SET LOCAL plan_cache_mode = force_generic_plan; SET LOCAL enable_seqscan = off";
+pub const READ_NARROWED: &str = concat!(
+    read!(),
+    "; RESET enable_seqscan; SET LOCAL plan_cache_mode = force_generic_plan; SET LOCAL enable_seqscan = off"
+);
 
 /// Sends [`READING`] or [`READ`].
 async fn settings(conn: &mut PgConnection, env: &str, sql: &'static str) -> Result<(), DbError> {
@@ -1272,7 +1275,7 @@ mod tests {
                 None => t.remove(owner),
             }
             // The merge itself, not the walk it falls back on.
-            let merged = t.joined.as_ref().unwrap().merged(&net_changes(&t.pending));
+            let merged = t.joined.as_ref().unwrap().merged(&t.pending);
             let merged = merged.unwrap_or_else(|| panic!("no merge after step {step}"));
             assert_eq!(merged.text, Joined::of(&t.lines).text, "after step {step}");
             let walked = of_lines(t.sorted());
@@ -1288,8 +1291,16 @@ mod tests {
         }
         // A line to take out that the text lacks: no merge.
         let joined = Joined::of(&BTreeMap::from([("a".to_owned(), 1)]));
-        assert!(joined.merged(&BTreeMap::from([("b", -1)])).is_none());
-        assert!(joined.merged(&BTreeMap::from([("a", -2)])).is_none());
+        assert!(
+            joined
+                .merged(&BTreeMap::from([("b".to_owned(), -1)]))
+                .is_none()
+        );
+        assert!(
+            joined
+                .merged(&BTreeMap::from([("a".to_owned(), -2)]))
+                .is_none()
+        );
     }
 
     #[test]
