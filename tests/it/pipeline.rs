@@ -1081,3 +1081,62 @@ fn apply_names_a_broken_bundle_before_an_unreachable_database() {
         run.stderr
     );
 }
+
+/// Issue 10's promise: QAT applies a batch in one run, each changeset's
+/// schema before taken from the one before it (not read again), and a
+/// promotion to PRD that starts in the middle of that batch is still
+/// checked for drift against what QAT really had before that changeset.
+#[test]
+fn a_promotion_starting_inside_a_batch_qat_ran_together_checks_drift_there() {
+    let mut t = TestContext::with_databases();
+    // A quiet cluster, so that QAT's run takes the reused and narrowed path.
+    t.move_to_cluster("qat", crate::common::quiet_admin_url());
+    t.changeset("a", "CREATE TABLE a (id int PRIMARY KEY);\n");
+    t.changeset("b", "ALTER TABLE a ADD COLUMN name text;\n");
+    t.changeset("c", "CREATE INDEX a_name ON a (name);\n");
+    t.promoter(&["seal"]).ok();
+    let (_, dev_key) = t.promoter_key("Dev <dev@example.com>", "keys/developers");
+    let (_, customer_key) = t.promoter_key("Customer <c@example.com>", "keys/customers");
+    t.promoter(&["apply", "dev"]).ok();
+    t.promoter(&["sign", "1", "2", "3", "--key", dev_key.to_str().unwrap()])
+        .ok();
+    t.commit_all("three changesets");
+    t.pin("qat");
+    t.pin("prd");
+    let run = t.promoter_env(
+        &["promote", "dev", "qat"],
+        &[("PROMOTER_TRACE_FINGERPRINT", "1")],
+    );
+    let stderr = run.stderr.clone();
+    run.ok();
+    assert!(
+        stderr.contains("schema fingerprint read: changes, in the "),
+        "QAT's run took the narrowed path: {stderr}"
+    );
+    t.promoter(&[
+        "approve",
+        "1",
+        "2",
+        "3",
+        "--yes",
+        "--key",
+        customer_key.to_str().unwrap(),
+    ])
+    .ok();
+    t.commit_all("approved");
+    t.promoter(&["promote", "qat", "prd", "--yes", "--to", "1"])
+        .ok();
+    // PRD drifts between the two promotions: the second one starts at
+    // 0002-b, whose schema before QAT took from 0001-a's after.
+    t.sql("prd", "CREATE TABLE made_by_hand (id int)");
+    let err = t.promoter(&["promote", "qat", "prd", "--yes"]).fails();
+    assert!(
+        err.contains("prd's schema differs from qat's when qat applied 0002-b"),
+        "{err}"
+    );
+    t.sql("prd", "DROP TABLE made_by_hand");
+    let out = t.promoter(&["promote", "qat", "prd", "--yes"]).ok();
+    assert!(out.contains("applied 0003-c to prd"), "{out}");
+    let before = "SELECT schema_before FROM promoter.ledger WHERE changeset_id = '0002-b' AND status = 'applied'";
+    assert_eq!(t.sql("prd", before), t.sql("qat", before));
+}
