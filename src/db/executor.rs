@@ -627,6 +627,18 @@ pub async fn reset_session(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
     keep_only_ours(conn, rows.first()).await
 }
 
+/// What a changeset's transaction runs after its scripts, in one query:
+/// the deferred constraint triggers fire (then rather than at COMMIT, so
+/// that what they do is in the schema fingerprint after), and promoter's
+/// own statements that follow get the settings of a narrowed catalog
+/// reading, to the end of the transaction (see
+/// [`fingerprint::READING_NARROWED`]). A `SET LOCAL` of a constant cannot
+/// fail, so an error here is a deferred constraint's.
+pub const AFTER_SCRIPTS: &str = concat!(
+    "SET CONSTRAINTS ALL IMMEDIATE; ",
+    fingerprint::reading_narrowed!()
+);
+
 /// What [`reset_session`] sends after each script (tests/it/parity.rs tells
 /// it apart from the scripts' own statements by this text).
 pub const RESET_SESSION: &str = concat!(
@@ -934,7 +946,7 @@ pub async fn apply(
             // Deferred constraint triggers fire now rather than at COMMIT, so
             // that what they do is in the schema fingerprint after.
             let run = match run {
-                Ok(()) => sqlx::query("SET CONSTRAINTS ALL IMMEDIATE")
+                Ok(()) => sqlx::raw_sql(AFTER_SCRIPTS)
                     .execute(&mut *tx)
                     .await
                     .map(|_| ())

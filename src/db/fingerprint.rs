@@ -821,27 +821,16 @@ impl Tracked {
     }
 }
 
-/// The text of [`READING`] and [`READ`], for `concat!`.
-macro_rules! reading {
-    () => {
-        "SET search_path = pg_catalog; SET jit = off; SET plan_cache_mode = force_generic_plan"
-    };
-}
-macro_rules! read {
-    () => {
-        "RESET search_path; RESET jit; RESET plan_cache_mode"
-    };
-}
-
 /// What a reading of the catalog sets first: the search path every
 /// definition is printed under (so the *_def functions qualify names the
 /// same way everywhere), and no JIT compilation, which the planner's
 /// estimates for these queries can ask for and which then costs seconds
 /// where the query takes milliseconds (measured: 4.9 s against 15 ms).
-pub const READING: &str = reading!();
+pub const READING: &str =
+    "SET search_path = pg_catalog; SET jit = off; SET plan_cache_mode = force_generic_plan";
 
 /// What it resets after.
-pub const READ: &str = read!();
+pub const READ: &str = "RESET search_path; RESET jit; RESET plan_cache_mode";
 
 /// [`READING`] for a narrowed reading, which finds rows through indexes
 /// (from the relations this transaction locked): no sequential scans. Its
@@ -851,19 +840,30 @@ pub const READ: &str = read!();
 /// changeset (measured: from 0.8 to 1.2 ms a reading over 500 tables).
 /// Only the planner sees the setting; a catalog with no index to use (a
 /// scan for new rows of `pg_proc`) is still read whole.
-pub const READING_NARROWED: &str = concat!(reading!(), "; SET enable_seqscan = off");
+///
+/// A narrowed reading is only ever made inside a changeset's transaction,
+/// after its scripts, and these are `SET LOCAL`: they end with that
+/// transaction, so nothing resets them, and the next changeset's scripts
+/// start from the session's defaults. The caller sends them, in the same
+/// query as its own statement after the scripts (see
+/// [`super::executor::AFTER_SCRIPTS`]): two round trips fewer per
+/// changeset than a SET before the reading and a RESET after it. The
+/// ledger guard's check that follows ([`super::guard`], SHAPE), a
+/// statement of the same kind, plans under them too; with the session's
+/// defaults it got its generic plan with scans at the run's sixth
+/// changeset, and kept it (measured: 0.6 ms at the start of a 500-table
+/// run, 1.0 at its end). So do the ledger row's INSERT and the query for
+/// the ledger's last row.
+macro_rules! reading_narrowed {
+    () => {
+        "SET LOCAL search_path = pg_catalog; SET LOCAL jit = off; \
+         SET LOCAL plan_cache_mode = force_generic_plan; SET LOCAL enable_seqscan = off"
+    };
+}
+pub(crate) use reading_narrowed;
 
-/// What it resets after, keeping the two planner settings until the end of
-/// the changeset's transaction (a narrowed reading is only ever made inside
-/// one, after its scripts): the ledger guard's check that follows
-/// ([`super::guard`], SHAPE), a statement of the same kind, would otherwise
-/// get its generic plan with scans made at the run's sixth changeset, and
-/// keep it (measured: 0.6 ms at the start of a 500-table run, 1.0 at its
-/// end). The ledger row's INSERT runs under them too.
-pub const READ_NARROWED: &str = concat!(
-    read!(),
-    "; RESET enable_seqscan; SET LOCAL plan_cache_mode = force_generic_plan; SET LOCAL enable_seqscan = off"
-);
+/// The text of [`reading_narrowed!`].
+pub const READING_NARROWED: &str = reading_narrowed!();
 
 /// Sends [`READING`] or [`READ`].
 async fn settings(conn: &mut PgConnection, env: &str, sql: &'static str) -> Result<(), DbError> {
@@ -882,12 +882,11 @@ async fn rows(
     since: Option<&Tracked>,
     narrowed: bool,
 ) -> Result<Vec<Row>, DbError> {
-    let (reading, read) = if narrowed {
-        (READING_NARROWED, READ_NARROWED)
-    } else {
-        (READING, READ)
-    };
-    settings(conn, env, reading).await?;
+    // A narrowed reading's settings are in force already (see
+    // [`READING_NARROWED`]).
+    if !narrowed {
+        settings(conn, env, READING).await?;
+    }
     let mut query = sqlx::query_as::<_, Row>(AssertSqlSafe(sql)).bind(ledger_schema);
     if let Some(t) = since {
         query = query.bind(&t.snapshot).bind(&t.threshold);
@@ -895,7 +894,9 @@ async fn rows(
     let rows = query.fetch_all(&mut *conn).await.map_err(|e| {
         DbError::query(env, format!("reading the catalog: {}", super::describe(&e)))
     })?;
-    settings(conn, env, read).await?;
+    if !narrowed {
+        settings(conn, env, READ).await?;
+    }
     Ok(rows)
 }
 
@@ -1167,10 +1168,16 @@ pub(crate) fn trace(env: &str, how: &str) {
 }
 
 /// Whether every incremental read is checked against a whole one: in debug
-/// builds (the test suite), and with `PROMOTER_CHECK_FINGERPRINT=1`.
+/// builds (the test suite), and with `PROMOTER_CHECK_FINGERPRINT=1`;
+/// `PROMOTER_CHECK_FINGERPRINT=0` turns it off in a debug build, for a test
+/// of what a release build sends (the whole reading sets and resets
+/// settings of its own).
 pub(crate) fn check_increments() -> bool {
-    cfg!(debug_assertions)
-        || std::env::var_os("PROMOTER_CHECK_FINGERPRINT").is_some_and(|v| v == "1")
+    match std::env::var_os("PROMOTER_CHECK_FINGERPRINT") {
+        Some(v) if v == "1" => true,
+        Some(v) if v == "0" => false,
+        _ => cfg!(debug_assertions),
+    }
 }
 
 fn compare(env: &str, incremental: &Tracked, all: &Tracked) -> Result<(), DbError> {

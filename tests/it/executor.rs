@@ -661,3 +661,31 @@ fn schema_fingerprints_chain_through_a_run_and_include_deferred_triggers() {
         "the last fingerprint is the schema dev has: {rows}"
     );
 }
+
+/// A deferred constraint that fails when promoter fires it, after the
+/// scripts and before the fingerprint, fails the changeset under its own
+/// name and rolls it back whole.
+#[test]
+fn a_deferred_constraint_failing_at_the_end_fails_its_changeset_and_keeps_nothing() {
+    let t = TestContext::with_databases();
+    t.changeset("parent", "CREATE TABLE parent (id int PRIMARY KEY);\n");
+    t.changeset(
+        "orphan",
+        "CREATE TABLE child (id int, parent int REFERENCES parent DEFERRABLE INITIALLY DEFERRED);\n\
+         INSERT INTO child VALUES (1, 42);\n",
+    );
+    t.promoter(&["seal"]).ok();
+    let err = t.promoter(&["apply", "dev"]).fails();
+    assert!(
+        err.contains("0002-orphan")
+            && err.contains("a deferred constraint failed at the end of the changeset")
+            && err.contains("child_parent_fkey"),
+        "{err}"
+    );
+    assert_eq!(t.sql("dev", "SELECT to_regclass('child') IS NULL"), "t\n");
+    let rows = t.sql(
+        "dev",
+        "SELECT changeset_id || ':' || status FROM promoter.ledger ORDER BY seq",
+    );
+    assert_eq!(rows, "0001-parent:applied\n0002-orphan:failed\n");
+}
