@@ -431,13 +431,14 @@ pub async fn run_scripts(
             if hashing.finish() != script.expected {
                 return Err(ExecError::Modified { file });
             }
-            reset_session(conn).await.map_err(|e| ExecError::Script {
-                file: file.clone(),
-                message: format!(
-                    "resetting the session after the script: {}",
-                    super::describe(&e)
-                ),
-            })?;
+            if in_transaction && i + 1 == count {
+                end_scripts(conn, &file).await?;
+            } else {
+                reset_session(conn).await.map_err(|e| reset_error(&file, &e))?;
+            }
+        }
+        if in_transaction && count == 0 {
+            end_scripts(conn, "(no script)").await?;
         }
         Ok(())
     }
@@ -627,25 +628,63 @@ pub async fn reset_session(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
     keep_only_ours(conn, rows.first()).await
 }
 
-/// What a changeset's transaction runs after its scripts, in one query:
-/// the deferred constraint triggers fire (then rather than at COMMIT, so
-/// that what they do is in the schema fingerprint after), and promoter's
-/// own statements that follow get the settings of a narrowed catalog
-/// reading, to the end of the transaction (see
-/// [`fingerprint::READING_NARROWED`]). A `SET LOCAL` of a constant cannot
-/// fail, so an error here is a deferred constraint's.
-pub const AFTER_SCRIPTS: &str = concat!(
+fn reset_error(file: &str, e: &sqlx::Error) -> ExecError {
+    ExecError::Script {
+        file: file.to_owned(),
+        message: format!(
+            "resetting the session after the script: {}",
+            super::describe(e)
+        ),
+    }
+}
+
+/// After the last script of a changeset's transaction, in one query
+/// ([`END_OF_SCRIPTS`]): the deferred constraint triggers fire, as at the
+/// COMMIT of `psql -1 -f` — under the session the script left (its role,
+/// its search path), and now rather than at COMMIT so that what they do is
+/// in the schema fingerprint after; then the session is reset as after
+/// every script; then promoter's own statements that follow get the
+/// settings of a narrowed catalog reading, to the end of the transaction
+/// (see [`fingerprint::READING_NARROWED`]). Only the first can fail: the
+/// resets cannot once nothing is pending (`DISCARD TEMP` refuses a table
+/// with pending trigger events, and none is left), nor can a `SET LOCAL`
+/// of a constant.
+async fn end_scripts(conn: &mut PgConnection, file: &str) -> Result<(), ExecError> {
+    let rows = sqlx::raw_sql(END_OF_SCRIPTS)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(|e| ExecError::Script {
+            file: file.to_owned(),
+            message: format!(
+                "a deferred constraint failed at the end of the changeset: {}",
+                super::describe(&e)
+            ),
+        })?;
+    keep_only_ours(conn, rows.first())
+        .await
+        .map_err(|e| reset_error(file, &e))
+}
+
+/// The statements of [`RESET_SESSION`] before its question.
+macro_rules! reset_statements {
+    () => {
+        "RESET SESSION AUTHORIZATION; RESET ROLE; RESET ALL; CLOSE ALL; UNLISTEN *; \
+         DISCARD SEQUENCES; DISCARD TEMP; "
+    };
+}
+
+/// What [`end_scripts`] sends (tests/it/parity.rs knows it as promoter's).
+pub const END_OF_SCRIPTS: &str = concat!(
     "SET CONSTRAINTS ALL IMMEDIATE; ",
-    fingerprint::reading_narrowed!()
+    reset_statements!(),
+    fingerprint::reading_narrowed!(),
+    "; ",
+    statements_query!()
 );
 
 /// What [`reset_session`] sends after each script (tests/it/parity.rs tells
 /// it apart from the scripts' own statements by this text).
-pub const RESET_SESSION: &str = concat!(
-    "RESET SESSION AUTHORIZATION; RESET ROLE; RESET ALL; CLOSE ALL; UNLISTEN *; ",
-    "DISCARD SEQUENCES; DISCARD TEMP; ",
-    statements_query!()
-);
+pub const RESET_SESSION: &str = concat!(reset_statements!(), statements_query!());
 
 /// Writes run output; a closed output (a pipe whose reader left) is an error.
 fn write_output(out: &mut (dyn Write + Send), file: &str, bytes: &[u8]) -> Result<(), ExecError> {
@@ -943,22 +982,7 @@ pub async fn apply(
                 &mut *out,
             )
             .await;
-            // Deferred constraint triggers fire now rather than at COMMIT, so
-            // that what they do is in the schema fingerprint after.
-            let run = match run {
-                Ok(()) => sqlx::raw_sql(AFTER_SCRIPTS)
-                    .execute(&mut *tx)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| ExecError::Script {
-                        file: entry.changeset_id.clone(),
-                        message: format!(
-                            "a deferred constraint failed at the end of the changeset: {}",
-                            super::describe(&e)
-                        ),
-                    }),
-                Err(e) => Err(e),
-            };
+            // The deferred constraint triggers have fired (see `end_scripts`).
             let run = match run {
                 Ok(()) => {
                     // With the ledger's last row, to chain promoter's to.

@@ -844,9 +844,9 @@ pub const READ: &str = "RESET search_path; RESET jit; RESET plan_cache_mode";
 /// A narrowed reading is only ever made inside a changeset's transaction,
 /// after its scripts, and these are `SET LOCAL`: they end with that
 /// transaction, so nothing resets them, and the next changeset's scripts
-/// start from the session's defaults. The caller sends them, in the same
-/// query as its own statement after the scripts (see
-/// [`super::executor::AFTER_SCRIPTS`]): two round trips fewer per
+/// start from the session's defaults. The executor sends them with the
+/// session reset after the last script (see
+/// [`super::executor::END_OF_SCRIPTS`]): two round trips fewer per
 /// changeset than a SET before the reading and a RESET after it. The
 /// ledger guard's check that follows ([`super::guard`], SHAPE), a
 /// statement of the same kind, plans under them too; with the session's

@@ -689,3 +689,35 @@ fn a_deferred_constraint_failing_at_the_end_fails_its_changeset_and_keeps_nothin
     );
     assert_eq!(rows, "0001-parent:applied\n0002-orphan:failed\n");
 }
+
+/// Deferred constraint triggers fire as at the COMMIT of `psql -1 -f`:
+/// under the session the script left (here its search path), not after
+/// promoter has reset it. psql runs this script; promoter used to fail it
+/// with `relation "audit" does not exist`.
+#[test]
+fn deferred_triggers_fire_under_the_session_the_script_left() {
+    let t = TestContext::with_databases();
+    t.changeset(
+        "deferred",
+        "CREATE SCHEMA app;\n\
+         SET search_path = app;\n\
+         CREATE TABLE items (id int);\n\
+         CREATE TABLE audit (n int);\n\
+         CREATE FUNCTION note() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN INSERT INTO audit VALUES (1); RETURN NULL; END $$;\n\
+         CREATE CONSTRAINT TRIGGER later AFTER INSERT ON items DEFERRABLE INITIALLY DEFERRED\n\
+           FOR EACH ROW EXECUTE FUNCTION note();\n\
+         INSERT INTO items VALUES (1);\n",
+    );
+    t.changeset(
+        "after",
+        "CREATE TABLE seen AS SELECT current_setting('search_path') AS path;\n",
+    );
+    t.promoter(&["seal"]).ok();
+    t.promoter(&["apply", "dev"]).ok();
+    assert_eq!(t.sql("dev", "SELECT count(*) FROM app.audit"), "1\n");
+    // The next changeset starts from the session's defaults again.
+    assert_eq!(
+        t.sql("dev", "SELECT path FROM public.seen"),
+        "\"$user\", public\n"
+    );
+}

@@ -182,7 +182,7 @@ fn is_promoters_own(text: &str) -> bool {
         || text == RESET_SESSION
         || text == promoter::db::fingerprint::READING
         || text == promoter::db::fingerprint::READ
-        || text == promoter::db::executor::AFTER_SCRIPTS
+        || text == promoter::db::executor::END_OF_SCRIPTS
         || text == STATEMENTS_QUERY
         || text == FORGET_STATEMENTS
         || text.starts_with("CREATE SCHEMA IF NOT EXISTS promoter")
