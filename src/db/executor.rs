@@ -494,6 +494,44 @@ async fn keep_only_ours(
     Ok(())
 }
 
+/// Whether the session's prepared statements are still exactly the ones
+/// promoter made, asked in the simple protocol ([`STATEMENTS_QUERY`]),
+/// after promoter's own statements that touch the ledger's relations and
+/// before the ledger guard asks its question. A trigger, rule, policy or
+/// index expression the bundle put on a ledger table runs inside those
+/// statements, after [`END_OF_SCRIPTS`] checked the statements, and could
+/// replace the guard's own prepared statement with one that answers
+/// "untouched". `Err`: what was found, which is tampering (the guard's
+/// catalog check would find what carried the code, but only if it can be
+/// trusted to ask).
+async fn statements_still_ours(
+    conn: &mut PgConnection,
+    env: &str,
+) -> Result<Result<(), String>, DbError> {
+    use sqlx::{Connection, Row};
+    let rows = sqlx::raw_sql(STATEMENTS_QUERY)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(|e| DbError::query(env, e))?;
+    let row = rows.first().ok_or_else(|| {
+        DbError::query(
+            env,
+            "the prepared statements query returned no row".to_owned(),
+        )
+    })?;
+    let get = |i: usize| row.try_get::<i64, _>(i).map_err(|e| DbError::query(env, e));
+    let (theirs, ours) = (get(0)?, get(1)?);
+    let cached = conn.cached_statements_size();
+    if theirs > 0 || usize::try_from(ours).ok() != Some(cached) {
+        return Ok(Err(format!(
+            "code ran inside promoter's own statements and replaced its prepared statements \
+             ({theirs} made by SQL; {ours} of promoter's {cached} left): something the changeset \
+             put on the ledger's tables (a trigger, rule, policy or index)"
+        )));
+    }
+    Ok(Ok(()))
+}
+
 /// What [`vet_statements`] sends when it finds a statement it did not make.
 pub const FORGET_STATEMENTS: &str = "DEALLOCATE ALL";
 
@@ -1016,22 +1054,31 @@ pub async fn apply(
                     entry.finished_at = Some(now_micros());
                     ledger::append_after(&mut tx, env, schema, &mut entry, sign, prev.as_ref())
                         .await?;
-                    // Before COMMIT, in the same transaction: the bundle left
-                    // the ledger exactly as it found it, plus promoter's row.
-                    match super::guard::check_transaction(
-                        &mut tx,
-                        env,
-                        schema,
-                        (catalog, &app.ledger_shape),
-                        reused.is_some(),
-                        counted,
-                        entry.seq,
-                        entry.entry_hash,
-                    )
-                    .await?
-                    {
-                        Ok(()) => Ok(()),
-                        Err(why) => Err(ExecError::LedgerTouched { why }),
+                    // Code the bundle hung on the ledger's relations runs
+                    // inside promoter's own statements since the scripts'
+                    // check of the prepared statements: the guard asks
+                    // only once they are still promoter's.
+                    if let Err(why) = statements_still_ours(&mut tx, env).await? {
+                        forget_statements(&mut tx).await;
+                        Err(ExecError::LedgerTouched { why })
+                    } else {
+                        // Before COMMIT, in the same transaction: the bundle left
+                        // the ledger exactly as it found it, plus promoter's row.
+                        match super::guard::check_transaction(
+                            &mut tx,
+                            env,
+                            schema,
+                            (catalog, &app.ledger_shape),
+                            reused.is_some(),
+                            counted,
+                            entry.seq,
+                            entry.entry_hash,
+                        )
+                        .await?
+                        {
+                            Ok(()) => Ok(()),
+                            Err(why) => Err(ExecError::LedgerTouched { why }),
+                        }
                     }
                 }
                 Err(e) => {

@@ -609,3 +609,61 @@ fn a_new_ledger_has_the_layout_an_upgraded_one_has() {
         "a new ledger differs from an upgraded one:\n{dev}\n---\n{qat}"
     );
 }
+
+/// Code the bundle hangs on the ledger (a trigger runs inside promoter's
+/// INSERT of its row, a policy inside its read of the last row) runs after
+/// the check of promoter's prepared statements that follows the scripts;
+/// if it swaps them for statements of its own (the ledger guard's check
+/// would then answer whatever it is told), the guard must not take their
+/// answers: the changeset is refused as tampering, nothing of it stays, and
+/// its failure is recorded with promoter's own statements again. (The test
+/// runs as a superuser, whom row-level security never applies to: there
+/// the policy's code does not run, and the guard finds the policy.)
+#[test]
+fn code_the_bundle_hangs_on_the_ledger_cannot_swap_the_guards_statements() {
+    let swap = "CREATE FUNCTION public.swap() RETURNS boolean LANGUAGE plpgsql AS $$\n\
+         DECLARE n text; BEGIN\n\
+           FOR n IN SELECT name FROM pg_prepared_statements WHERE NOT from_sql LOOP\n\
+             EXECUTE format('DEALLOCATE %I', n);\n\
+             EXECUTE format('PREPARE %I AS SELECT 1', n);\n\
+           END LOOP;\n\
+           RETURN true;\n\
+         END $$;\n";
+    let hangers = [
+        (
+            "trigger",
+            "code ran inside promoter's own statements",
+            "CREATE FUNCTION public.swap_trigger() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM public.swap(); RETURN NULL; END $$;\n\
+             CREATE TRIGGER swap AFTER INSERT ON promoter.ledger FOR EACH ROW EXECUTE FUNCTION public.swap_trigger();\n",
+        ),
+        (
+            "policy",
+            "it changed the ledger schema promoter",
+            "ALTER TABLE promoter.ledger ENABLE ROW LEVEL SECURITY;\n\
+             ALTER TABLE promoter.ledger FORCE ROW LEVEL SECURITY;\n\
+             CREATE POLICY swap ON promoter.ledger USING (public.swap());\n",
+        ),
+    ];
+    for (slug, why, hang) in hangers {
+        let t = TestContext::with_databases();
+        t.changeset(slug, &format!("{swap}{hang}"));
+        t.changeset("after", "CREATE TABLE after_it (id int);\n");
+        t.promoter(&["seal"]).ok();
+        let run = t.promoter(&["apply", "dev"]);
+        assert_eq!(run.code, 4, "{slug}: {}", run.all());
+        assert!(
+            run.stderr.contains(&format!("LEDGER TAMPERED: {why}")),
+            "{slug}: {}",
+            run.stderr
+        );
+        assert_eq!(
+            t.sql(
+                "dev",
+                "SELECT (SELECT count(*) FROM pg_trigger WHERE tgname = 'swap') + (SELECT count(*) FROM pg_policy WHERE polname = 'swap')"
+            ),
+            "0\n",
+            "{slug}"
+        );
+        assert_eq!(ledger_rows(&t), format!("0001-{slug}:failed\n"), "{slug}");
+    }
+}
