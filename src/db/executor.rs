@@ -521,8 +521,11 @@ async fn statements_still_ours(
     })?;
     let get = |i: usize| row.try_get::<i64, _>(i).map_err(|e| DbError::query(env, e));
     let (theirs, ours) = (get(0)?, get(1)?);
+    // SQL cannot make a statement of the protocol's, so more of those than
+    // promoter keeps is not a script's doing (a DEALLOCATE ALL refused in
+    // an aborted transaction leaves them after promoter forgot its own).
     let cached = conn.cached_statements_size();
-    if theirs > 0 || usize::try_from(ours).ok() != Some(cached) {
+    if theirs > 0 || usize::try_from(ours).is_ok_and(|n| n < cached) {
         return Ok(Err(format!(
             "code ran inside promoter's own statements and replaced its prepared statements \
              ({theirs} made by SQL; {ours} of promoter's {cached} left): something the changeset \
@@ -530,6 +533,31 @@ async fn statements_still_ours(
         )));
     }
     Ok(Ok(()))
+}
+
+/// An error of one of promoter's own statements after the scripts, once
+/// the transaction is rolled back: prepared statements outlive a ROLLBACK,
+/// so if the session's are no longer promoter's, code the bundle hung on
+/// the ledger replaced them (and broke the statement, rather than answer
+/// for it): that is tampering, and every prepared statement goes before
+/// the failure is written. Any other error is returned as it is.
+async fn own_error(
+    conn: &mut PgConnection,
+    env: &str,
+    error: ExecError,
+) -> Result<ExecError, DbError> {
+    if !matches!(error, ExecError::Db(_)) {
+        return Ok(error);
+    }
+    match statements_still_ours(conn, env).await? {
+        Ok(()) => Ok(error),
+        Err(why) => {
+            forget_statements(conn).await;
+            Ok(ExecError::LedgerTouched {
+                why: format!("{why}; {error}"),
+            })
+        }
+    }
 }
 
 /// What [`vet_statements`] sends when it finds a statement it did not make.
@@ -1022,17 +1050,32 @@ pub async fn apply(
             .await;
             // The deferred constraint triggers have fired (see `end_scripts`).
             let run = match run {
-                Ok(()) => {
+                Ok(()) => 'own: {
+                    // From here promoter's own statements touch the ledger's
+                    // relations, where a bundle may have hung code: an error
+                    // of one, or an answer that does not decode, fails the
+                    // changeset (rolled back, recorded) and is then looked
+                    // at for that code's work (see `own_error`).
+                    macro_rules! own {
+                        ($label:lifetime, $e:expr) => {
+                            match $e {
+                                Ok(v) => v,
+                                Err(e) => break $label Err(ExecError::Db(e)),
+                            }
+                        };
+                    }
                     // With the ledger's last row, to chain promoter's to.
-                    let (prev, row) =
-                        ledger::last_with(&mut tx, env, schema, finishing_columns()).await?;
+                    let (prev, row) = own!(
+                        'own,
+                        ledger::last_with(&mut tx, env, schema, finishing_columns()).await
+                    );
                     let col = |i: usize| ledger::AFTER_LAST + i;
                     let get = |e| DbError::query(env, e);
-                    let still: String = row.try_get(col(0)).map_err(get)?;
-                    let xmin: String = row.try_get(col(1)).map_err(get)?;
-                    let now: Option<Vec<i64>> = row.try_get(col(2)).map_err(get)?;
-                    let ours: Option<bool> = row.try_get(col(3)).map_err(get)?;
-                    let settings: String = row.try_get(col(4)).map_err(get)?;
+                    let still: String = own!('own, row.try_get(col(0)).map_err(get));
+                    let xmin: String = own!('own, row.try_get(col(1)).map_err(get));
+                    let now: Option<Vec<i64>> = own!('own, row.try_get(col(2)).map_err(get));
+                    let ours: Option<bool> = own!('own, row.try_get(col(3)).map_err(get));
+                    let settings: String = own!('own, row.try_get(col(4)).map_err(get));
                     if still != xid {
                         let _ = tx.rollback().await;
                         return finish_broken(conn, env, schema, entry, done, sign).await;
@@ -1044,16 +1087,21 @@ pub async fn apply(
                         .then(|| fingerprint::Writes(now).since(&writes))
                         .flatten()
                         .map(|w| (w, settings.as_str()));
-                    let after =
+                    let after = own!(
+                        'own,
                         fingerprint::tracked_fingerprint(&mut tx, env, schema, &mut tracked, only)
-                            .await?;
+                            .await
+                    );
                     entry.schema_after = Some(after);
                     mark = SchemaMark::new(after, &xid, &xmin);
                     entry.status = Status::Applied;
                     entry.statements = done;
                     entry.finished_at = Some(now_micros());
-                    ledger::append_after(&mut tx, env, schema, &mut entry, sign, prev.as_ref())
-                        .await?;
+                    own!(
+                        'own,
+                        ledger::append_after(&mut tx, env, schema, &mut entry, sign, prev.as_ref())
+                            .await
+                    );
                     // Code the bundle hung on the ledger's relations runs
                     // inside promoter's own statements since the scripts'
                     // check of the prepared statements: the guard asks
@@ -1110,7 +1158,7 @@ pub async fn apply(
                     })?;
                     // Nothing persisted: the failed row records 0 statements.
                     done = 0;
-                    Err(e)
+                    Err(own_error(conn, env, e).await?)
                 }
             }
         }

@@ -667,3 +667,67 @@ fn code_the_bundle_hangs_on_the_ledger_cannot_swap_the_guards_statements() {
         assert_eq!(ledger_rows(&t), format!("0001-{slug}:failed\n"), "{slug}");
     }
 }
+
+/// The same code run as a role that row-level security applies to (the
+/// ledger's owner, under FORCE): the policy runs inside promoter's read of
+/// the ledger's last row, before any question about the prepared
+/// statements, and its swap breaks promoter's next statement outright.
+/// That is still reported as tampering (prepared statements outlive the
+/// ROLLBACK, and they are no longer promoter's), with the failure recorded.
+#[test]
+fn a_policy_that_swaps_promoters_statements_as_the_owner_is_tampering() {
+    let t = TestContext::with_databases();
+    let owner = format!("owner_{}", t.databases[0].1);
+    crate::common::psql(
+        crate::common::admin_url(),
+        &format!(
+            "DROP ROLE IF EXISTS {owner}; CREATE ROLE {owner} LOGIN; ALTER DATABASE {} OWNER TO {owner}",
+            t.databases[0].1
+        ),
+    )
+    .ok();
+    t.sql("dev", &format!("ALTER SCHEMA public OWNER TO {owner}"));
+    let url = t.url("dev").replacen("postgres@", &format!("{owner}@"), 1);
+    t.changeset("first", "CREATE TABLE first (id int);\n");
+    t.changeset(
+        "policy",
+        "CREATE FUNCTION public.swap() RETURNS boolean LANGUAGE plpgsql AS $$\n\
+         DECLARE n text; BEGIN\n\
+           FOR n IN SELECT name FROM pg_prepared_statements WHERE NOT from_sql LOOP\n\
+             EXECUTE format('DEALLOCATE %I', n);\n\
+             EXECUTE format('PREPARE %I AS SELECT 1', n);\n\
+           END LOOP;\n\
+           RETURN true;\n\
+         END $$;\n\
+         ALTER TABLE promoter.ledger ENABLE ROW LEVEL SECURITY;\n\
+         ALTER TABLE promoter.ledger FORCE ROW LEVEL SECURITY;\n\
+         CREATE POLICY swap ON promoter.ledger USING (public.swap());\n",
+    );
+    t.promoter(&["seal"]).ok();
+    let run = t
+        .cmd()
+        .env("DEV_DATABASE_URL", &url)
+        .args(["apply", "dev"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(4), "{stderr}");
+    assert!(
+        stderr.contains("LEDGER TAMPERED: code ran inside promoter's own statements"),
+        "{stderr}"
+    );
+    assert_eq!(
+        t.sql(
+            "dev",
+            "SELECT count(*) FROM pg_policy WHERE polname = 'swap'"
+        ),
+        "0\n"
+    );
+    assert_eq!(ledger_rows(&t), "0001-first:applied,0002-policy:failed\n");
+    // The role owns the database: both go (each statement on its own, as
+    // DROP DATABASE runs outside a transaction).
+    let admin = crate::common::admin_url();
+    let drop = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", t.databases[0].1);
+    crate::common::psql(admin, &drop).ok();
+    crate::common::psql(admin, &format!("DROP ROLE IF EXISTS {owner}")).ok();
+}
