@@ -494,8 +494,9 @@ async fn keep_only_ours(
     Ok(())
 }
 
-/// Whether the session's prepared statements are still exactly the ones
-/// promoter made, asked in the simple protocol ([`STATEMENTS_QUERY`]),
+/// Whether the session's prepared statements are still promoter's (none
+/// made by SQL, none of its own missing), asked in the simple protocol
+/// ([`STATEMENTS_QUERY`]),
 /// after promoter's own statements that touch the ledger's relations and
 /// before the ledger guard asks its question. A trigger, rule, policy or
 /// index expression the bundle put on a ledger table runs inside those
