@@ -9,8 +9,8 @@ use super::DbError;
 use crate::changeset::Sha256Digest;
 use crate::ledger::{Entry, Progress, ReplacedRow, Status};
 
-/// Layout version this promoter writes and reads.
-pub const LAYOUT_VERSION: i32 = 5;
+/// Layout version this promoter writes and reads: the last of [`LAYOUTS`].
+pub const LAYOUT_VERSION: i32 = LAYOUTS[LAYOUTS.len() - 1].0;
 
 /// The ledger's DDL. `schema` is validated as `[a-z_][a-z0-9_]*` when the
 /// configuration loads, so formatting it into SQL is safe; values never are.
@@ -285,17 +285,13 @@ async fn relation_exists(conn: &mut PgConnection, env: &str, name: &str) -> Resu
         .map_err(|e| DbError::query(env, e))
 }
 
+/// The DDL of one layout for a ledger schema.
+pub type LayoutDdl = fn(&str) -> String;
+
 /// Each layout and the DDL that makes it from the one before (layout 1:
 /// from nothing). A ledger is at layout N when it ran them up to N.
-pub fn layouts(schema: &str) -> [(i32, String); 5] {
-    [
-        (1, ddl(schema)),
-        (2, v2_ddl(schema)),
-        (3, v3_ddl(schema)),
-        (4, v4_ddl(schema)),
-        (5, v5_ddl(schema)),
-    ]
-}
+pub const LAYOUTS: [(i32, LayoutDdl); 5] =
+    [(1, ddl), (2, v2_ddl), (3, v3_ddl), (4, v4_ddl), (5, v5_ddl)];
 
 /// Creates the ledger if needed and checks its layout version. Call only
 /// while holding the advisory lock, so that two promoters never race here.
@@ -303,7 +299,7 @@ pub async fn ensure(conn: &mut PgConnection, env: &str, schema: &str) -> Result<
     if !exists(conn, env, schema).await? {
         // A new ledger is made at the newest layout in one transaction: the
         // same statements as creating layout 1 and upgrading it, in order.
-        let sql: String = layouts(schema).into_iter().map(|(_, sql)| sql).collect();
+        let sql: String = LAYOUTS.iter().map(|(_, ddl)| ddl(schema)).collect();
         run_ddl(conn, env, &sql, &format!("creating {schema}.ledger")).await?;
     } else if !relation_exists(conn, env, &format!("{schema}.ledger_progress")).await? {
         run_ddl(
@@ -321,10 +317,10 @@ pub async fn ensure(conn: &mut PgConnection, env: &str, schema: &str) -> Result<
     .await
     .map_err(|e| DbError::query(env, e))?;
     // Each layout's upgrade in order, each in its own transaction.
-    for (layout, upgrade) in layouts(schema) {
+    for (layout, upgrade) in LAYOUTS {
         if version < layout {
             let what = format!("upgrading {schema}.ledger to layout {layout}");
-            run_ddl(conn, env, &upgrade, &what).await?;
+            run_ddl(conn, env, &upgrade(schema), &what).await?;
         }
     }
     if version > LAYOUT_VERSION {

@@ -568,7 +568,7 @@ fn a_new_ledger_has_the_layout_an_upgraded_one_has() {
     let t = TestContext::with_databases();
     // QAT: a ledger made as the first promoter made it (layout 1), upgraded
     // by the next run under the lock.
-    let layouts = promoter::db::ledger::layouts("promoter");
+    let first = (promoter::db::ledger::LAYOUTS[0].1)("promoter");
     // Every layout, newest included, recorded in order.
     let versions = |env: &str| {
         t.sql(
@@ -576,7 +576,7 @@ fn a_new_ledger_has_the_layout_an_upgraded_one_has() {
             "SELECT string_agg(version::text, ',' ORDER BY version) FROM promoter.ledger_version",
         )
     };
-    t.sql("qat", &layouts[0].1);
+    t.sql("qat", &first);
     t.commit_all("keys and environments");
     t.pin("qat");
     assert_eq!(versions("qat"), "1,2,3,4,5\n");
