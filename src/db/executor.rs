@@ -409,12 +409,12 @@ pub async fn run_scripts(
                 sqlx::raw_sql("ROLLBACK")
                     .execute(&mut *conn)
                     .await
-                    .map_err(|e| ExecError::Script {
-                        file: file.clone(),
-                        message: format!(
-                            "rolling back the transaction block the script left open: {}",
-                            super::describe(&e)
-                        ),
+                    .map_err(|e| {
+                        script_error(
+                            &file,
+                            "rolling back the transaction block the script left open",
+                            &e,
+                        )
                     })?;
                 write_output(
                     out,
@@ -476,18 +476,50 @@ async fn vet_statements(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
     keep_only_ours(conn, rows.first()).await
 }
 
+/// The session's prepared statements, as [`STATEMENTS_QUERY`] counts them.
+#[derive(Debug, Clone, Copy)]
+struct Statements {
+    /// Made by SQL (`PREPARE`): never promoter's.
+    by_sql: i64,
+    /// Made through the protocol: promoter's (SQL cannot make one).
+    by_protocol: i64,
+}
+
+impl Statements {
+    fn of(row: &sqlx::postgres::PgRow) -> Result<Self, sqlx::Error> {
+        use sqlx::Row;
+        Ok(Self {
+            by_sql: row.try_get(0)?,
+            by_protocol: row.try_get(1)?,
+        })
+    }
+
+    /// Exactly the `cached` statements promoter keeps, and no other.
+    fn all_ours(self, cached: usize) -> bool {
+        self.by_sql == 0 && usize::try_from(self.by_protocol).ok() == Some(cached)
+    }
+
+    /// Some made by SQL, or some of promoter's `cached` gone: SQL's doing.
+    /// (More of the protocol's than promoter keeps is not: a DEALLOCATE ALL
+    /// refused in an aborted transaction leaves them after promoter forgot
+    /// its own.)
+    fn replaced(self, cached: usize) -> bool {
+        self.by_sql > 0 || usize::try_from(self.by_protocol).is_ok_and(|n| n < cached)
+    }
+}
+
 /// Given the answer to [`STATEMENTS_QUERY`], drops every prepared statement
 /// unless all are promoter's own and none of those is missing.
 async fn keep_only_ours(
     conn: &mut PgConnection,
     row: Option<&sqlx::postgres::PgRow>,
 ) -> Result<(), sqlx::Error> {
-    use sqlx::{Connection, Row};
-    let (theirs, ours): (i64, i64) = match row {
-        Some(row) => (row.try_get(0)?, row.try_get(1)?),
-        None => (1, 0),
+    use sqlx::Connection;
+    let keep = match row {
+        Some(row) => Statements::of(row)?.all_ours(conn.cached_statements_size()),
+        None => false,
     };
-    if theirs > 0 || usize::try_from(ours).ok() != Some(conn.cached_statements_size()) {
+    if !keep {
         sqlx::raw_sql(FORGET_STATEMENTS).execute(&mut *conn).await?;
         conn.clear_cached_statements().await?;
     }
@@ -509,7 +541,7 @@ async fn statements_still_ours(
     conn: &mut PgConnection,
     env: &str,
 ) -> Result<Result<(), String>, DbError> {
-    use sqlx::{Connection, Row};
+    use sqlx::Connection;
     let rows = sqlx::raw_sql(STATEMENTS_QUERY)
         .fetch_all(&mut *conn)
         .await
@@ -520,17 +552,14 @@ async fn statements_still_ours(
             "the prepared statements query returned no row".to_owned(),
         )
     })?;
-    let get = |i: usize| row.try_get::<i64, _>(i).map_err(|e| DbError::query(env, e));
-    let (theirs, ours) = (get(0)?, get(1)?);
-    // SQL cannot make a statement of the protocol's, so more of those than
-    // promoter keeps is not a script's doing (a DEALLOCATE ALL refused in
-    // an aborted transaction leaves them after promoter forgot its own).
+    let now = Statements::of(row).map_err(|e| DbError::query(env, e))?;
     let cached = conn.cached_statements_size();
-    if theirs > 0 || usize::try_from(ours).is_ok_and(|n| n < cached) {
+    if now.replaced(cached) {
         return Ok(Err(format!(
             "code ran inside promoter's own statements and replaced its prepared statements \
-             ({theirs} made by SQL; {ours} of promoter's {cached} left): something the changeset \
-             put on the ledger's tables (a trigger, rule, policy or index)"
+             ({} made by SQL; {} of promoter's {cached} left): something the changeset \
+             put on the ledger's tables (a trigger, rule, policy or index)",
+            now.by_sql, now.by_protocol
         )));
     }
     Ok(Ok(()))
@@ -695,14 +724,16 @@ pub async fn reset_session(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
     keep_only_ours(conn, rows.first()).await
 }
 
-fn reset_error(file: &str, e: &sqlx::Error) -> ExecError {
+/// A statement of promoter's own about `file` failed while `doing`.
+fn script_error(file: &str, doing: &str, e: &sqlx::Error) -> ExecError {
     ExecError::Script {
         file: file.to_owned(),
-        message: format!(
-            "resetting the session after the script: {}",
-            super::describe(e)
-        ),
+        message: format!("{doing}: {}", super::describe(e)),
     }
+}
+
+fn reset_error(file: &str, e: &sqlx::Error) -> ExecError {
+    script_error(file, "resetting the session after the script", e)
 }
 
 /// After the last script of a changeset's transaction, in one query
@@ -720,12 +751,12 @@ async fn end_scripts(conn: &mut PgConnection, file: &str) -> Result<(), ExecErro
     let rows = sqlx::raw_sql(END_OF_SCRIPTS)
         .fetch_all(&mut *conn)
         .await
-        .map_err(|e| ExecError::Script {
-            file: file.to_owned(),
-            message: format!(
-                "a deferred constraint failed at the end of the changeset: {}",
-                super::describe(&e)
-            ),
+        .map_err(|e| {
+            script_error(
+                file,
+                "a deferred constraint failed at the end of the changeset",
+                &e,
+            )
         })?;
     keep_only_ours(conn, rows.first())
         .await
@@ -1070,13 +1101,19 @@ pub async fn apply(
                         'own,
                         ledger::last_with(&mut tx, env, schema, finishing_columns()).await
                     );
-                    let col = |i: usize| ledger::AFTER_LAST + i;
-                    let get = |e| DbError::query(env, e);
-                    let still: String = own!('own, row.try_get(col(0)).map_err(get));
-                    let xmin: String = own!('own, row.try_get(col(1)).map_err(get));
-                    let now: Option<Vec<i64>> = own!('own, row.try_get(col(2)).map_err(get));
-                    let ours: Option<bool> = own!('own, row.try_get(col(3)).map_err(get));
-                    let settings: String = own!('own, row.try_get(col(4)).map_err(get));
+                    type Finishing = (String, String, Option<Vec<i64>>, Option<bool>, String);
+                    let finishing = || -> Result<Finishing, sqlx::Error> {
+                        let col = |i: usize| ledger::AFTER_LAST + i;
+                        Ok((
+                            row.try_get(col(0))?,
+                            row.try_get(col(1))?,
+                            row.try_get(col(2))?,
+                            row.try_get(col(3))?,
+                            row.try_get(col(4))?,
+                        ))
+                    };
+                    let (still, xmin, now, ours, settings) =
+                        own!('own, finishing().map_err(|e| DbError::query(env, e)));
                     if still != xid {
                         let _ = tx.rollback().await;
                         return finish_broken(conn, env, schema, entry, done, sign).await;
