@@ -610,6 +610,23 @@ fn a_new_ledger_has_the_layout_an_upgraded_one_has() {
     );
 }
 
+/// A function that swaps every prepared statement promoter made through
+/// the protocol for `SELECT 1` under the same name, for code a bundle hangs
+/// on the ledger to call.
+const SWAP: &str = "CREATE FUNCTION public.swap() RETURNS boolean LANGUAGE plpgsql AS $$\n\
+         DECLARE n text; BEGIN\n\
+           FOR n IN SELECT name FROM pg_prepared_statements WHERE NOT from_sql LOOP\n\
+             EXECUTE format('DEALLOCATE %I', n);\n\
+             EXECUTE format('PREPARE %I AS SELECT 1', n);\n\
+           END LOOP;\n\
+           RETURN true;\n\
+         END $$;\n";
+
+/// Calls [`SWAP`] from a row-level security policy on the ledger.
+const HANG_SWAP_ON_A_POLICY: &str = "ALTER TABLE promoter.ledger ENABLE ROW LEVEL SECURITY;\n\
+     ALTER TABLE promoter.ledger FORCE ROW LEVEL SECURITY;\n\
+     CREATE POLICY swap ON promoter.ledger USING (public.swap());\n";
+
 /// Code the bundle hangs on the ledger (a trigger runs inside promoter's
 /// INSERT of its row, a policy inside its read of the last row) runs after
 /// the check of promoter's prepared statements that follows the scripts;
@@ -621,14 +638,6 @@ fn a_new_ledger_has_the_layout_an_upgraded_one_has() {
 /// the policy's code does not run, and the guard finds the policy.)
 #[test]
 fn code_the_bundle_hangs_on_the_ledger_cannot_swap_the_guards_statements() {
-    let swap = "CREATE FUNCTION public.swap() RETURNS boolean LANGUAGE plpgsql AS $$\n\
-         DECLARE n text; BEGIN\n\
-           FOR n IN SELECT name FROM pg_prepared_statements WHERE NOT from_sql LOOP\n\
-             EXECUTE format('DEALLOCATE %I', n);\n\
-             EXECUTE format('PREPARE %I AS SELECT 1', n);\n\
-           END LOOP;\n\
-           RETURN true;\n\
-         END $$;\n";
     let hangers = [
         (
             "trigger",
@@ -639,14 +648,12 @@ fn code_the_bundle_hangs_on_the_ledger_cannot_swap_the_guards_statements() {
         (
             "policy",
             "it changed the ledger schema promoter",
-            "ALTER TABLE promoter.ledger ENABLE ROW LEVEL SECURITY;\n\
-             ALTER TABLE promoter.ledger FORCE ROW LEVEL SECURITY;\n\
-             CREATE POLICY swap ON promoter.ledger USING (public.swap());\n",
+            HANG_SWAP_ON_A_POLICY,
         ),
     ];
     for (slug, why, hang) in hangers {
         let t = TestContext::with_databases();
-        t.changeset(slug, &format!("{swap}{hang}"));
+        t.changeset(slug, &format!("{SWAP}{hang}"));
         t.changeset("after", "CREATE TABLE after_it (id int);\n");
         t.promoter(&["seal"]).ok();
         let run = t.promoter(&["apply", "dev"]);
@@ -689,32 +696,15 @@ fn a_policy_that_swaps_promoters_statements_as_the_owner_is_tampering() {
     t.sql("dev", &format!("ALTER SCHEMA public OWNER TO {owner}"));
     let url = t.url("dev").replacen("postgres@", &format!("{owner}@"), 1);
     t.changeset("first", "CREATE TABLE first (id int);\n");
-    t.changeset(
-        "policy",
-        "CREATE FUNCTION public.swap() RETURNS boolean LANGUAGE plpgsql AS $$\n\
-         DECLARE n text; BEGIN\n\
-           FOR n IN SELECT name FROM pg_prepared_statements WHERE NOT from_sql LOOP\n\
-             EXECUTE format('DEALLOCATE %I', n);\n\
-             EXECUTE format('PREPARE %I AS SELECT 1', n);\n\
-           END LOOP;\n\
-           RETURN true;\n\
-         END $$;\n\
-         ALTER TABLE promoter.ledger ENABLE ROW LEVEL SECURITY;\n\
-         ALTER TABLE promoter.ledger FORCE ROW LEVEL SECURITY;\n\
-         CREATE POLICY swap ON promoter.ledger USING (public.swap());\n",
-    );
+    t.changeset("policy", &format!("{SWAP}{HANG_SWAP_ON_A_POLICY}"));
     t.promoter(&["seal"]).ok();
-    let run = t
-        .cmd()
-        .env("DEV_DATABASE_URL", &url)
-        .args(["apply", "dev"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert_eq!(run.status.code(), Some(4), "{stderr}");
+    let run = t.promoter_env(&["apply", "dev"], &[("DEV_DATABASE_URL", &url)]);
+    assert_eq!(run.code, 4, "{}", run.all());
     assert!(
-        stderr.contains("LEDGER TAMPERED: code ran inside promoter's own statements"),
-        "{stderr}"
+        run.stderr
+            .contains("LEDGER TAMPERED: code ran inside promoter's own statements"),
+        "{}",
+        run.stderr
     );
     assert_eq!(
         t.sql(
