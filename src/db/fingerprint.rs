@@ -959,11 +959,14 @@ fn parse(env: &str, rows: Vec<Row>) -> Result<Reading, DbError> {
 }
 
 /// Reads the whole catalog (and, in debug builds, checks [`PRESENT`]
-/// against it).
+/// against it). `narrowed`: the settings of a narrowed reading are in
+/// force ([`READING_NARROWED`]), and the reading sends none of its own, so
+/// that what follows in the transaction runs as it would without it.
 async fn read_all(
     conn: &mut PgConnection,
     env: &str,
     ledger_schema: &str,
+    narrowed: bool,
 ) -> Result<Tracked, DbError> {
     let check = check_increments();
     let r = parse(
@@ -974,7 +977,7 @@ async fn read_all(
             full_query(check).to_owned(),
             ledger_schema,
             None,
-            false,
+            narrowed,
         )
         .await?,
     )?;
@@ -1018,7 +1021,7 @@ async fn read_changes(
                 changes_query(None),
                 &schema,
                 Some(&tracked),
-                false,
+                only.is_some(),
             )
             .await?,
         )?;
@@ -1088,7 +1091,7 @@ pub async fn tracked_fingerprint(
             "schema fingerprint read: unchanged: nothing written in the catalogs",
         );
         let mut now = if check_increments() {
-            let all = read_all(conn, env, ledger_schema).await?;
+            let all = read_all(conn, env, ledger_schema, only.is_some()).await?;
             if compare(env, t, &all).is_err() {
                 // Another session's transaction may have finished since the
                 // caller's proof; then the whole reading is simply newer.
@@ -1126,7 +1129,7 @@ pub async fn tracked_fingerprint(
                     },
                 );
                 if check_increments() {
-                    let all = read_all(conn, env, ledger_schema).await?;
+                    let all = read_all(conn, env, ledger_schema, only.is_some()).await?;
                     // A transaction that finished between the two readings
                     // (their snapshots differ) makes the whole one newer,
                     // not the incremental one wrong.
@@ -1145,12 +1148,12 @@ pub async fn tracked_fingerprint(
                     env,
                     "schema fingerprint read: whole (changes could not be read exactly)",
                 );
-                read_all(conn, env, ledger_schema).await?
+                read_all(conn, env, ledger_schema, only.is_some()).await?
             }
         },
         None => {
             trace(env, "schema fingerprint read: whole");
-            read_all(conn, env, ledger_schema).await?
+            read_all(conn, env, ledger_schema, only.is_some()).await?
         }
     };
     let fingerprint = now.fingerprint();
@@ -1168,16 +1171,10 @@ pub(crate) fn trace(env: &str, how: &str) {
 }
 
 /// Whether every incremental read is checked against a whole one: in debug
-/// builds (the test suite), and with `PROMOTER_CHECK_FINGERPRINT=1`;
-/// `PROMOTER_CHECK_FINGERPRINT=0` turns it off in a debug build, for a test
-/// of what a release build sends (the whole reading sets and resets
-/// settings of its own).
+/// builds (the test suite), and with `PROMOTER_CHECK_FINGERPRINT=1`.
 pub(crate) fn check_increments() -> bool {
-    match std::env::var_os("PROMOTER_CHECK_FINGERPRINT") {
-        Some(v) if v == "1" => true,
-        Some(v) if v == "0" => false,
-        _ => cfg!(debug_assertions),
-    }
+    cfg!(debug_assertions)
+        || std::env::var_os("PROMOTER_CHECK_FINGERPRINT").is_some_and(|v| v == "1")
 }
 
 fn compare(env: &str, incremental: &Tracked, all: &Tracked) -> Result<(), DbError> {
@@ -1212,7 +1209,7 @@ pub async fn catalog(
     env: &str,
     ledger_schema: &str,
 ) -> Result<Vec<String>, DbError> {
-    let tracked = read_all(conn, env, ledger_schema).await?;
+    let tracked = read_all(conn, env, ledger_schema, false).await?;
     Ok(tracked.sorted().into_iter().map(str::to_owned).collect())
 }
 
@@ -1222,7 +1219,9 @@ pub async fn fingerprint(
     env: &str,
     ledger_schema: &str,
 ) -> Result<Sha256Digest, DbError> {
-    Ok(read_all(conn, env, ledger_schema).await?.fingerprint())
+    Ok(read_all(conn, env, ledger_schema, false)
+        .await?
+        .fingerprint())
 }
 
 /// The fingerprint of catalog entries.
