@@ -117,7 +117,7 @@ pub struct Meter {
     script: std::sync::Mutex<(usize, usize, String)>,
     size: AtomicU64,
     read: AtomicU64,
-    statements: AtomicU64,
+    pub(super) statements: AtomicU64,
 }
 
 /// What a [`Meter`] shows at one moment.
@@ -298,11 +298,41 @@ pub async fn run_scripts(
             // Whether the script has opened a transaction block of its own
             // (only possible in a `transaction: none` changeset).
             let mut in_block = false;
+            // Constants-only INSERTs held to be sent together (see `batch`).
+            let mut batch = super::batch::Batch::default();
+            // Items read while the server ran a batch, to take before the splitter's.
+            let mut ahead = std::collections::VecDeque::new();
             'statements: loop {
-                let item = splitter.next_item().map_err(|e| ExecError::Script {
+                let item = match ahead.pop_front() {
+                    Some(item) => item,
+                    None => splitter.next_item(),
+                };
+                let item = item.map_err(|e| ExecError::Script {
                     file: file.clone(),
                     message: e.to_string(),
                 })?;
+                if let Some(Item::Statement(stmt)) = &item
+                    && in_transaction
+                    && let Some(table) = crate::sql::constant_insert(stmt).map(str::to_owned)
+                {
+                    index += 1;
+                    let Some(Item::Statement(stmt)) = item else {
+                        unreachable!("matched above")
+                    };
+                    if batch.push(stmt, &table) {
+                        // While the server runs this batch, read the next.
+                        let mut sending = std::pin::pin!(batch.send(conn, &file, stop, done, meter));
+                        match poll_once(sending.as_mut()).await {
+                            Some(sent) => sent?,
+                            None => {
+                                super::batch::read_ahead(&mut splitter, &mut ahead);
+                                sending.await?;
+                            }
+                        }
+                    }
+                    continue;
+                }
+                batch.end(conn, &file, stop, done, meter).await?;
                 match item {
                     None => break,
                     Some(Item::Meta(m)) => match accepted_meta(&m) {
@@ -447,6 +477,17 @@ pub async fn run_scripts(
         forget_statements(conn).await;
     }
     run
+}
+
+/// Polls `f` once: its output if it is ready, `None` if it waits (having
+/// done what it could, such as writing its query to the socket).
+async fn poll_once<F: Future>(mut f: std::pin::Pin<&mut F>) -> Option<F::Output> {
+    use std::task::Poll;
+    std::future::poll_fn(|cx| match f.as_mut().poll(cx) {
+        Poll::Ready(out) => Poll::Ready(Some(out)),
+        Poll::Pending => Poll::Ready(None),
+    })
+    .await
 }
 
 /// The text of [`STATEMENTS_QUERY`], for `concat!`.
@@ -725,7 +766,7 @@ pub async fn reset_session(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
 }
 
 /// A statement of promoter's own about `file` failed while `doing`.
-fn script_error(file: &str, doing: &str, e: &sqlx::Error) -> ExecError {
+pub(super) fn script_error(file: &str, doing: &str, e: &sqlx::Error) -> ExecError {
     ExecError::Script {
         file: file.to_owned(),
         message: format!("{doing}: {}", super::describe(e)),
@@ -855,11 +896,32 @@ async fn copy_in<R: std::io::BufRead>(
 
 /// Maps a server error to the script: the statement's line plus the server's
 /// character position inside it; for COPY data, the data line from the context.
-fn statement_error(
+pub(super) fn statement_error(
     file: &str,
     stmt: &Statement,
     e: &sqlx::Error,
     copy_data_start: Option<usize>,
+) -> ExecError {
+    statement_error_in(file, stmt, e, copy_data_start, 0)
+}
+
+/// [`statement_error`] for `stmt` sent after `shift` characters of others
+/// in the same message (the server's position counts from the message's start).
+pub(super) fn statement_error_at(
+    file: &str,
+    stmt: &Statement,
+    e: &sqlx::Error,
+    shift: usize,
+) -> ExecError {
+    statement_error_in(file, stmt, e, None, shift)
+}
+
+fn statement_error_in(
+    file: &str,
+    stmt: &Statement,
+    e: &sqlx::Error,
+    copy_data_start: Option<usize>,
+    shift: usize,
 ) -> ExecError {
     let pg = match e {
         sqlx::Error::Database(db) => db.try_downcast_ref::<PgDatabaseError>(),
@@ -867,7 +929,7 @@ fn statement_error(
     };
     let (mut line, mut column) = (stmt.line, stmt.column);
     if let Some(PgErrorPosition::Original(pos)) = pg.and_then(PgDatabaseError::position) {
-        (line, column) = position_in_script(stmt, pos);
+        (line, column) = position_in_script(stmt, pos.saturating_sub(shift));
     }
     if let (Some(start), Some(ctx)) = (copy_data_start, pg.and_then(PgDatabaseError::r#where)) {
         // "COPY actor, line 5, column last_name: ..."

@@ -9,6 +9,7 @@
 //! - [`admin`]: whole databases: pg_dump/pg_restore, create, swap, drop.
 
 pub mod admin;
+mod batch;
 pub mod conninfo;
 pub mod executor;
 pub mod fingerprint;

@@ -1,11 +1,13 @@
 //! SQL scripts: splitting them as psql does, and the checks that refuse,
 //! before anything runs, what promoter cannot execute faithfully.
 
+mod insert;
 pub mod lexer;
 
 use std::fmt;
 
 use crate::changeset::{Bundle, BundleError, HashingReader, Manifest, TransactionMode};
+pub use insert::constant_insert;
 pub use lexer::{Item, LexError, MetaCommand, Splitter, Statement};
 
 /// What promoter does with a meta-command it accepts.

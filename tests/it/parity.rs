@@ -530,3 +530,202 @@ fn promoter_sends_what_psql_sends_for_sql_from_parity_dir() {
         Path::new(&dir).display()
     );
 }
+
+/// Applies `sql` as one transactional changeset to a fresh database of the
+/// logging cluster; returns the statements the server received (promoter's
+/// own left out), the run, and the database's URL.
+fn transactional_run(db: &str, sql: &str) -> (Vec<String>, Run, String) {
+    let c = cluster();
+    let mut t = TestContext::new();
+    let url = c.database(db);
+    t.databases.push(("dev".into(), db.into(), url.clone()));
+    t.changeset("inserts", sql);
+    let mut seen = 0;
+    c.take(db, &mut seen);
+    t.promoter(&["seal"]).ok();
+    let run = t.promoter(&["apply", "dev"]);
+    t.databases.clear();
+    let sent = c
+        .take(db, &mut seen)
+        .into_iter()
+        .filter(|t| !is_promoters_own(t) && !t.contains("pg_catalog.to_regclass"))
+        .collect();
+    (sent, run, url)
+}
+
+/// Constants-only INSERTs into a table where no code can see the query go
+/// to the server in one message; into a table whose trigger, default,
+/// check, rule or row security could, each alone, as psql sends them — and
+/// what the code recorded is then what psql gives.
+#[test]
+fn constant_inserts_go_together_only_where_no_code_can_tell() {
+    let tables = [
+        (
+            "plain",
+            "CREATE TABLE plain (id serial PRIMARY KEY, v text DEFAULT 'x', t timestamptz DEFAULT now(), c int CHECK (c > 0))",
+        ),
+        (
+            "trig",
+            "CREATE TABLE trig (a int); CREATE TRIGGER t AFTER INSERT ON trig FOR EACH ROW EXECUTE FUNCTION seen()",
+        ),
+        (
+            "cq",
+            "CREATE TABLE cq (a int, q text DEFAULT current_query())",
+        ),
+        (
+            "st",
+            "CREATE TABLE st (a int, t timestamptz DEFAULT statement_timestamp())",
+        ),
+        ("uf", "CREATE TABLE uf (a int CHECK (noted(a)))"),
+        (
+            "rul",
+            "CREATE TABLE rul (a int); CREATE RULE r AS ON INSERT TO rul DO ALSO INSERT INTO audit VALUES (current_query())",
+        ),
+        (
+            "rls",
+            "CREATE TABLE rls (a int); ALTER TABLE rls ENABLE ROW LEVEL SECURITY; ALTER TABLE rls FORCE ROW LEVEL SECURITY; CREATE POLICY p ON rls WITH CHECK (noted(a))",
+        ),
+        (
+            "dom",
+            "CREATE DOMAIN checked AS int CHECK (noted(VALUE)); CREATE TABLE dom (a checked)",
+        ),
+    ];
+    let mut sql = String::from(
+        "CREATE TABLE audit (q text);\n\
+         CREATE FUNCTION seen() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN INSERT INTO audit VALUES (current_query()); RETURN NULL; END$$;\n\
+         CREATE FUNCTION noted(int) RETURNS bool LANGUAGE plpgsql AS $$BEGIN INSERT INTO audit VALUES (current_query()); RETURN true; END$$;\n",
+    );
+    for (_, ddl) in tables {
+        sql.push_str(ddl);
+        sql.push_str(";\n");
+    }
+    let inserts = |table: &str| -> Vec<String> {
+        (1..=3)
+            .map(|i| {
+                let cols = if table == "plain" { " (c)" } else { "" };
+                format!("INSERT INTO {table}{cols} VALUES ({i});")
+            })
+            .collect()
+    };
+    for (table, _) in tables {
+        for stmt in inserts(table) {
+            sql.push_str(&stmt);
+            sql.push('\n');
+        }
+    }
+    let db = format!("par_batch_{}", std::process::id());
+    let (sent, run, url) = transactional_run(&db, &sql);
+    assert_eq!(run.code, 0, "{}", run.all());
+    for (table, _) in tables {
+        let want = inserts(table);
+        if table == "plain" {
+            assert!(
+                sent.contains(&want.concat()),
+                "the INSERTs into plain did not go together:\n{sent:#?}"
+            );
+            assert!(!sent.iter().any(|s| *s == want[0]), "{sent:#?}");
+        } else {
+            for stmt in &want {
+                assert!(sent.contains(stmt), "{stmt} was not sent alone:\n{sent:#?}");
+            }
+        }
+    }
+    // What the code saw is each statement alone, as under psql (the
+    // superuser running the test bypasses even forced row security).
+    let audit = crate::common::psql(&url, "SELECT q FROM audit ORDER BY q").ok();
+    let mut want: Vec<String> = ["trig", "uf", "rul", "dom"]
+        .iter()
+        .flat_map(|t| inserts(t))
+        .collect();
+    want.sort();
+    let got: Vec<String> = audit.lines().map(str::to_owned).collect();
+    assert_eq!(got, want);
+    let cq = crate::common::psql(&url, "SELECT q FROM cq ORDER BY a").ok();
+    assert_eq!(cq.lines().collect::<Vec<_>>(), inserts("cq"));
+    let distinct = crate::common::psql(&url, "SELECT count(DISTINCT t) FROM st").ok();
+    assert_eq!(distinct.trim(), "3");
+    drop_databases(vec![db]);
+}
+
+/// A failure inside INSERTs sent together names its own statement: by the
+/// server's position (a bad value), or as the first that did not finish (a
+/// duplicate key); nothing of the changeset stays.
+#[test]
+fn an_insert_failing_among_others_sent_together_names_its_own_line() {
+    let mut sql = String::from("CREATE TABLE t (id int PRIMARY KEY, v int);\n");
+    for i in 1..=50 {
+        sql.push_str(&format!("INSERT INTO t VALUES ({i}, {i});\n"));
+    }
+    let cases = [
+        (
+            "INSERT INTO t VALUES (51, 'nope');\n",
+            52,
+            "invalid input syntax for type integer",
+            Some(27),
+        ),
+        (
+            "INSERT INTO t VALUES (7, 7);\n",
+            52,
+            "duplicate key value violates unique constraint",
+            None,
+        ),
+    ];
+    for (n, (bad, line, message, column)) in cases.into_iter().enumerate() {
+        let script = format!("{sql}{bad}INSERT INTO t VALUES (99, 99);\n");
+        let db = format!("par_batch_fail_{n}_{}", std::process::id());
+        let (sent, run, url) = transactional_run(&db, &script);
+        assert_ne!(run.code, 0, "{}", run.all());
+        let out = run.all();
+        let at = match column {
+            Some(c) => format!("001-inserts.sql:{line}:{c}"),
+            None => format!("001-inserts.sql:{line}"),
+        };
+        assert!(out.contains(&at), "no {at} in:\n{out}");
+        assert!(out.contains(message), "{out}");
+        assert!(
+            sent.iter().any(|s| s.matches("INSERT INTO t").count() > 2),
+            "nothing went together:\n{sent:#?}"
+        );
+        let left = crate::common::psql(&url, "SELECT to_regclass('t') IS NULL").ok();
+        assert_eq!(left.trim(), "t", "the failed changeset left its table");
+        drop_databases(vec![db]);
+    }
+}
+
+/// More INSERTs than one message holds: the next are read while the server
+/// runs the last, and what follows them (a meta-command's output, a failing
+/// statement's line) comes in its place.
+#[test]
+fn inserts_read_ahead_of_the_server_keep_their_order_and_lines() {
+    let mut sql = String::from("CREATE TABLE t (id int PRIMARY KEY);\n");
+    for i in 1..=2500 {
+        sql.push_str(&format!("INSERT INTO t VALUES ({i});\n"));
+    }
+    sql.push_str("\\echo after the inserts\nSELECT 1;\n");
+    let db = format!("par_batch_ahead_{}", std::process::id());
+    let (sent, run, url) = transactional_run(&db, &sql);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(run.all().contains("after the inserts"), "{}", run.all());
+    assert!(
+        sent.len() < 100,
+        "{} messages for 2,500 INSERTs",
+        sent.len()
+    );
+    let n = crate::common::psql(&url, "SELECT count(*), sum(id) FROM t").ok();
+    assert_eq!(n.trim(), "2500|3126250");
+    drop_databases(vec![db]);
+    // The 1,700th INSERT (line 1,701), in the second message, read ahead.
+    let sql = sql.replacen(
+        "INSERT INTO t VALUES (1700);",
+        "INSERT INTO t VALUES (1);",
+        1,
+    );
+    let db = format!("par_batch_ahead_fail_{}", std::process::id());
+    let (_, run, _) = transactional_run(&db, &sql);
+    assert!(
+        run.all().contains("001-inserts.sql:1701:1: [23505]"),
+        "{}",
+        run.all()
+    );
+    drop_databases(vec![db]);
+}
