@@ -1,10 +1,11 @@
 //! The one statement shape promoter may send together with others of its
 //! kind: `INSERT INTO name [(columns)] VALUES (constants), …;`, where every
 //! value is a constant the parser folds itself (a number, possibly negated;
-//! a string; `NULL`, `TRUE`, `FALSE`, `DEFAULT`). Such a statement names no
+//! a string; `NULL`, `TRUE`, `FALSE`, `DEFAULT`) or the grammar's own
+//! `N'…'` (a string as `pg_catalog.bpchar`). Such a statement names no
 //! function, operator, type or cast of its own, so whatever code it can run
-//! is the target table's, which the executor asks the server about (see
-//! `db::executor`, "INSERTs sent together").
+//! is the target table's, which the server is asked about (see
+//! `db::batch`).
 
 use super::Statement;
 
@@ -185,6 +186,12 @@ impl Cursor<'_> {
                 self.i += 1;
                 self.string(true)
             }
+            // `N'…'`: the grammar's own cast of a plain string to
+            // `pg_catalog.bpchar` (no name to look up, a built-in cast).
+            b'N' | b'n' if self.s.get(self.i + 1) == Some(&b'\'') => {
+                self.i += 1;
+                self.string(false)
+            }
             _ => {
                 let w = self.word()?;
                 ["NULL", "TRUE", "FALSE", "DEFAULT"]
@@ -262,6 +269,11 @@ mod tests {
                 Some("t"),
             ),
             ("INSERT INTO t VALUES (.5, 5., 1e-3, -.5);", Some("t")),
+            (
+                "INSERT INTO t (a) VALUES\n    (1, N'Rock'),\n    (2, n'it''s');",
+                Some("t"),
+            ),
+            ("INSERT INTO t VALUES (N 'x');", None),
             // Not a constant the parser folds, or not this shape.
             ("INSERT INTO t VALUES (+1);", None),
             ("INSERT INTO t VALUES (now());", None),

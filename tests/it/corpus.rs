@@ -46,6 +46,31 @@ pub fn corpus_files() -> Vec<(PathBuf, usize)> {
     out
 }
 
+/// Chinook's data is the shape that goes to the server together: every one
+/// of its INSERTs is constants only (the corpus hashes then prove the data
+/// psql's, sent so).
+#[test]
+fn every_insert_of_chinook_is_constants_only() {
+    let bytes = std::fs::read(corpora().join("chinook/Chinook_PostgreSql.body.sql")).unwrap();
+    let items = promoter::sql::lexer::split_all(&bytes).unwrap();
+    let inserts: Vec<_> = items
+        .iter()
+        .filter_map(|i| match i {
+            Item::Statement(s) if s.words.first().is_some_and(|w| w == "INSERT") => Some(s),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(inserts.len(), 24);
+    for s in inserts {
+        assert!(
+            promoter::sql::constant_insert(s).is_some(),
+            "line {}: {}",
+            s.line,
+            s.first_line()
+        );
+    }
+}
+
 #[test]
 fn splitter_sends_as_many_statements_as_psql_for_every_corpus_file() {
     for (path, want) in corpus_files() {
