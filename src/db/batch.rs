@@ -113,13 +113,12 @@ impl Batch {
                     vouched.extend(unknown.into_iter().zip(answers));
                 }
             }
-            let together = if rest.len() > 1 {
-                rest.iter()
-                    .take_while(|(_, t)| vouched.get(t.as_str()) == Some(&true))
-                    .count()
-            } else {
-                0
-            };
+            // A lone INSERT is not asked about (it goes alone anyway), so
+            // unless its target was vouched for it may have run code.
+            let together = rest
+                .iter()
+                .take_while(|(_, t)| vouched.get(t.as_str()) == Some(&true))
+                .count();
             let n = if together > 1 {
                 send_together(conn, file, &rest[..together], done).await?;
                 together

@@ -43,7 +43,8 @@ pub fn constant_insert(stmt: &Statement) -> Option<&str> {
             _ => return None,
         }
     }
-    c.space()?;
+    // Nothing after the semicolon (psql sends none): a comment there would
+    // swallow the statement joined after it.
     (c.i == c.s.len()).then_some(name)
 }
 
@@ -321,5 +322,13 @@ mod tests {
                 stmt.text
             );
         }
+        // A comment after the semicolon would swallow what is joined after it.
+        let items = crate::sql::lexer::split_all(b"INSERT INTO t VALUES (1);").unwrap();
+        let Some(crate::sql::Item::Statement(mut stmt)) = items.into_iter().next() else {
+            panic!("no statement")
+        };
+        assert_eq!(constant_insert(&stmt), Some("t"));
+        stmt.text.push_str(" -- c");
+        assert_eq!(constant_insert(&stmt), None);
     }
 }
