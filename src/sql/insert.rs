@@ -2,7 +2,8 @@
 //! kind: `INSERT INTO name [(columns)] VALUES (constants), …;`, where every
 //! value is a constant the parser folds itself (a number, possibly negated;
 //! a string; `NULL`, `TRUE`, `FALSE`, `DEFAULT`) or the grammar's own
-//! `N'…'` (a string as `pg_catalog.bpchar`). Such a statement names no
+//! `N'…'` (a string as `pg_catalog.bpchar`), and at most `ON CONFLICT …
+//! DO NOTHING` after them. Such a statement names no
 //! function, operator, type or cast of its own, so whatever code it can run
 //! is the target table's, which the server is asked about (see
 //! `db::batch`).
@@ -37,17 +38,36 @@ pub fn constant_insert(stmt: &Statement) -> Option<&str> {
     loop {
         c.list(Cursor::constant)?;
         c.space()?;
-        match c.next()? {
-            b',' => {}
+        match c.peek()? {
+            b',' => c.i += 1,
             b';' => break,
-            _ => return None,
+            // `ON CONFLICT [(columns) | ON CONSTRAINT name] DO NOTHING`:
+            // the unique indexes decide, which are the table's (asked about).
+            _ => {
+                c.keyword("ON")?;
+                c.keyword("CONFLICT")?;
+                c.space()?;
+                if c.peek() == Some(b'(') {
+                    c.list(Cursor::column)?;
+                } else if c.clone().keyword("ON").is_some() {
+                    c.keyword("ON")?;
+                    c.keyword("CONSTRAINT")?;
+                    c.column()?;
+                }
+                c.keyword("DO")?;
+                c.keyword("NOTHING")?;
+                c.space()?;
+                break;
+            }
         }
     }
+    (c.next()? == b';').then_some(())?;
     // Nothing after the semicolon (psql sends none): a comment there would
     // swallow the statement joined after it.
     (c.i == c.s.len()).then_some(name)
 }
 
+#[derive(Clone)]
 struct Cursor<'a> {
     s: &'a [u8],
     i: usize,
@@ -288,7 +308,38 @@ mod tests {
             ("INSERT INTO t VALUES ('a' 'b');", None),
             ("INSERT INTO t VALUES ('a'\n'b');", None),
             ("INSERT INTO t VALUES (- 1);", None),
-            ("INSERT INTO t VALUES (1) ON CONFLICT DO NOTHING;", None),
+            (
+                "INSERT INTO t VALUES (1) ON CONFLICT DO NOTHING;",
+                Some("t"),
+            ),
+            (
+                "INSERT INTO t VALUES (1) on conflict (a, \"B\") do nothing;",
+                Some("t"),
+            ),
+            (
+                "INSERT INTO t VALUES (1) ON CONFLICT ON CONSTRAINT t_pkey DO NOTHING;",
+                Some("t"),
+            ),
+            (
+                "INSERT INTO t VALUES (1) ON CONFLICT (a) DO UPDATE SET a = 2;",
+                None,
+            ),
+            (
+                "INSERT INTO t VALUES (1) ON CONFLICT ((a + 1)) DO NOTHING;",
+                None,
+            ),
+            (
+                "INSERT INTO t VALUES (1) ON CONFLICT (a) WHERE a > 0 DO NOTHING;",
+                None,
+            ),
+            (
+                "INSERT INTO t VALUES (1) ON CONFLICT DO NOTHING RETURNING a;",
+                None,
+            ),
+            (
+                "INSERT INTO t VALUES (1) ON CONFLICT DO NOTHING, (2);",
+                None,
+            ),
             ("INSERT INTO t VALUES (1) RETURNING a;", None),
             ("INSERT INTO t SELECT 1;", None),
             ("INSERT INTO t DEFAULT VALUES;", None),
