@@ -24,24 +24,61 @@
 //! The data are then psql's; what differs is only what the server logs
 //! (`log_statement` shows the run's message) and the timing.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use sqlx::postgres::{PgConnection, PgDatabaseError, PgErrorPosition};
 use sqlx::{AssertSqlSafe, Row};
 
-use super::executor::{ExecError, Meter, statement_error, statement_error_at};
+use super::executor::{ExecError, Meter, script_error, send_alone, statement_error_at};
 use crate::sql::{Item, LexError, Splitter, Statement, constant_insert};
 
 /// At most this many statements, or about this many bytes, go in one message.
 const MAX_STATEMENTS: usize = 1000;
 const MAX_BYTES: usize = 512 * 1024;
 
+/// An item as the splitter gave it, and, when it is a constants-only
+/// INSERT that may go with others, where its target is named in its text
+/// (classified once, whether read ahead or not).
+pub(super) struct Read {
+    pub item: Result<Option<Item>, LexError>,
+    pub target: Option<Range<usize>>,
+}
+
+/// The next item of `splitter`; INSERTs are classified only when
+/// `batching` (inside the changeset's transaction).
+pub(super) fn read<R: std::io::BufRead>(splitter: &mut Splitter<R>, batching: bool) -> Read {
+    let item = splitter.next_item();
+    let target = match &item {
+        Ok(Some(Item::Statement(s))) if batching => constant_insert(s),
+        _ => None,
+    };
+    Read { item, target }
+}
+
+/// Reads up to a batch of items into `ahead`: constants-only INSERTs, and
+/// the first item that is not one (which ends the run).
+pub(super) fn read_ahead<R: std::io::BufRead>(
+    splitter: &mut Splitter<R>,
+    ahead: &mut VecDeque<Read>,
+) {
+    for _ in 0..MAX_STATEMENTS {
+        let next = read(splitter, true);
+        let more = next.target.is_some();
+        ahead.push_back(next);
+        if !more {
+            return;
+        }
+    }
+}
+
 /// Consecutive constants-only INSERTs of one script, not yet sent.
 #[derive(Default)]
 pub(super) struct Batch {
-    pending: Vec<(Statement, String)>,
+    /// Each with where its target is named in its text.
+    pending: Vec<(Statement, Range<usize>)>,
     bytes: usize,
     /// What the server said of each target (as written); good only until
     /// a statement it did not vouch for runs, which may run code that
@@ -50,26 +87,18 @@ pub(super) struct Batch {
 }
 
 impl Batch {
-    /// Holds `stmt` (whose target is `table`); true when the batch is full.
-    pub(super) fn push(&mut self, stmt: Statement, table: &str) -> bool {
+    /// Holds `stmt`, whose target is named at `target` in its text; true
+    /// when the batch is full.
+    pub(super) fn push(&mut self, stmt: Statement, target: Range<usize>) -> bool {
         self.bytes += stmt.text.len();
-        self.pending.push((stmt, table.to_owned()));
+        self.pending.push((stmt, target));
         self.pending.len() >= MAX_STATEMENTS || self.bytes >= MAX_BYTES
     }
 
-    /// Sends what is held, and forgets what the server said: the next
-    /// statement is not one of these INSERTs.
-    pub(super) async fn end(
-        &mut self,
-        conn: &mut PgConnection,
-        file: &str,
-        stop: &AtomicBool,
-        done: &mut i64,
-        meter: Option<&Arc<Meter>>,
-    ) -> Result<(), ExecError> {
-        let sent = self.send(conn, file, stop, done, meter).await;
+    /// Forgets what the server said: the run of INSERTs has ended, and what
+    /// runs next may change the answers.
+    pub(super) fn forget_answers(&mut self) {
         self.vouched.clear();
-        sent
     }
 
     /// Sends what is held, in order: the runs whose targets the server
@@ -94,19 +123,17 @@ impl Batch {
                 });
             }
             if rest.len() > 1 {
-                let unknown: Vec<String> = rest
+                let unknown: BTreeSet<&str> = rest
                     .iter()
-                    .map(|(_, t)| t.as_str())
+                    .map(|(s, t)| &s.text[t.clone()])
                     .filter(|t| !vouched.contains_key(*t))
-                    .collect::<std::collections::BTreeSet<_>>()
-                    .into_iter()
-                    .map(str::to_owned)
                     .collect();
                 if !unknown.is_empty() {
+                    let unknown: Vec<String> = unknown.into_iter().map(str::to_owned).collect();
                     let answers = ask(conn, &unknown).await.map_err(|e| {
-                        super::executor::script_error(
-                            file,
-                            "asking whether its INSERTs can be sent together",
+                        script_error(
+                            &format!("{file}:{}", first.line),
+                            "asking whether the INSERTs from here can be sent together",
                             &e,
                         )
                     })?;
@@ -117,7 +144,7 @@ impl Batch {
             // unless its target was vouched for it may have run code.
             let together = rest
                 .iter()
-                .take_while(|(_, t)| vouched.get(t.as_str()) == Some(&true))
+                .take_while(|(s, t)| vouched.get(&s.text[t.clone()]) == Some(&true))
                 .count();
             let n = if together > 1 {
                 send_together(conn, file, &rest[..together], done).await?;
@@ -126,11 +153,7 @@ impl Batch {
                 if together == 0 {
                     vouched.clear();
                 }
-                let stmt = &rest[0].0;
-                sqlx::raw_sql(AssertSqlSafe(stmt.text.as_str()))
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(|e| statement_error(file, stmt, &e, None))?;
+                send_alone(conn, file, first).await?;
                 *done += 1;
                 1
             };
@@ -140,22 +163,6 @@ impl Batch {
             rest = &rest[n..];
         }
         Ok(())
-    }
-}
-
-/// Reads up to a batch of items into `ahead`: constants-only INSERTs, and
-/// the first item that is not one (which ends the run).
-pub(super) fn read_ahead<R: std::io::BufRead>(
-    splitter: &mut Splitter<R>,
-    ahead: &mut VecDeque<Result<Option<Item>, LexError>>,
-) {
-    for _ in 0..MAX_STATEMENTS {
-        let item = splitter.next_item();
-        let more = matches!(&item, Ok(Some(Item::Statement(s))) if constant_insert(s).is_some());
-        ahead.push_back(item);
-        if !more {
-            return;
-        }
     }
 }
 
@@ -187,18 +194,10 @@ async fn ask(conn: &mut PgConnection, tables: &[String]) -> Result<Vec<bool>, sq
 async fn send_together(
     conn: &mut PgConnection,
     file: &str,
-    run: &[(Statement, String)],
+    run: &[(Statement, Range<usize>)],
     done: &mut i64,
 ) -> Result<(), ExecError> {
-    let mut text = String::with_capacity(run.iter().map(|(s, _)| s.text.len()).sum());
-    // Where each statement starts, in characters (the server's positions).
-    let mut starts = Vec::with_capacity(run.len());
-    let mut chars = 0usize;
-    for (s, _) in run {
-        starts.push(chars);
-        chars += s.text.chars().count();
-        text.push_str(&s.text);
-    }
+    let text: String = run.iter().map(|(s, _)| s.text.as_str()).collect();
     let mut finished = 0usize;
     let mut results = sqlx::raw_sql(AssertSqlSafe(text)).execute_many(&mut *conn);
     let mut failure = None;
@@ -222,6 +221,16 @@ async fn send_together(
             .and_then(PgDatabaseError::position),
         _ => None,
     };
+    // Where each statement starts, in characters (the server's positions):
+    // counted only now, for an error.
+    let starts: Vec<usize> = run
+        .iter()
+        .scan(0, |at, (s, _)| {
+            let start = *at;
+            *at += s.text.chars().count();
+            Some(start)
+        })
+        .collect();
     let k = match position {
         Some(PgErrorPosition::Original(pos)) => {
             starts.partition_point(|&s| s < pos).saturating_sub(1)

@@ -14,7 +14,7 @@ use std::sync::{Arc, OnceLock};
 use sqlx::postgres::{PgConnection, PgDatabaseError, PgErrorPosition};
 use sqlx::{AssertSqlSafe, Connection, Row};
 
-use super::{DbError, fingerprint, ledger};
+use super::{DbError, batch, fingerprint, ledger};
 use crate::changeset::{
     Bundle, BundleFile, HashingReader, Manifest, Sha256Digest, TransactionMode,
 };
@@ -301,40 +301,38 @@ pub async fn run_scripts(
             // (only possible in a `transaction: none` changeset).
             let mut in_block = false;
             // Constants-only INSERTs held to be sent together (see `batch`).
-            let mut batch = super::batch::Batch::default();
+            let mut batch = batch::Batch::default();
             // Items read while the server ran a batch, to take before the splitter's.
             let mut ahead = std::collections::VecDeque::new();
             'statements: loop {
-                let item = match ahead.pop_front() {
-                    Some(item) => item,
-                    None => splitter.next_item(),
-                };
+                let batch::Read { item, target } = ahead
+                    .pop_front()
+                    .unwrap_or_else(|| batch::read(&mut splitter, in_transaction));
                 let item = item.map_err(|e| ExecError::Script {
                     file: file.clone(),
                     message: e.to_string(),
                 })?;
-                if let Some(Item::Statement(stmt)) = &item
-                    && in_transaction
-                    && let Some(table) = crate::sql::constant_insert(stmt).map(str::to_owned)
-                {
-                    index += 1;
-                    let Some(Item::Statement(stmt)) = item else {
-                        unreachable!("matched above")
-                    };
-                    if batch.push(stmt, &table) {
-                        // While the server runs this batch, read the next.
-                        let mut sending = std::pin::pin!(batch.send(conn, &file, stop, done, meter));
-                        match poll_once(sending.as_mut()).await {
-                            Some(sent) => sent?,
-                            None => {
-                                super::batch::read_ahead(&mut splitter, &mut ahead);
-                                sending.await?;
+                let item = match (item, target) {
+                    (Some(Item::Statement(stmt)), Some(target)) => {
+                        index += 1;
+                        if batch.push(stmt, target) {
+                            // While the server runs this batch, read the next.
+                            let mut sending =
+                                std::pin::pin!(batch.send(conn, &file, stop, done, meter));
+                            match poll_once(sending.as_mut()).await {
+                                Some(sent) => sent?,
+                                None => {
+                                    batch::read_ahead(&mut splitter, &mut ahead);
+                                    sending.await?;
+                                }
                             }
                         }
+                        continue;
                     }
-                    continue;
-                }
-                batch.end(conn, &file, stop, done, meter).await?;
+                    (item, _) => item,
+                };
+                batch.send(conn, &file, stop, done, meter).await?;
+                batch.forget_answers();
                 match item {
                     None => break,
                     Some(Item::Meta(m)) => match accepted_meta(&m) {
@@ -388,11 +386,7 @@ pub async fn run_scripts(
                         } else if stmt.is_copy_to_stdout() {
                             copy_out(conn, &file, &stmt, out).await
                         } else {
-                            sqlx::raw_sql(AssertSqlSafe(stmt.text.as_str()))
-                                .execute(&mut *conn)
-                                .await
-                                .map(|_| ())
-                                .map_err(|e| statement_error(&file, &stmt, &e, None))
+                            send_alone(conn, &file, &stmt).await
                         };
                         match ran {
                             // A cancel that arrives as the statement ends lets it
@@ -479,6 +473,19 @@ pub async fn run_scripts(
         forget_statements(conn).await;
     }
     run
+}
+
+/// Sends `stmt` as psql does: a simple query of its own.
+pub(super) async fn send_alone(
+    conn: &mut PgConnection,
+    file: &str,
+    stmt: &Statement,
+) -> Result<(), ExecError> {
+    sqlx::raw_sql(AssertSqlSafe(stmt.text.as_str()))
+        .execute(&mut *conn)
+        .await
+        .map(|_| ())
+        .map_err(|e| statement_error(file, stmt, &e, None))
 }
 
 /// Polls `f` once: its output if it is ready, `None` if it waits (having

@@ -8,11 +8,14 @@
 //! is the target table's, which the server is asked about (see
 //! `db::batch`).
 
+use std::ops::Range;
+
 use super::Statement;
 
-/// The target table of `stmt`, as written, when `stmt` is a constants-only
-/// INSERT that ends with its semicolon.
-pub fn constant_insert(stmt: &Statement) -> Option<&str> {
+/// Where `stmt` names its target table (a range of its text, the name as
+/// written), when `stmt` is a constants-only INSERT that ends with its
+/// semicolon.
+pub fn constant_insert(stmt: &Statement) -> Option<Range<usize>> {
     if stmt.empty || stmt.is_joined() || !stmt.variables.is_empty() || !stmt.dropped.is_empty() {
         return None;
     }
@@ -29,7 +32,7 @@ pub fn constant_insert(stmt: &Statement) -> Option<&str> {
         c.i += 1;
         c.identifier()?;
     }
-    let name = &stmt.text[start..c.i];
+    let name = start..c.i;
     c.space()?;
     if c.peek() == Some(b'(') {
         c.list(Cursor::column)?;
@@ -367,7 +370,7 @@ mod tests {
                 })
                 .unwrap();
             assert_eq!(
-                constant_insert(stmt),
+                constant_insert(stmt).map(|r| &stmt.text[r]),
                 *want,
                 "{text:?} (sent as {:?})",
                 stmt.text
@@ -378,7 +381,7 @@ mod tests {
         let Some(crate::sql::Item::Statement(mut stmt)) = items.into_iter().next() else {
             panic!("no statement")
         };
-        assert_eq!(constant_insert(&stmt), Some("t"));
+        assert_eq!(constant_insert(&stmt), Some(12..13));
         stmt.text.push_str(" -- c");
         assert_eq!(constant_insert(&stmt), None);
     }
