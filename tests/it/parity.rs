@@ -224,24 +224,16 @@ fn through_psql(db: &str, scripts: &[(String, Vec<u8>)]) -> (Vec<Vec<String>>, V
 /// What promoter sends for `scripts`, as the scripts of one `transaction:
 /// none` changeset applied with the real binary; and its run.
 fn through_promoter(db: &str, scripts: &[(String, Vec<u8>)]) -> (Vec<Vec<String>>, Run) {
-    let c = cluster();
-    let mut t = TestContext::new();
-    let url = c.database(db);
-    t.databases.push(("dev".into(), db.into(), url));
-    let id = t.changeset_without_transaction("parity", "");
-    std::fs::remove_file(t.path(&format!("changesets/{id}/001-parity.sql"))).unwrap();
-    for (name, bytes) in scripts {
-        std::fs::write(t.path(&format!("changesets/{id}/{name}")), bytes).unwrap();
-    }
-    let mut seen = 0;
-    c.take(db, &mut seen);
-    t.promoter(&["seal"]).ok();
-    let run = t.promoter(&["apply", "dev"]);
-    // The database is the parity cluster's, not the test cluster's.
-    t.databases.clear();
+    let (sent, run, _) = logged_apply(db, |t| {
+        let id = t.changeset_without_transaction("parity", "");
+        std::fs::remove_file(t.path(&format!("changesets/{id}/001-parity.sql"))).unwrap();
+        for (name, bytes) in scripts {
+            std::fs::write(t.path(&format!("changesets/{id}/{name}")), bytes).unwrap();
+        }
+    });
     // Scripts end where promoter resets the session.
     let mut per_script = vec![Vec::new()];
-    for text in c.take(db, &mut seen) {
+    for text in sent {
         if text == RESET_SESSION {
             per_script.push(Vec::new());
         } else if !is_promoters_own(&text) {
@@ -531,22 +523,32 @@ fn promoter_sends_what_psql_sends_for_sql_from_parity_dir() {
     );
 }
 
-/// Applies `sql` as one transactional changeset to a fresh database of the
-/// logging cluster; returns the statements the server received (promoter's
-/// own left out), the run, and the database's URL.
-fn transactional_run(db: &str, sql: &str) -> (Vec<String>, Run, String) {
+/// Seals and applies what `write` puts in a project to a fresh database
+/// `db` of the logging cluster; returns every statement the server received
+/// for it, the run, and the database's URL.
+fn logged_apply(db: &str, write: impl FnOnce(&TestContext)) -> (Vec<String>, Run, String) {
     let c = cluster();
     let mut t = TestContext::new();
     let url = c.database(db);
     t.databases.push(("dev".into(), db.into(), url.clone()));
-    t.changeset("inserts", sql);
+    write(&t);
     let mut seen = 0;
     c.take(db, &mut seen);
     t.promoter(&["seal"]).ok();
     let run = t.promoter(&["apply", "dev"]);
+    // The database is the parity cluster's, not the test cluster's.
     t.databases.clear();
-    let sent = c
-        .take(db, &mut seen)
+    (c.take(db, &mut seen), run, url)
+}
+
+/// Applies `sql` as one transactional changeset to a fresh database of the
+/// logging cluster; returns the statements the server received (promoter's
+/// own left out), the run, and the database's URL.
+fn transactional_run(db: &str, sql: &str) -> (Vec<String>, Run, String) {
+    let (sent, run, url) = logged_apply(db, |t| {
+        t.changeset("inserts", sql);
+    });
+    let sent = sent
         .into_iter()
         .filter(|t| !is_promoters_own(t) && !t.contains("pg_catalog.to_regclass"))
         .collect();
