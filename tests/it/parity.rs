@@ -740,3 +740,39 @@ fn inserts_read_ahead_of_the_server_keep_their_order_and_lines() {
     );
     drop_databases(vec![db]);
 }
+
+/// A script cannot answer promoter's question itself: functions and
+/// operators it puts ahead of pg_catalog in its search path, which an
+/// unqualified question would call, leave INSERTs into a table with a
+/// trigger alone.
+#[test]
+fn a_script_shadowing_pg_catalog_cannot_get_its_inserts_sent_together() {
+    let mut sql = String::from(
+        "CREATE TABLE audit (q text);\n\
+         CREATE FUNCTION seen() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN INSERT INTO audit VALUES (current_query()); RETURN NULL; END$$;\n\
+         CREATE TABLE trig (a int);\n\
+         CREATE TRIGGER t AFTER INSERT ON trig FOR EACH ROW EXECUTE FUNCTION seen();\n\
+         CREATE TABLE plain (a int);\n\
+         CREATE FUNCTION public.to_regclass(text) RETURNS pg_catalog.regclass LANGUAGE sql AS $$SELECT 'public.plain'::pg_catalog.regclass$$;\n\
+         CREATE FUNCTION public.always(oid, oid) RETURNS bool LANGUAGE sql AS $$SELECT true$$;\n\
+         CREATE OPERATOR public.= (LEFTARG = oid, RIGHTARG = oid, FUNCTION = public.always);\n\
+         CREATE OPERATOR public.>= (LEFTARG = oid, RIGHTARG = oid, FUNCTION = public.always);\n\
+         SET search_path = public, pg_catalog;\n",
+    );
+    let inserts: Vec<String> = (1..=3)
+        .map(|i| format!("INSERT INTO trig VALUES ({i});"))
+        .collect();
+    for stmt in &inserts {
+        sql.push_str(stmt);
+        sql.push('\n');
+    }
+    let db = format!("par_batch_shadow_{}", std::process::id());
+    let (sent, run, url) = transactional_run(&db, &sql);
+    assert_eq!(run.code, 0, "{}", run.all());
+    for stmt in &inserts {
+        assert!(sent.contains(stmt), "{stmt} was not sent alone:\n{sent:#?}");
+    }
+    let audit = crate::common::psql(&url, "SELECT q FROM audit ORDER BY q").ok();
+    assert_eq!(audit.lines().collect::<Vec<_>>(), inserts);
+    drop_databases(vec![db]);
+}
