@@ -488,7 +488,8 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// A cluster started by the repo's script that speaks TLS on 127.0.0.1.
+/// A cluster started by the repo's script that listens on 127.0.0.1,
+/// speaking TLS when given certificates.
 struct TlsCluster {
     name: String,
     port: u16,
@@ -496,15 +497,84 @@ struct TlsCluster {
 
 impl TlsCluster {
     fn start(certs: &Path) -> Self {
-        let name = format!("tls-{}", std::process::id());
+        Self::on_loopback("tls", Some(certs))
+    }
+
+    fn on_loopback(kind: &str, certs: Option<&Path>) -> Self {
+        let name = format!("{kind}-{}", std::process::id());
         let port = free_port();
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/pg-cluster");
-        run(Command::new(&script)
-            .args(["start", &name, &port.to_string()])
-            .env("PG_CLUSTER_TLS", certs))
-        .ok();
+        let mut start = Command::new(&script);
+        start.args(["start", &name, &port.to_string()]);
+        if let Some(certs) = certs {
+            start.env("PG_CLUSTER_TLS", certs);
+        }
+        run(&mut start).ok();
         Self { name, port }
     }
+}
+
+/// sqlx 0.9.0 stopped setting TCP_NODELAY on its sockets (0.9.1 sets it
+/// again). Without it, a message sent right after another waits for the
+/// server's delayed ACK: each COPY's closing CopyDone was held 40 ms
+/// (measured in `scripts/bench copy`: a 10-row COPY took 42 ms of server
+/// time, psql's 0.3 ms). Every TCP connection promoter opens to the target
+/// (the session, the lock's) must ask for it.
+#[test]
+fn tcp_connections_set_nodelay_so_a_copy_is_not_held_by_nagle() {
+    let t = TestContext::new();
+    let cluster = TlsCluster::on_loopback("tcp", None);
+    t.changeset(
+        "a",
+        "CREATE TABLE nagle (id int);\nCOPY nagle (id) FROM stdin;\n1\n2\n\\.\n",
+    );
+    t.promoter(&["seal"]).ok();
+    let url = format!(
+        "postgres://postgres@127.0.0.1:{}/postgres?sslmode=disable",
+        cluster.port
+    );
+    let trace = t.dir.path().join("strace.out");
+    let inner = t.std_cmd();
+    let mut cmd = std::process::Command::new("strace");
+    cmd.env_clear();
+    for (k, v) in inner.get_envs() {
+        if let Some(v) = v {
+            cmd.env(k, v);
+        }
+    }
+    // strace is Debian's package of that name (scripts/test installs it).
+    let run = run(cmd
+        .env("DEV_DATABASE_URL", &url)
+        .current_dir(t.root())
+        .args(["-f", "-qq", "-e", "trace=connect,setsockopt", "-o"])
+        .arg(&trace)
+        .arg(inner.get_program())
+        .args(["apply", "dev"]));
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(
+        run.stdout.contains("applied 0001-a to dev"),
+        "{}",
+        run.all()
+    );
+    let trace = std::fs::read_to_string(&trace).unwrap();
+    let port = format!("htons({})", cluster.port);
+    let connects = trace
+        .lines()
+        .filter(|l| l.contains("connect(") && l.contains(&port))
+        .count();
+    let nodelay = trace
+        .lines()
+        .filter(|l| l.contains("TCP_NODELAY, [1]") && l.ends_with("= 0"))
+        .count();
+    assert!(
+        connects >= 1,
+        "no connection to the server traced:\n{trace}"
+    );
+    assert_eq!(
+        nodelay, connects,
+        "each TCP connection to the server sets TCP_NODELAY:\n{trace}"
+    );
+    assert_eq!(psql(&url, "SELECT count(*) FROM nagle").ok().trim(), "2");
 }
 
 impl Drop for TlsCluster {
