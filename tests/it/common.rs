@@ -294,24 +294,31 @@ impl TestContext {
         Command::from_std(self.std_cmd())
     }
 
-    /// Runs promoter on a terminal (a pty from util-linux `script`, stdin
-    /// closed); returns whether it succeeded and everything it drew.
-    pub fn in_terminal(&self, args: &[&str]) -> (bool, String) {
-        let bin = assert_cmd::cargo::cargo_bin("promoter");
-        let mut cmd = std::process::Command::new("script");
+    /// A command for `program` that runs promoter itself (a pty's `script`,
+    /// `strace`), with [`TestContext::std_cmd`]'s environment and directory.
+    pub fn wrapper(&self, program: &str) -> std::process::Command {
+        let mut cmd = std::process::Command::new(program);
         cmd.env_clear();
         for (k, v) in self.std_cmd().get_envs() {
             if let Some(v) = v {
                 cmd.env(k, v);
             }
         }
+        cmd.current_dir(self.root());
+        cmd
+    }
+
+    /// Runs promoter on a terminal (a pty from util-linux `script`, stdin
+    /// closed); returns whether it succeeded and everything it drew.
+    pub fn in_terminal(&self, args: &[&str]) -> (bool, String) {
+        let bin = assert_cmd::cargo::cargo_bin("promoter");
+        let mut cmd = self.wrapper("script");
         let line = std::iter::once(bin.display().to_string())
             .chain(args.iter().map(|a| format!("'{a}'")))
             .collect::<Vec<_>>()
             .join(" ");
         let out = cmd
             .env("TERM", "xterm")
-            .current_dir(self.root())
             .args(["-q", "-e", "-c", &line, "/dev/null"])
             .stdin(std::process::Stdio::null())
             .output()

@@ -490,17 +490,21 @@ fn free_port() -> u16 {
 
 /// A cluster started by the repo's script that listens on 127.0.0.1,
 /// speaking TLS when given certificates.
-struct TlsCluster {
+struct LoopbackCluster {
     name: String,
     port: u16,
 }
 
-impl TlsCluster {
-    fn start(certs: &Path) -> Self {
-        Self::on_loopback("tls", Some(certs))
+impl LoopbackCluster {
+    fn tls(certs: &Path) -> Self {
+        Self::start("tls", Some(certs))
     }
 
-    fn on_loopback(kind: &str, certs: Option<&Path>) -> Self {
+    fn plain() -> Self {
+        Self::start("tcp", None)
+    }
+
+    fn start(kind: &str, certs: Option<&Path>) -> Self {
         let name = format!("{kind}-{}", std::process::id());
         let port = free_port();
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/pg-cluster");
@@ -514,6 +518,13 @@ impl TlsCluster {
     }
 }
 
+impl Drop for LoopbackCluster {
+    fn drop(&mut self) {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/pg-cluster");
+        let _ = Command::new(script).args(["destroy", &self.name]).output();
+    }
+}
+
 /// sqlx 0.9.0 stopped setting TCP_NODELAY on its sockets (0.9.1 sets it
 /// again). Without it, a message sent right after another waits for the
 /// server's delayed ACK: each COPY's closing CopyDone was held 40 ms
@@ -523,7 +534,7 @@ impl TlsCluster {
 #[test]
 fn tcp_connections_set_nodelay_so_a_copy_is_not_held_by_nagle() {
     let t = TestContext::new();
-    let cluster = TlsCluster::on_loopback("tcp", None);
+    let cluster = LoopbackCluster::plain();
     t.changeset(
         "a",
         "CREATE TABLE nagle (id int);\nCOPY nagle (id) FROM stdin;\n1\n2\n\\.\n",
@@ -533,22 +544,16 @@ fn tcp_connections_set_nodelay_so_a_copy_is_not_held_by_nagle() {
         "postgres://postgres@127.0.0.1:{}/postgres?sslmode=disable",
         cluster.port
     );
-    let trace = t.dir.path().join("strace.out");
-    let inner = t.std_cmd();
-    let mut cmd = std::process::Command::new("strace");
-    cmd.env_clear();
-    for (k, v) in inner.get_envs() {
-        if let Some(v) = v {
-            cmd.env(k, v);
-        }
-    }
     // strace is Debian's package of that name (scripts/test installs it).
-    let run = run(cmd
+    // One file per thread (-ff): no call is split across lines by another.
+    let traces = t.dir.path().join("traces");
+    std::fs::create_dir_all(&traces).unwrap();
+    let run = run(t
+        .wrapper("strace")
         .env("DEV_DATABASE_URL", &url)
-        .current_dir(t.root())
-        .args(["-f", "-qq", "-e", "trace=connect,setsockopt", "-o"])
-        .arg(&trace)
-        .arg(inner.get_program())
+        .args(["-ff", "-qq", "-e", "trace=connect,setsockopt", "-o"])
+        .arg(traces.join("t"))
+        .arg(t.std_cmd().get_program())
         .args(["apply", "dev"]));
     assert_eq!(run.code, 0, "{}", run.all());
     assert!(
@@ -556,32 +561,41 @@ fn tcp_connections_set_nodelay_so_a_copy_is_not_held_by_nagle() {
         "{}",
         run.all()
     );
-    let trace = std::fs::read_to_string(&trace).unwrap();
+    let mut trace = String::new();
+    for file in std::fs::read_dir(&traces).unwrap() {
+        trace += &std::fs::read_to_string(file.unwrap().path()).unwrap();
+    }
+    // The socket a call is about: `connect(12, …` gives 12.
+    let fd = |line: &str| -> String {
+        line.split_once('(')
+            .and_then(|(_, rest)| rest.split_once(','))
+            .map(|(fd, _)| fd.to_owned())
+            .unwrap_or_default()
+    };
     let port = format!("htons({})", cluster.port);
-    let connects = trace
+    let mut connected: Vec<String> = trace
         .lines()
-        .filter(|l| l.contains("connect(") && l.contains(&port))
-        .count();
-    let nodelay = trace
+        .filter(|l| l.starts_with("connect(") && l.contains(&port))
+        .map(fd)
+        .collect();
+    let mut nodelay: Vec<String> = trace
         .lines()
-        .filter(|l| l.contains("TCP_NODELAY, [1]") && l.ends_with("= 0"))
-        .count();
+        .filter(|l| {
+            l.starts_with("setsockopt(") && l.contains("TCP_NODELAY, [1]") && l.ends_with("= 0")
+        })
+        .map(fd)
+        .collect();
+    connected.sort();
+    nodelay.sort();
     assert!(
-        connects >= 1,
+        !connected.is_empty(),
         "no connection to the server traced:\n{trace}"
     );
     assert_eq!(
-        nodelay, connects,
+        nodelay, connected,
         "each TCP connection to the server sets TCP_NODELAY:\n{trace}"
     );
     assert_eq!(psql(&url, "SELECT count(*) FROM nagle").ok().trim(), "2");
-}
-
-impl Drop for TlsCluster {
-    fn drop(&mut self) {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/pg-cluster");
-        let _ = Command::new(script).args(["destroy", &self.name]).output();
-    }
 }
 
 #[test]
@@ -593,7 +607,7 @@ fn tls_verify_full_connects_and_a_wrong_ca_or_host_is_refused() {
     std::fs::create_dir_all(&other).unwrap();
     make_certificates(&certs, "right");
     make_certificates(&other, "wrong");
-    let cluster = TlsCluster::start(&certs);
+    let cluster = LoopbackCluster::tls(&certs);
     t.changeset("a", "CREATE TABLE tls_table (id int);\n");
     t.promoter(&["seal"]).ok();
     let ca = certs.join("ca.crt");
