@@ -9,7 +9,7 @@ use std::time::SystemTime;
 use serde::Serialize;
 
 use crate::approval::Statement;
-use crate::changeset::{Bundle, Sha256Digest};
+use crate::changeset::{Bundle, ChangesetMeta, Sha256Digest};
 use crate::output;
 use crate::plan::Refusal;
 use crate::policy::SIGNING_ROLE;
@@ -68,6 +68,11 @@ pub struct BundleCheck {
     pub unmet: Vec<Shortfall>,
     /// Every approval statement, what it binds, and whether it still holds.
     pub approvals: Vec<ApprovalView>,
+    /// `changeset.yaml` as checked: parsed from the bytes that were hashed
+    /// against `SHA256SUMS`, so a run decides how the changeset runs from
+    /// what was verified, not from a later read of the file.
+    #[serde(skip)]
+    pub meta: Option<ChangesetMeta>,
 }
 
 /// One approval statement as `verify` sees it (offline: whether the test
@@ -120,6 +125,7 @@ impl BundleCheck {
             signers: BTreeMap::new(),
             unmet: Vec::new(),
             approvals: Vec::new(),
+            meta: None,
         }
     }
 
@@ -188,6 +194,7 @@ pub fn check_bundle(
         signers: BTreeMap::new(),
         unmet: Vec::new(),
         approvals: Vec::new(),
+        meta: None,
     };
     let (manifest, sealed) = match bundle.sealed_manifest() {
         Ok((bytes, sealed)) => (bytes.to_vec(), sealed),
@@ -208,6 +215,7 @@ pub fn check_bundle(
                 .collect();
             if check.file_problems.is_empty() {
                 check.script_problems = scan.problems.iter().map(ToString::to_string).collect();
+                check.meta = Some(scan.meta);
             }
         }
         Err(e) => check.error = Some(e.to_string()),

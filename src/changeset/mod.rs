@@ -294,15 +294,24 @@ impl Bundle {
 
     /// Parses `changeset.yaml` and checks that its id matches the directory.
     pub fn meta(&self) -> Result<ChangesetMeta, BundleError> {
-        let file = self
-            .files
+        self.meta_of(&self.meta_file()?.read()?)
+    }
+
+    /// The `changeset.yaml` file.
+    pub fn meta_file(&self) -> Result<&BundleFile, BundleError> {
+        self.files
             .iter()
             .find(|f| f.name == META_FILE)
             .ok_or_else(|| BundleError::MissingMeta {
                 location: self.location.clone(),
-            })?;
-        let bytes = file.read()?;
-        let meta = parse_meta(&bytes).map_err(|message| BundleError::BadMeta {
+            })
+    }
+
+    /// [`Bundle::meta`] of these bytes of `changeset.yaml` (read once by
+    /// whoever also hashes them: what decides how a changeset runs must be
+    /// the bytes its manifest was checked against).
+    pub fn meta_of(&self, bytes: &[u8]) -> Result<ChangesetMeta, BundleError> {
+        let meta = parse_meta(bytes).map_err(|message| BundleError::BadMeta {
             location: self.location.clone(),
             message,
         })?;

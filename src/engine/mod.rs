@@ -1247,7 +1247,14 @@ async fn execute(
                 .collect();
             return Ok(());
         }
-        let meta = c.bundle.meta().map_err(anyhow::Error::from)?;
+        // As checked: from the bytes hashed against SHA256SUMS (a check
+        // that found a difference refused the run before anything ran).
+        let meta = c.check.meta.clone().ok_or_else(|| {
+            anyhow::anyhow!(
+                "internal error: {} has no checked changeset.yaml",
+                step.changeset_id
+            )
+        })?;
         let (_, manifest): (_, Manifest) =
             c.bundle.sealed_manifest().map_err(anyhow::Error::from)?;
         let scripts = match meta.transaction {

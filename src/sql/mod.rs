@@ -6,7 +6,9 @@ pub mod lexer;
 
 use std::fmt;
 
-use crate::changeset::{Bundle, BundleError, HashingReader, Manifest, TransactionMode};
+use crate::changeset::{
+    Bundle, BundleError, ChangesetMeta, HashingReader, Manifest, Sha256Digest, TransactionMode,
+};
 pub use insert::constant_insert;
 pub use lexer::{Item, LexError, MetaCommand, Splitter, Statement};
 
@@ -444,6 +446,8 @@ pub fn check_script(
 pub struct BundleScan {
     /// The manifest the files have now (to seal, or to compare with `SHA256SUMS`).
     pub manifest: Manifest,
+    /// `changeset.yaml`, parsed from the bytes hashed into `manifest`.
+    pub meta: ChangesetMeta,
     /// Script problems, by file then line.
     pub problems: Vec<ScriptProblem>,
     /// Scripts with CR LF line endings.
@@ -454,11 +458,19 @@ pub struct BundleScan {
 /// it is hashed and scanned for CR LF; other files are only hashed. A
 /// gigabyte dump is therefore read once here, not once per check.
 pub fn scan_bundle(bundle: &Bundle) -> Result<BundleScan, BundleError> {
-    let mode = bundle.meta()?.transaction;
+    // changeset.yaml is read once: the bytes parsed are the bytes hashed.
+    let meta_file = bundle.meta_file()?;
+    let meta_bytes = meta_file.read()?;
+    let meta = bundle.meta_of(&meta_bytes)?;
+    let mode = meta.transaction;
     let mut digests = Vec::with_capacity(bundle.files.len());
     let mut problems = Vec::new();
     let mut crlf = Vec::new();
     for file in &bundle.files {
+        if std::ptr::eq(file, meta_file) {
+            digests.push((file.name.clone(), Sha256Digest::of(&meta_bytes)));
+            continue;
+        }
         if !file.is_script() {
             digests.push((file.name.clone(), file.digest()?));
             continue;
@@ -483,6 +495,7 @@ pub fn scan_bundle(bundle: &Bundle) -> Result<BundleScan, BundleError> {
     }
     Ok(BundleScan {
         manifest: Manifest::from_entries(digests),
+        meta,
         problems,
         crlf,
     })

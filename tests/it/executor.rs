@@ -721,3 +721,54 @@ fn deferred_triggers_fire_under_the_session_the_script_left() {
         "\"$user\", public\n"
     );
 }
+
+/// A run reads the work tree while it goes on: a changeset.yaml rewritten
+/// after the run checked it against SHA256SUMS (here by the changeset before
+/// it, through the server's `COPY … TO` a file) must not decide how the
+/// changeset runs. It used to be read again just before running.
+#[test]
+fn a_changeset_yaml_rewritten_after_the_check_does_not_decide_how_it_runs() {
+    let t = TestContext::with_databases();
+    let yaml = t.path("changesets/0002-atomic/changeset.yaml");
+    t.changeset(
+        "rewrite",
+        &format!(
+            "COPY (SELECT pg_catalog.unnest(ARRAY['id: 0002-atomic', 'description: atomic', 'transaction: none'])) TO '{}';\n",
+            yaml.display()
+        ),
+    );
+    t.changeset("atomic", "CREATE TABLE half (id int);\nSELECT 1 / 0;\n");
+    t.promoter(&["seal"]).ok();
+    // The server writes as its own OS user (postgres, when the tests run as root).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &std::path::Path, m| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+        };
+        for dir in [
+            "",
+            "project",
+            "project/changesets",
+            "project/changesets/0002-atomic",
+        ] {
+            mode(&t.dir.path().join(dir), 0o755);
+        }
+        mode(&yaml, 0o666);
+    }
+    let err = t.promoter(&["apply", "dev"]).fails();
+    assert!(
+        t.read("changesets/0002-atomic/changeset.yaml")
+            .contains("transaction: none"),
+        "the first changeset rewrote the second's changeset.yaml"
+    );
+    assert!(
+        err.contains("dev: applied 0001-rewrite; failed at 0002-atomic; it was rolled back"),
+        "{err}"
+    );
+    assert_eq!(
+        t.sql("dev", "SELECT to_regclass('public.half') IS NULL"),
+        "t\n",
+        "it ran as signed, in one transaction: its table went with its failure"
+    );
+}
