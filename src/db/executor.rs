@@ -1009,6 +1009,15 @@ pub struct Application {
     pub meter: Option<Arc<Meter>>,
 }
 
+/// What runs a changeset from outside [`apply`]: the flag that stops it
+/// (a signal), where its scripts' output goes, and the caller's own work to
+/// do while the server commits it (the next changeset's files opened).
+pub struct Driver<'a> {
+    pub stop: &'a AtomicBool,
+    pub out: &'a mut (dyn Write + Send),
+    pub while_committing: &'a mut (dyn FnMut() + Send),
+}
+
 /// The outcome of applying one changeset: its ledger row, and the error if it failed.
 #[derive(Debug)]
 pub struct Outcome {
@@ -1105,10 +1114,14 @@ pub async fn apply(
     env: &str,
     app: Application,
     scripts: Vec<ScriptSource>,
-    stop: &AtomicBool,
     sign: &mut ledger::RowSigner<'_>,
-    out: &mut (dyn Write + Send),
+    driver: Driver<'_>,
 ) -> Result<Outcome, DbError> {
+    let Driver {
+        stop,
+        out,
+        while_committing,
+    } = driver;
     let schema = app.ledger_schema.as_str();
     let mut entry = app.entry;
     entry.started_at = now_micros();
@@ -1255,7 +1268,10 @@ pub async fn apply(
             };
             match run {
                 Ok(()) => {
-                    tx.commit().await.map_err(|e| {
+                    // Sent first (polled first): the caller's work runs
+                    // while the server commits.
+                    let (committing, ()) = tokio::join!(tx.commit(), async { while_committing() });
+                    committing.map_err(|e| {
                         DbError::query(env, format!("COMMIT: {}", super::describe(&e)))
                     })?;
                     committed = tracked.take();

@@ -19,7 +19,9 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-use crate::changeset::{Bundle, ChangesetId, Manifest, Sha256Digest, TransactionMode};
+use crate::changeset::{
+    Bundle, ChangesetId, ChangesetMeta, Manifest, Sha256Digest, TransactionMode,
+};
 use crate::check::{BundleCheck, check_bundle};
 use crate::config::Environment;
 use crate::db::executor::{self, Application, ExecError, StatementError};
@@ -1238,7 +1240,11 @@ async fn execute(
     let steps: Vec<PlannedStep> = report.planned.clone();
     let mut previous = None;
     let mut tracked = None;
-    for (index, (c, step)) in checked.into_iter().zip(steps).enumerate() {
+    // The next changeset's files are opened while the server commits this
+    // one (its fsync), not after: the client's part of a small changeset.
+    let mut ahead: Option<anyhow::Result<Prepared>> = None;
+    for (index, step) in steps.into_iter().enumerate() {
+        let c = &checked[index];
         if interrupt::requested() {
             report.interrupted = true;
             report.not_started = report.planned[index..]
@@ -1247,28 +1253,21 @@ async fn execute(
                 .collect();
             return Ok(());
         }
-        // As checked: from the bytes hashed against SHA256SUMS (a check
-        // that found a difference refused the run before anything ran).
-        let meta = c.check.meta.clone().ok_or_else(|| {
-            anyhow::anyhow!(
-                "internal error: {} has no checked changeset.yaml",
-                step.changeset_id
-            )
-        })?;
-        let (_, manifest): (_, Manifest) =
-            c.bundle.sealed_manifest().map_err(anyhow::Error::from)?;
-        let scripts = match meta.transaction {
-            TransactionMode::PerChangeset => executor::stream_scripts(c.bundle, &manifest),
-            TransactionMode::None => executor::preload_scripts(c.bundle, &manifest),
-        }
-        .map_err(|e| anyhow::anyhow!("{}: {e}", step.changeset_id))?;
+        let Prepared {
+            meta,
+            scripts,
+            signers,
+        } = match ahead.take() {
+            Some(prepared) => prepared?,
+            None => prepare(c, &step.changeset_id)?,
+        };
         let entry = Entry {
             seq: 0,
             changeset_id: step.changeset_id.clone(),
             bundle_hash: step.bundle_hash,
             environment: target.env.clone(),
             status: Status::Running,
-            signers: c.signers_json(),
+            signers,
             promoted_from: promoted_from.clone(),
             promoted_from_entry: step.source_entry,
             git_commit: git_commit.clone(),
@@ -1345,14 +1344,23 @@ async fn execute(
                 ..
             } = &mut *target;
             let mut out = hooks.run_output();
+            let next = checked.get(index + 1).zip(report.planned.get(index + 1));
+            let mut read_ahead = || {
+                if let Some((c, step)) = next {
+                    ahead = Some(prepare(c, &step.changeset_id));
+                }
+            };
             let applying = executor::apply(
                 conn,
                 env,
                 app,
                 scripts,
-                interrupt::flag(),
                 &mut sign,
-                &mut *out,
+                executor::Driver {
+                    stop: interrupt::flag(),
+                    out: &mut *out,
+                    while_committing: &mut read_ahead,
+                },
             );
             tokio::pin!(applying);
             let mut cancelled = false;
@@ -1413,6 +1421,36 @@ async fn execute(
         }
     }
     Ok(())
+}
+
+/// What running one checked changeset needs from its bundle: its
+/// changeset.yaml as checked, its scripts opened, and its signers as the
+/// ledger records them.
+struct Prepared {
+    meta: ChangesetMeta,
+    scripts: Vec<executor::ScriptSource>,
+    signers: String,
+}
+
+fn prepare(c: &Checked<'_>, id: &str) -> anyhow::Result<Prepared> {
+    // As checked: from the bytes hashed against SHA256SUMS (a check that
+    // found a difference refused the run before anything ran).
+    let meta = c
+        .check
+        .meta
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("internal error: {id} has no checked changeset.yaml"))?;
+    let (_, manifest): (_, Manifest) = c.bundle.sealed_manifest().map_err(anyhow::Error::from)?;
+    let scripts = match meta.transaction {
+        TransactionMode::PerChangeset => executor::stream_scripts(c.bundle, &manifest),
+        TransactionMode::None => executor::preload_scripts(c.bundle, &manifest),
+    }
+    .map_err(|e| anyhow::anyhow!("{id}: {e}"))?;
+    Ok(Prepared {
+        meta,
+        scripts,
+        signers: c.signers_json(),
+    })
 }
 
 /// Records that a developer undid changeset `changeset` by hand in `env`,

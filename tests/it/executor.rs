@@ -739,23 +739,7 @@ fn a_changeset_yaml_rewritten_after_the_check_does_not_decide_how_it_runs() {
     );
     t.changeset("atomic", "CREATE TABLE half (id int);\nSELECT 1 / 0;\n");
     t.promoter(&["seal"]).ok();
-    // The server writes as its own OS user (postgres, when the tests run as root).
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = |p: &std::path::Path, m| {
-            std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
-        };
-        for dir in [
-            "",
-            "project",
-            "project/changesets",
-            "project/changesets/0002-atomic",
-        ] {
-            mode(&t.dir.path().join(dir), 0o755);
-        }
-        mode(&yaml, 0o666);
-    }
+    let_the_server_write(&t, &yaml);
     let err = t.promoter(&["apply", "dev"]).fails();
     assert!(
         t.read("changesets/0002-atomic/changeset.yaml")
@@ -770,5 +754,64 @@ fn a_changeset_yaml_rewritten_after_the_check_does_not_decide_how_it_runs() {
         t.sql("dev", "SELECT to_regclass('public.half') IS NULL"),
         "t\n",
         "it ran as signed, in one transaction: its table went with its failure"
+    );
+}
+
+/// Lets the test cluster's server (its own OS user: postgres, when the
+/// tests run as root) write `file` of the project with `COPY … TO`.
+fn let_the_server_write(t: &TestContext, file: &std::path::Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &std::path::Path, m| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+        };
+        let mut dir = file.parent();
+        while let Some(d) = dir.filter(|d| d.starts_with(t.dir.path())) {
+            mode(d, 0o755);
+            dir = d.parent();
+        }
+        mode(file, 0o666);
+    }
+}
+
+/// The next changeset's scripts are opened while the server commits the one
+/// before: one that changed on disk in between (here rewritten by that one,
+/// through `COPY … TO`) is still read as it is then, hashed as it is sent,
+/// refused, and rolled back with whatever of it ran.
+#[test]
+fn a_script_rewritten_by_the_changeset_before_it_is_refused_and_rolled_back() {
+    let t = TestContext::with_databases();
+    let script = t.path("changesets/0002-second/001-second.sql");
+    t.changeset(
+        "rewrite",
+        &format!(
+            "COPY (SELECT 'CREATE TABLE injected (id int);') TO '{}';\n",
+            script.display()
+        ),
+    );
+    t.changeset("second", "CREATE TABLE second (id int);\n");
+    t.promoter(&["seal"]).ok();
+    let_the_server_write(&t, &script);
+    let err = t.promoter(&["apply", "dev"]).fails();
+    assert_eq!(
+        t.read("changesets/0002-second/001-second.sql"),
+        "CREATE TABLE injected (id int);\n"
+    );
+    assert!(
+        err.contains("001-second.sql: changed while it was being applied"),
+        "{err}"
+    );
+    assert_eq!(
+        t.sql(
+            "dev",
+            "SELECT to_regclass('public.injected') IS NULL AND to_regclass('public.second') IS NULL"
+        ),
+        "t\n",
+        "neither the rewritten script nor the signed one is left"
+    );
+    assert_eq!(
+        t.sql("dev", "SELECT string_agg(changeset_id || ':' || status, ',' ORDER BY seq) FROM promoter.ledger"),
+        "0001-rewrite:applied,0002-second:failed\n"
     );
 }
