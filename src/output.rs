@@ -6,6 +6,7 @@
 
 use std::io::{self, IsTerminal, Write};
 use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::OnceLock;
 
 /// Writes one line of results to stdout.
 pub fn print(line: &str) -> io::Result<()> {
@@ -84,7 +85,10 @@ pub fn eprint(line: &str) {
     } else {
         line.to_owned()
     };
-    let _ = writeln!(io::stderr().lock(), "{line}");
+    // One write: stderr is unbuffered, and `writeln!` would make two.
+    let mut line = line;
+    line.push('\n');
+    let _ = io::stderr().lock().write_all(line.as_bytes());
 }
 
 /// Which output a colour decision is for.
@@ -96,14 +100,18 @@ pub enum Stream {
 
 /// Whether to colour `stream`: a terminal, `NO_COLOR` unset or empty,
 /// `TERM` not `dumb`.
+/// Asked once per process (a run prints a few lines per changeset).
 pub fn colour(stream: Stream) -> bool {
-    let terminal = match stream {
-        Stream::Stdout => io::stdout().is_terminal(),
-        Stream::Stderr => io::stderr().is_terminal(),
-    };
-    terminal
-        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-        && std::env::var_os("TERM").is_none_or(|t| t != "dumb")
+    static DECIDED: [OnceLock<bool>; 2] = [OnceLock::new(), OnceLock::new()];
+    *DECIDED[stream as usize].get_or_init(|| {
+        let terminal = match stream {
+            Stream::Stdout => io::stdout().is_terminal(),
+            Stream::Stderr => io::stderr().is_terminal(),
+        };
+        terminal
+            && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+            && std::env::var_os("TERM").is_none_or(|t| t != "dumb")
+    })
 }
 
 /// What a coloured word says.
@@ -180,7 +188,8 @@ pub fn print_json<T: serde::Serialize>(view: &T) -> anyhow::Result<()> {
 
 /// Whether stderr is a terminal (progress is shown only then).
 pub fn stderr_is_terminal() -> bool {
-    io::stderr().is_terminal()
+    static TERMINAL: OnceLock<bool> = OnceLock::new();
+    *TERMINAL.get_or_init(|| io::stderr().is_terminal())
 }
 
 /// Whether stdin is a terminal (prompts are allowed only then).
