@@ -5,8 +5,8 @@
 //! whether that loses anything (see [`crate::error::report`]).
 
 use std::io::{self, IsTerminal, Write};
-use std::time::{SystemTime, UNIX_EPOCH};
 use std::sync::OnceLock;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Writes one line of results to stdout.
 pub fn print(line: &str) -> io::Result<()> {
@@ -100,6 +100,7 @@ pub enum Stream {
 
 /// Whether to colour `stream`: a terminal, `NO_COLOR` unset or empty,
 /// `TERM` not `dumb`.
+///
 /// Asked once per process (a run prints a few lines per changeset).
 pub fn colour(stream: Stream) -> bool {
     static DECIDED: [OnceLock<bool>; 2] = [OnceLock::new(), OnceLock::new()];
