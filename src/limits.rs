@@ -42,9 +42,14 @@ pub fn in_signatures_dir(name: &str) -> u64 {
 
 /// `Err` naming the file when `size` exceeds `limit`.
 pub fn check(what: &str, size: u64, limit: u64) -> Result<(), String> {
+    within(size, limit).map_err(|e| format!("{what}: {e}"))
+}
+
+/// [`check`] for a caller whose error already names the file.
+pub fn within(size: u64, limit: u64) -> Result<(), String> {
     if size > limit {
         Err(format!(
-            "{what}: {size} bytes, more than the {limit} bytes allowed for it (see docs/formats.md)"
+            "{size} bytes, more than the {limit} bytes allowed for it (see docs/formats.md)"
         ))
     } else {
         Ok(())

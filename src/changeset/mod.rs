@@ -294,17 +294,38 @@ impl Bundle {
 
     /// Parses `changeset.yaml` and checks that its id matches the directory.
     pub fn meta(&self) -> Result<ChangesetMeta, BundleError> {
-        self.meta_of(&self.meta_file()?.read()?)
+        self.meta_of(&self.meta_bytes()?)
     }
 
-    /// The `changeset.yaml` file.
-    pub fn meta_file(&self) -> Result<&BundleFile, BundleError> {
-        self.files
+    /// The bytes of `changeset.yaml`, refused before they are read when
+    /// the file is larger than [`crate::limits::CHANGESET_YAML`] (and never
+    /// read past it, should it grow meanwhile).
+    pub fn meta_bytes(&self) -> Result<Vec<u8>, BundleError> {
+        let limit = crate::limits::CHANGESET_YAML;
+        let file = self
+            .files
             .iter()
             .find(|f| f.name == META_FILE)
             .ok_or_else(|| BundleError::MissingMeta {
                 location: self.location.clone(),
-            })
+            })?;
+        if let Some(size) = file.size()
+            && let Err(message) = crate::limits::within(size, limit)
+        {
+            return Err(BundleError::BadMeta {
+                location: self.location.clone(),
+                message,
+            });
+        }
+        let mut bytes = Vec::new();
+        file.open()?
+            .take(limit + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|source| BundleError::Io {
+                path: file.display_path(),
+                source,
+            })?;
+        Ok(bytes)
     }
 
     /// [`Bundle::meta`] of these bytes of `changeset.yaml` (read once by
@@ -441,11 +462,8 @@ fn read_up_to(reader: &mut dyn std::io::Read, buf: &mut [u8]) -> std::io::Result
 
 /// Parses `changeset.yaml`; the error names line and column.
 pub fn parse_meta(bytes: &[u8]) -> Result<ChangesetMeta, String> {
-    crate::limits::check(
-        "changeset.yaml",
-        bytes.len() as u64,
-        crate::limits::CHANGESET_YAML,
-    )?;
+    // Every caller names the file (`BundleError::BadMeta`).
+    crate::limits::within(bytes.len() as u64, crate::limits::CHANGESET_YAML)?;
     let text = std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8: {e}"))?;
     crate::limits::yaml_depth(text)?;
     serde_yaml_ng::from_str(text).map_err(|e| crate::config::describe_yaml_error(&e))

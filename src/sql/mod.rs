@@ -459,15 +459,14 @@ pub struct BundleScan {
 /// gigabyte dump is therefore read once here, not once per check.
 pub fn scan_bundle(bundle: &Bundle) -> Result<BundleScan, BundleError> {
     // changeset.yaml is read once: the bytes parsed are the bytes hashed.
-    let meta_file = bundle.meta_file()?;
-    let meta_bytes = meta_file.read()?;
+    let meta_bytes = bundle.meta_bytes()?;
     let meta = bundle.meta_of(&meta_bytes)?;
     let mode = meta.transaction;
     let mut digests = Vec::with_capacity(bundle.files.len());
     let mut problems = Vec::new();
     let mut crlf = Vec::new();
     for file in &bundle.files {
-        if std::ptr::eq(file, meta_file) {
+        if file.name == crate::changeset::META_FILE {
             digests.push((file.name.clone(), Sha256Digest::of(&meta_bytes)));
             continue;
         }

@@ -1149,3 +1149,21 @@ fn completions_load_in_bash_and_man_pages_render_with_man() {
         }
     }
 }
+
+/// changeset.yaml is refused by its size, before it is read, naming it.
+#[test]
+fn an_oversized_changeset_yaml_is_refused_naming_the_file() {
+    let t = TestContext::new();
+    let id = t.changeset("big", "SELECT 1;\n");
+    let description = "x".repeat(100 * 1024);
+    let yaml = format!("id: {id}\ndescription: {description}\ntransaction: per-changeset\n");
+    t.write(&format!("changesets/{id}/changeset.yaml"), &yaml);
+    let err = t.promoter(&["seal"]).fails();
+    assert!(
+        err.contains(&format!(
+            "changesets/{id}/changeset.yaml: {} bytes, more than the 65536 bytes allowed",
+            yaml.len()
+        )),
+        "{err}"
+    );
+}
