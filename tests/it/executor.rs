@@ -729,18 +729,13 @@ fn deferred_triggers_fire_under_the_session_the_script_left() {
 #[test]
 fn a_changeset_yaml_rewritten_after_the_check_does_not_decide_how_it_runs() {
     let t = TestContext::with_databases();
-    let yaml = t.path("changesets/0002-atomic/changeset.yaml");
-    t.changeset(
-        "rewrite",
-        &format!(
-            "COPY (SELECT pg_catalog.unnest(ARRAY['id: 0002-atomic', 'description: atomic', 'transaction: none'])) TO '{}';\n",
-            yaml.display()
-        ),
+    let yaml = rewriting_changeset(
+        &t,
+        "changesets/0002-atomic/changeset.yaml",
+        "SELECT pg_catalog.unnest(ARRAY['id: 0002-atomic', 'description: atomic', 'transaction: none'])",
     );
     t.changeset("atomic", "CREATE TABLE half (id int);\nSELECT 1 / 0;\n");
-    t.promoter(&["seal"]).ok();
-    let_the_server_write(&t, &yaml);
-    let err = t.promoter(&["apply", "dev"]).fails();
+    let err = seal_and_apply_letting_the_server_write(&t, &yaml);
     assert!(
         t.read("changesets/0002-atomic/changeset.yaml")
             .contains("transaction: none"),
@@ -755,6 +750,26 @@ fn a_changeset_yaml_rewritten_after_the_check_does_not_decide_how_it_runs() {
         "t\n",
         "it ran as signed, in one transaction: its table went with its failure"
     );
+}
+
+/// Makes `0001-rewrite`, whose script overwrites the project's file `rel`
+/// (of a changeset made after it) with the rows of `select`, through the
+/// server's `COPY … TO`; returns the file's path.
+fn rewriting_changeset(t: &TestContext, rel: &str, select: &str) -> std::path::PathBuf {
+    let file = t.path(rel);
+    t.changeset(
+        "rewrite",
+        &format!("COPY ({select}) TO '{}';\n", file.display()),
+    );
+    file
+}
+
+/// Seals, lets the server write `file` (see [`let_the_server_write`]), and
+/// runs `apply dev`, which must fail; returns its output.
+fn seal_and_apply_letting_the_server_write(t: &TestContext, file: &std::path::Path) -> String {
+    t.promoter(&["seal"]).ok();
+    let_the_server_write(t, file);
+    t.promoter(&["apply", "dev"]).fails()
 }
 
 /// Lets the test cluster's server (its own OS user: postgres, when the
@@ -782,18 +797,13 @@ fn let_the_server_write(t: &TestContext, file: &std::path::Path) {
 #[test]
 fn a_script_rewritten_by_the_changeset_before_it_is_refused_and_rolled_back() {
     let t = TestContext::with_databases();
-    let script = t.path("changesets/0002-second/001-second.sql");
-    t.changeset(
-        "rewrite",
-        &format!(
-            "COPY (SELECT 'CREATE TABLE injected (id int);') TO '{}';\n",
-            script.display()
-        ),
+    let script = rewriting_changeset(
+        &t,
+        "changesets/0002-second/001-second.sql",
+        "SELECT 'CREATE TABLE injected (id int);'",
     );
     t.changeset("second", "CREATE TABLE second (id int);\n");
-    t.promoter(&["seal"]).ok();
-    let_the_server_write(&t, &script);
-    let err = t.promoter(&["apply", "dev"]).fails();
+    let err = seal_and_apply_letting_the_server_write(&t, &script);
     assert_eq!(
         t.read("changesets/0002-second/001-second.sql"),
         "CREATE TABLE injected (id int);\n"
