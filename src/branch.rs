@@ -219,7 +219,9 @@ pub fn environment(config: &Config, name: &str, record: &Record) -> Result<Envir
     }
     env_config.database = Some(record.database.clone());
     env_config.promote_from = None;
-    env_config.targets = BTreeMap::new();
+    env_config.targets.clear();
+    env_config.targets_file = None;
+    env_config.unresolved = None;
     env_config.confirm = false;
     env_config.receipt_key = None;
     env_config.require = dev.map(|d| d.config.require).unwrap_or_default();

@@ -43,6 +43,8 @@ pub enum ConfigError {
     },
     #[error("branch {name}: {message}")]
     Branch { name: String, message: String },
+    #[error("environment `{env}`: targets_file: {message}")]
+    TargetsFile { env: String, message: String },
 }
 
 /// The parsed `environments.yaml`.
@@ -136,6 +138,104 @@ where
     deserializer.deserialize_map(Visitor(std::marker::PhantomData))
 }
 
+/// A fleet's targets, (name, URL as written), in the order written; a
+/// name given twice is refused.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Targets(Vec<(String, String)>);
+
+impl Targets {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.0.iter().any(|(n, _)| n == name)
+    }
+
+    /// (name, URL as written), in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(n, u)| (n.as_str(), u.as_str()))
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|(n, _)| n.as_str())
+    }
+
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
+}
+
+impl<'de> Deserialize<'de> for Targets {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Targets;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a mapping of target name to database URL")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut out = Targets::default();
+                while let Some(key) = map.next_key::<String>()? {
+                    if out.contains(&key) {
+                        return Err(serde::de::Error::custom(format!("duplicate key `{key}`")));
+                    }
+                    let value = map.next_value()?;
+                    out.0.push((key, value));
+                }
+                Ok(out)
+            }
+        }
+        deserializer.deserialize_map(Visitor)
+    }
+}
+
+/// Parses a `targets_file`: one target a line, its name and its URL (as
+/// `database_url` is written, `${VAR}`s allowed) separated by spaces or
+/// tabs; blank lines and lines starting with `#` are skipped. Errors name
+/// the line. An empty list is refused: a fleet of no databases is a
+/// mistake, not a no-op.
+pub fn parse_targets_file(text: &str) -> Result<Vec<(String, String)>, String> {
+    let mut out: Vec<(String, String, usize)> = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let n = i + 1;
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        // The line is never echoed: its URL may carry a password.
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let &[name, url] = fields.as_slice() else {
+            return Err(format!(
+                "line {n}: expected `NAME URL` (a target name, then its database URL), found {} fields",
+                fields.len()
+            ));
+        };
+        if !is_target_name(name) {
+            return Err(format!(
+                "line {n}: target name `{name}` must match [a-z0-9][a-z0-9_-]*"
+            ));
+        }
+        if let Some((_, _, first)) = out.iter().find(|(t, _, _)| t == name) {
+            return Err(format!(
+                "line {n}: target `{name}` is listed twice (first at line {first})"
+            ));
+        }
+        out.push((name.to_owned(), url.to_owned(), n));
+    }
+    if out.is_empty() {
+        return Err("lists no targets (one `NAME URL` a line)".to_owned());
+    }
+    Ok(out.into_iter().map(|(t, u, _)| (t, u)).collect())
+}
+
 /// The roles used when a project has no `environments.yaml` yet.
 pub fn default_roles() -> BTreeMap<String, PathBuf> {
     BTreeMap::from([
@@ -153,11 +253,23 @@ pub struct EnvironmentConfig {
     #[serde(default)]
     pub database_url: String,
     /// A fleet: the same environment in many databases (one per customer),
-    /// by target name, each URL as `database_url` is written. Each target
-    /// has its own lock, ledger, pinned policy and checkpoint; one
-    /// `promote` goes to all of them (`--jobs`, `--canary`, `--max-failures`).
-    #[serde(default, deserialize_with = "unique_keys")]
-    pub targets: BTreeMap<String, String>,
+    /// by target name, each URL as `database_url` is written, in the order
+    /// written (the canary's). Each target has its own lock, ledger, pinned
+    /// policy and checkpoint; one `promote` goes to all of them (`--jobs`,
+    /// `--canary`, `--max-failures`). After loading, the targets of
+    /// `targets_file` follow these.
+    #[serde(default)]
+    pub targets: Targets,
+    /// A fleet's targets listed in a file, one `NAME URL` a line (see
+    /// [`parse_targets_file`]); `${VAR}`s resolved, relative to the project.
+    /// Read from the file system when the command runs, like a `${VAR}`.
+    #[serde(default)]
+    pub targets_file: Option<String>,
+    /// Why `targets_file` could not be read, when it could not: the fleet
+    /// is refused with it wherever its targets are needed (not at load, so
+    /// that commands about other environments still work).
+    #[serde(skip)]
+    pub unresolved: Option<String>,
     /// The environment whose ledger feeds this one; absent for DEV.
     #[serde(default)]
     pub promote_from: Option<String>,
@@ -283,7 +395,7 @@ impl Config {
             path: path.to_owned(),
             message: describe_yaml_error(&e),
         })?;
-        let config = Self {
+        let mut config = Self {
             root: root.to_owned(),
             path: path.to_owned(),
             file,
@@ -292,6 +404,25 @@ impl Config {
             path: path.to_owned(),
             message,
         })?;
+        let root = config.root.clone();
+        for env in config.file.environments.values_mut() {
+            if let Some(spec) = env.targets_file.clone() {
+                match read_targets_file(&root, &spec) {
+                    Ok(listed) => {
+                        if let Some((name, _)) =
+                            listed.iter().find(|(n, _)| env.targets.contains(n))
+                        {
+                            env.unresolved = Some(format!(
+                                "target `{name}` is listed both under targets and in {spec}"
+                            ));
+                        } else {
+                            env.targets.0.extend(listed);
+                        }
+                    }
+                    Err(message) => env.unresolved = Some(message),
+                }
+            }
+        }
         Ok(config)
     }
 
@@ -324,27 +455,37 @@ impl Config {
                     ));
                 }
             }
-            match (env.database_url.is_empty(), env.targets.is_empty()) {
-                (true, true) => {
+            let fleet = !env.targets.is_empty() || env.targets_file.is_some();
+            match (env.database_url.is_empty(), fleet) {
+                (true, false) => {
                     return Err(format!(
-                        "environments.{name}: needs a database_url (or targets, for a fleet)"
+                        "environments.{name}: needs a database_url (or targets or targets_file, for a fleet)"
                     ));
                 }
-                (false, false) => {
+                (false, true) => {
                     return Err(format!(
-                        "environments.{name}: has both database_url and targets; a fleet lists its databases under targets only"
+                        "environments.{name}: has both database_url and targets; a fleet lists its databases under targets or targets_file only"
                     ));
                 }
                 _ => {}
             }
-            for target in env.targets.keys() {
+            if env
+                .targets_file
+                .as_deref()
+                .is_some_and(|f| f.trim().is_empty())
+            {
+                return Err(format!(
+                    "environments.{name}.targets_file: empty; name the file that lists the targets"
+                ));
+            }
+            for target in env.targets.names() {
                 if !is_target_name(target) {
                     return Err(format!(
                         "environments.{name}.targets: target name `{target}` must match [a-z0-9][a-z0-9_-]*"
                     ));
                 }
             }
-            if !env.targets.is_empty()
+            if fleet
                 && let Some((fed, _)) = f
                     .environments
                     .iter()
@@ -503,22 +644,29 @@ pub struct Environment {
 impl Environment {
     /// Whether this is a fleet (an environment with `targets`), not one database.
     pub fn is_fleet(&self) -> bool {
-        !self.config.targets.is_empty()
+        !self.config.targets.is_empty() || self.config.targets_file.is_some()
     }
 
     /// The targets of a fleet, each an environment of its own database
-    /// (same name, policy and settings); empty for one database.
+    /// (same name, policy and settings), in the order written; empty for
+    /// one database. A fleet whose `targets_file` could not be read is
+    /// itself the one entry, and naming its database says why (so a
+    /// status of every environment shows it as not reachable).
     pub fn targets(&self) -> Vec<Environment> {
+        if self.config.unresolved.is_some() {
+            return vec![self.clone()];
+        }
         self.config
             .targets
             .iter()
             .map(|(target, url)| {
                 let mut config = self.config.clone();
-                config.database_url = url.clone();
+                config.database_url = url.to_owned();
                 config.targets.clear();
+                config.targets_file = None;
                 Environment {
                     name: self.name.clone(),
-                    target: Some(target.clone()),
+                    target: Some(target.to_owned()),
                     config,
                 }
             })
@@ -526,10 +674,11 @@ impl Environment {
     }
 
     /// The targets named in `names` (all of them when `names` is empty),
-    /// in the order of environments.yaml; an unknown name is an error that
-    /// lists the fleet's targets.
+    /// in the order written; an unknown name is an error that lists the
+    /// fleet's targets.
     pub fn select_targets(&self, names: &[String]) -> Result<Vec<Environment>, ConfigError> {
-        if let Some(unknown) = names.iter().find(|n| !self.config.targets.contains_key(*n)) {
+        self.resolved()?;
+        if let Some(unknown) = names.iter().find(|n| !self.config.targets.contains(n)) {
             return Err(ConfigError::UnknownTarget {
                 env: self.name.clone(),
                 target: unknown.clone(),
@@ -545,12 +694,21 @@ impl Environment {
 
     /// The fleet's target names, for messages: `acme, globex`.
     pub fn target_names(&self) -> String {
-        self.config
-            .targets
-            .keys()
-            .cloned()
-            .collect::<Vec<_>>()
-            .join(", ")
+        if self.config.unresolved.is_some() {
+            return "unknown: its targets_file could not be read".to_owned();
+        }
+        self.config.targets.names().collect::<Vec<_>>().join(", ")
+    }
+
+    /// `Err` with why, when the fleet's `targets_file` could not be read.
+    fn resolved(&self) -> Result<(), ConfigError> {
+        match &self.config.unresolved {
+            Some(message) => Err(ConfigError::TargetsFile {
+                env: self.name.clone(),
+                message: message.clone(),
+            }),
+            None => Ok(()),
+        }
     }
 
     /// `prd` or, for a target of a fleet, `prd/acme`.
@@ -586,6 +744,7 @@ impl Environment {
 
     /// The database URL with `${VAR}` resolved from the process environment.
     pub fn database_url(&self) -> Result<String, ConfigError> {
+        self.resolved()?;
         if self.is_fleet() {
             return Err(ConfigError::Fleet {
                 env: self.name.clone(),
@@ -609,6 +768,18 @@ impl Environment {
             }
         }
     }
+}
+
+/// Reads the targets file `spec` names (`${VAR}`s resolved, relative to
+/// `root`); errors name the file and the line.
+fn read_targets_file(root: &Path, spec: &str) -> Result<Vec<(String, String)>, String> {
+    let file = interpolate(spec, |v| std::env::var(v).ok())
+        .map_err(|var| format!("`{spec}` refers to ${{{var}}}, which is not set"))?;
+    let path = root.join(&file);
+    let shown = path.display().to_string();
+    let bytes = crate::limits::read(&path, crate::limits::TARGETS_FILE)?;
+    let text = String::from_utf8(bytes).map_err(|_| format!("{shown}: not UTF-8"))?;
+    parse_targets_file(&text).map_err(|e| format!("{shown}: {e}"))
 }
 
 fn is_target_name(s: &str) -> bool {
@@ -767,6 +938,139 @@ mod tests {
             "{err}"
         );
         assert!(c.environment("qat/x").is_err());
+    }
+
+    const FLEET_BASE: &str =
+        "environments:\n  qat:\n    database_url: q\n  prd:\n    promote_from: qat\n";
+
+    fn names(targets: &[Environment]) -> Vec<String> {
+        targets
+            .iter()
+            .map(|t| t.target.clone().unwrap_or_default())
+            .collect()
+    }
+
+    /// Regression: targets were kept sorted by name, so `--canary 1` took
+    /// `alpha`, not the target written first as the docs say.
+    #[test]
+    fn fleet_targets_keep_the_order_they_are_written_in() {
+        let c = parse(&format!(
+            "{FLEET_BASE}    targets:\n      zeta: postgres://z/p\n      alpha: postgres://a/p\n      mid: postgres://m/p\n"
+        ))
+        .unwrap();
+        let prd = c.environment("prd").unwrap();
+        assert_eq!(names(&prd.targets()), ["zeta", "alpha", "mid"]);
+        assert_eq!(prd.target_names(), "zeta, alpha, mid");
+        let some = prd
+            .select_targets(&["mid".to_owned(), "zeta".to_owned()])
+            .unwrap();
+        assert_eq!(names(&some), ["zeta", "mid"]);
+    }
+
+    #[test]
+    fn a_targets_file_lists_a_fleet_after_its_inline_targets() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("prd-targets"),
+            "# customers\n\nglobex\tpostgres://g/prd\n  initech   ${INITECH_URL:-postgres://i/prd}  \n",
+        )
+        .unwrap();
+        let text = format!(
+            "{FLEET_BASE}    targets:\n      acme: postgres://a/prd\n    targets_file: prd-targets\n"
+        );
+        let c = Config::parse(dir.path(), Path::new("environments.yaml"), &text).unwrap();
+        let prd = c.environment("prd").unwrap();
+        let targets = prd.targets();
+        assert_eq!(names(&targets), ["acme", "globex", "initech"]);
+        assert_eq!(targets[2].database_url().unwrap(), "postgres://i/prd");
+        let one = c.environment("prd/globex").unwrap();
+        assert_eq!(one.database_url().unwrap(), "postgres://g/prd");
+        assert!(!one.is_fleet());
+    }
+
+    #[test]
+    fn a_targets_file_that_cannot_be_used_is_refused_naming_the_file_and_line() {
+        let cases: &[(&str, &str)] = &[
+            ("acme\n", "prd-targets: line 1: expected `NAME URL`"),
+            (
+                "acme postgres://u:secret@a/p extra\n",
+                "line 1: expected `NAME URL` (a target name, then its database URL), found 3 fields",
+            ),
+            ("# none\n\n", "prd-targets: lists no targets"),
+            (
+                "Acme postgres://a/p\n",
+                "line 1: target name `Acme` must match",
+            ),
+            (
+                "a postgres://a/p\nb postgres://b/p\na postgres://c/p\n",
+                "line 3: target `a` is listed twice (first at line 1)",
+            ),
+            (
+                "x postgres://x/p\nacme postgres://a2/p\n",
+                "target `acme` is listed both under targets and in prd-targets",
+            ),
+        ];
+        for (file, want) in cases {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join("prd-targets"), file).unwrap();
+            let text = format!(
+                "{FLEET_BASE}    targets:\n      acme: postgres://a/prd\n    targets_file: prd-targets\n"
+            );
+            // The file is read at load, but only the fleet is refused:
+            // the other environments still work.
+            let c = Config::parse(dir.path(), Path::new("environments.yaml"), &text).unwrap();
+            assert_eq!(c.environment("qat").unwrap().database_url().unwrap(), "q");
+            let prd = c.environment("prd").unwrap();
+            let err = prd.select_targets(&[]).unwrap_err().to_string();
+            assert!(err.contains(want), "{file:?}: {err}");
+            assert!(!err.contains("secret"), "{err}");
+            assert!(
+                err.starts_with("environment `prd`: targets_file: "),
+                "{err}"
+            );
+            // Where one database is read (status), the fleet says why.
+            let all = prd.targets();
+            assert_eq!(all.len(), 1);
+            let err = all[0].database_url().unwrap_err().to_string();
+            assert!(err.contains(want), "{err}");
+            let err = c.environment("prd/acme").unwrap_err().to_string();
+            assert!(err.contains(want), "{err}");
+        }
+        // A file that is not there, or named by a variable that is not set.
+        let dir = tempfile::tempdir().unwrap();
+        for (spec, want) in [
+            ("missing-file", "missing-file: No such file"),
+            // A device reports no size: never read past the limit.
+            ("/dev/zero", "more than the 4194304 bytes allowed"),
+            (
+                "${PROMOTER_TEST_NO_SUCH_VARIABLE}",
+                "refers to ${PROMOTER_TEST_NO_SUCH_VARIABLE}, which is not set",
+            ),
+        ] {
+            let text = format!("{FLEET_BASE}    targets_file: {spec}\n");
+            let c = Config::parse(dir.path(), Path::new("environments.yaml"), &text).unwrap();
+            let err = c
+                .environment("prd")
+                .unwrap()
+                .select_targets(&[])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want), "{spec}: {err}");
+        }
+        // Not both a database_url and a targets_file; nor an empty one.
+        for (text, want) in [
+            (
+                format!("{FLEET_BASE}    database_url: p\n    targets_file: f\n"),
+                "has both database_url and targets",
+            ),
+            (
+                format!("{FLEET_BASE}    targets_file: ''\n"),
+                "targets_file: empty",
+            ),
+        ] {
+            let err = parse(&text).unwrap_err();
+            assert!(err.contains(want), "{err}");
+        }
     }
 
     #[test]

@@ -20,6 +20,8 @@ pub const CERTIFICATE: u64 = 1024 * 1024;
 pub const RECEIPT: u64 = 1024 * 1024;
 /// Any other small file read whole from git (policy signatures, policy text).
 pub const SMALL_FILE: u64 = 1024 * 1024;
+/// A fleet's `targets_file` (a line a target: room for some ten thousand).
+pub const TARGETS_FILE: u64 = 4 * 1024 * 1024;
 /// A masking spec (`masking.yaml`).
 pub const MASKING_SPEC: u64 = 1024 * 1024;
 /// Ledger rows `promoter report` shows per environment (the newest; `promoter ledger` has all).
@@ -64,7 +66,14 @@ pub fn read(path: &std::path::Path, limit: u64) -> Result<Vec<u8>, String> {
         .map_err(|e| format!("{shown}: {e}"))?
         .len();
     check(&shown, size, limit)?;
-    std::fs::read(path).map_err(|e| format!("{shown}: {e}"))
+    // Never more than one byte past the limit, whatever the size said (a
+    // file that grew since, a device or a pipe, which report none).
+    let mut out = Vec::new();
+    let file = std::fs::File::open(path).map_err(|e| format!("{shown}: {e}"))?;
+    std::io::Read::read_to_end(&mut std::io::Read::take(file, limit + 1), &mut out)
+        .map_err(|e| format!("{shown}: {e}"))?;
+    check(&shown, out.len() as u64, limit)?;
+    Ok(out)
 }
 
 /// `Err` when YAML flow collections nest deeper than [`YAML_DEPTH`], counted

@@ -124,7 +124,10 @@ pub async fn promote(
                 } else if failed && phase == 0 {
                     stopped = Some(format!("canary target {} failed", names[i]));
                 } else if schedule.max_failures.is_some_and(|m| failures >= m) {
-                    stopped = Some(format!("{failures} targets failed (--max-failures)"));
+                    stopped = Some(format!(
+                        "{failures} target{} failed (--max-failures)",
+                        if failures == 1 { "" } else { "s" }
+                    ));
                 }
             }
         }

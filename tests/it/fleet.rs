@@ -133,6 +133,71 @@ fn a_fleet_promotion_applies_every_target_and_reports_the_one_that_failed() {
     assert_eq!(applied(&t, 4), "0001-customers,0002-seed\n");
 }
 
+/// A fleet listed in a file outside the repository (where the URLs of many
+/// customers' databases are kept), in its own order: the canary is the
+/// first line, and without the file the other environments still work.
+#[test]
+fn a_fleet_listed_in_a_targets_file_is_promoted_in_the_file_order() {
+    let (t, _) = fleet();
+    let yaml = t.read("environments.yaml");
+    let start = yaml.find("    targets:\n").unwrap();
+    let end = yaml[start..]
+        .find("      t6: ${T6_DATABASE_URL}\n")
+        .unwrap()
+        + start;
+    let yaml = format!(
+        "{}    targets_file: ${{PRD_TARGETS}}\n{}",
+        &yaml[..start],
+        &yaml[end + "      t6: ${T6_DATABASE_URL}\n".len()..]
+    );
+    t.write("environments.yaml", &yaml);
+    t.commit_all("prd's targets in a file");
+    let list = t.dir.path().join("prd-targets.txt");
+    std::fs::write(
+        &list,
+        "# the canary first\nt5 ${T5_DATABASE_URL}\nt2 ${T2_DATABASE_URL}\n",
+    )
+    .unwrap();
+    let file = list.to_str().unwrap();
+    // t5 has drifted: as the canary it stops the fleet before t2 starts.
+    t.sql("t5", "CREATE TABLE customers (id int)");
+    let out = t
+        .promoter_env(
+            &["promote", "qat", "prd", "--yes", "--canary", "1"],
+            &[("PRD_TARGETS", file)],
+        )
+        .fails();
+    assert!(out.contains("t5  refused"), "{out}");
+    assert!(out.contains("t2  not-started"), "{out}");
+    assert!(out.contains("stopped: canary target t5 failed"), "{out}");
+    assert_eq!(applied(&t, 2), "\n");
+    // Without the file, the fleet says why wherever it is needed, and
+    // nothing else is affected.
+    let status = t.promoter(&["status"]);
+    assert!(
+        status
+            .all()
+            .contains("targets_file: `${PRD_TARGETS}` refers to ${PRD_TARGETS}, which is not set"),
+        "{}",
+        status.all()
+    );
+    assert!(status.stdout.contains("0001-customers"), "{}", status.all());
+    let err = t.promoter(&["promote", "qat", "prd", "--yes"]).fails();
+    assert!(err.contains("which is not set"), "{err}");
+    t.sql("t5", "DROP TABLE customers");
+    let out = t
+        .promoter_env(
+            &["promote", "qat", "prd", "--yes"],
+            &[("PRD_TARGETS", file)],
+        )
+        .ok();
+    assert!(out.contains("t5  applied"), "{out}");
+    assert!(out.contains("t2  applied"), "{out}");
+    assert_eq!(applied(&t, 5), "0001-customers,0002-seed\n");
+    assert_eq!(applied(&t, 2), "0001-customers,0002-seed\n");
+    assert_eq!(applied(&t, 1), "\n", "not in the file, not promoted");
+}
+
 /// On a terminal each running target has its own bar line, named, under
 /// the prefixed plain lines.
 #[test]
@@ -193,7 +258,7 @@ fn a_failing_canary_stops_the_fleet_and_max_failures_stops_scheduling() {
         ])
         .fails();
     assert!(out.contains("t3  not-started"), "{out}");
-    assert!(out.contains("stopped: 1 targets failed"), "{out}");
+    assert!(out.contains("stopped: 1 target failed"), "{out}");
     // A dry run says what each target would get, and changes nothing.
     let out = t
         .promoter(&["promote", "qat", "prd", "--dry-run", "--target", "t5"])
