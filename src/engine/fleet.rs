@@ -9,6 +9,9 @@ use super::{Hooks, Report, RunError, RunOptions, Trust};
 use crate::changeset::Bundle;
 use crate::config::Environment;
 
+/// Why a fleet stopped after a signal.
+const INTERRUPTED: &str = "interrupted (Ctrl-C or SIGTERM)";
+
 /// How the targets are scheduled.
 #[derive(Debug, Clone, Copy)]
 pub struct Schedule {
@@ -101,6 +104,11 @@ pub async fn promote(
         let mut next = range.start;
         let mut running: Vec<(usize, Running<'_>)> = Vec::new();
         loop {
+            // A signal between two targets' ends starts no new one (which
+            // would only record its interruption).
+            if stopped.is_none() && next < range.end && super::interrupt::requested() {
+                stopped = Some(INTERRUPTED.to_owned());
+            }
             while running.len() < schedule.jobs && next < range.end && stopped.is_none() {
                 running.push(pending[next].take().expect("each target starts once"));
                 next += 1;
@@ -120,7 +128,7 @@ pub async fn promote(
             }
             if stopped.is_none() {
                 if interrupted {
-                    stopped = Some("interrupted (Ctrl-C or SIGTERM)".to_owned());
+                    stopped = Some(INTERRUPTED.to_owned());
                 } else if failed && phase == 0 {
                     stopped = Some(format!("canary target {} failed", names[i]));
                 } else if schedule.max_failures.is_some_and(|m| failures >= m) {

@@ -3,6 +3,7 @@
 //! targets' own ledgers say is left.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::common::{TestContext, admin_url, database_url, psql};
 
@@ -196,6 +197,80 @@ fn a_fleet_listed_in_a_targets_file_is_promoted_in_the_file_order() {
     assert_eq!(applied(&t, 5), "0001-customers,0002-seed\n");
     assert_eq!(applied(&t, 2), "0001-customers,0002-seed\n");
     assert_eq!(applied(&t, 1), "\n", "not in the file, not promoted");
+}
+
+/// Ctrl-C in a fleet: the running target's statement is cancelled on its
+/// server, its changeset rolled back and recorded as interrupted, and no
+/// other target is started.
+#[test]
+fn sigint_stops_a_fleet_the_running_target_rolled_back_and_none_started() {
+    use crate::operator::{active, finish, signal, wait_until};
+    use std::io::Write;
+    let (t, _) = fleet();
+    // Another session's table of the same name, not yet committed: t1's
+    // CREATE TABLE waits for it (the drift check cannot see it).
+    let mut blocker = std::process::Command::new("psql")
+        .args(["-X", "-q", &t.url("t1")])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut input = blocker.stdin.take().unwrap();
+    input
+        .write_all(b"BEGIN;\nCREATE TABLE customers (id int);\n")
+        .unwrap();
+    input.flush().unwrap();
+    wait_until(
+        &t,
+        "t1",
+        "SELECT count(*) > 0 FROM pg_stat_activity WHERE datname = current_database() \
+         AND state = 'idle in transaction'",
+        "the blocking transaction",
+    );
+    let child = t
+        .std_cmd()
+        .args(["--json", "promote", "qat", "prd", "--yes", "--jobs", "1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until(
+        &t,
+        "t1",
+        &active("CREATE TABLE customers"),
+        "t1's CREATE TABLE",
+    );
+    signal(&child, "INT");
+    let (code, stdout, stderr) = finish(child, Duration::from_secs(15));
+    drop(input);
+    let _ = blocker.wait();
+    assert_eq!(code, 130, "{stdout}\n{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["stopped"], "interrupted (Ctrl-C or SIGTERM)", "{v}");
+    let statuses: Vec<(&str, &str)> = v["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["target"].as_str().unwrap(), t["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(statuses[0], ("t1", "interrupted"), "{v}");
+    for (name, status) in &statuses[1..] {
+        assert_eq!(*status, "not-started", "{name}: {v}");
+    }
+    assert_eq!(
+        t.sql(
+            "t1",
+            "SELECT status || ' ' || statements FROM promoter.ledger WHERE status <> 'trust-pinned'"
+        ),
+        "failed 0\n"
+    );
+    assert_eq!(
+        t.sql("t1", "SELECT to_regclass('customers') IS NULL"),
+        "t\n"
+    );
+    for k in 2..=TARGETS {
+        assert_eq!(applied(&t, k), "\n", "t{k} was not started");
+    }
 }
 
 /// On a terminal each running target has its own bar line, named, under

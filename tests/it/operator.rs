@@ -10,7 +10,7 @@ use crate::common::{TestContext, psql, run};
 
 /// Polls `probe` (a query on `env` returning `t` or `f`) until it says `t`.
 #[track_caller]
-fn wait_until(t: &TestContext, env: &str, probe: &str, what: &str) {
+pub(crate) fn wait_until(t: &TestContext, env: &str, probe: &str, what: &str) {
     let start = Instant::now();
     while !t.sql(env, probe).starts_with('t') {
         assert!(
@@ -22,14 +22,14 @@ fn wait_until(t: &TestContext, env: &str, probe: &str, what: &str) {
 }
 
 /// Whether `pattern` is running as a statement in this test's own database.
-fn active(pattern: &str) -> String {
+pub(crate) fn active(pattern: &str) -> String {
     format!(
         "SELECT count(*) > 0 FROM pg_stat_activity WHERE datname = current_database() \
          AND state = 'active' AND query LIKE '{pattern}%'"
     )
 }
 
-fn signal(child: &Child, name: &str) {
+pub(crate) fn signal(child: &Child, name: &str) {
     let ok = Command::new("kill")
         .args([&format!("-{name}"), &child.id().to_string()])
         .status()
@@ -39,7 +39,7 @@ fn signal(child: &Child, name: &str) {
 }
 
 /// Waits for a child with a deadline; returns its exit code and output.
-fn finish(child: Child, limit: Duration) -> (i32, String, String) {
+pub(crate) fn finish(child: Child, limit: Duration) -> (i32, String, String) {
     let start = Instant::now();
     let id = child.id();
     let waiter = std::thread::spawn(move || child.wait_with_output().unwrap());
