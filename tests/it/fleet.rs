@@ -186,14 +186,29 @@ fn a_fleet_listed_in_a_targets_file_is_promoted_in_the_file_order() {
     let err = t.promoter(&["promote", "qat", "prd", "--yes"]).fails();
     assert!(err.contains("which is not set"), "{err}");
     t.sql("t5", "DROP TABLE customers");
-    let out = t
-        .promoter_env(
-            &["promote", "qat", "prd", "--yes"],
-            &[("PRD_TARGETS", file)],
-        )
-        .ok();
-    assert!(out.contains("t5  applied"), "{out}");
-    assert!(out.contains("t2  applied"), "{out}");
+    // A line added for a database that is not there: that target alone is
+    // unreachable (exit 5), the others are applied.
+    let gone = crate::common::database_url("promoter_no_such_database");
+    std::fs::write(
+        &list,
+        format!("t5 ${{T5_DATABASE_URL}}\ngone {gone}\nt2 ${{T2_DATABASE_URL}}\n"),
+    )
+    .unwrap();
+    let run = t.promoter_env(
+        &["promote", "qat", "prd", "--yes"],
+        &[("PRD_TARGETS", file)],
+    );
+    assert_eq!(run.code, 5, "{}", run.all());
+    let out = run.all();
+    let row = |name: &str| {
+        out.lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .map(|l| l.split_whitespace().nth(1).unwrap_or_default().to_owned())
+    };
+    assert_eq!(row("t5").as_deref(), Some("applied"), "{out}");
+    assert_eq!(row("gone").as_deref(), Some("unreachable"), "{out}");
+    assert_eq!(row("t2").as_deref(), Some("applied"), "{out}");
+    assert!(out.contains("2 applied, 1 unreachable"), "{out}");
     assert_eq!(applied(&t, 5), "0001-customers,0002-seed\n");
     assert_eq!(applied(&t, 2), "0001-customers,0002-seed\n");
     assert_eq!(applied(&t, 1), "\n", "not in the file, not promoted");
