@@ -208,7 +208,11 @@ fn render(report: &FleetReport, json: bool) -> anyhow::Result<ExitCode> {
                 let detail = match (v.status, &v.error) {
                     ("applied", _) => format!("applied {}", v.applied.join(", ")),
                     ("planned", _) => "would apply (--dry-run)".to_owned(),
-                    (_, Some(e)) => e.lines().next().unwrap_or("").to_owned(),
+                    (_, Some(e)) => unprefixed(e, &report.env, v.target)
+                        .lines()
+                        .next()
+                        .unwrap_or("")
+                        .to_owned(),
                     _ => String::new(),
                 };
                 output::print(&format!("{:width$}  {:11}  {detail}", v.target, v.status))?;
@@ -236,7 +240,7 @@ fn render(report: &FleetReport, json: bool) -> anyhow::Result<ExitCode> {
                 "error: {}/{}: {}",
                 report.env,
                 v.target,
-                v.error.as_deref().unwrap_or("")
+                unprefixed(v.error.as_deref().unwrap_or(""), &report.env, v.target)
             ));
         }
     }
@@ -244,6 +248,15 @@ fn render(report: &FleetReport, json: bool) -> anyhow::Result<ExitCode> {
         None => ExitCode::SUCCESS,
         Some(kind) => ExitCode::from(kind.exit_code()),
     })
+}
+
+/// `error` without the environment it starts with (`prd: …` or
+/// `prd/acme: …`), where the line already names the target.
+fn unprefixed<'e>(error: &'e str, env: &str, target: &str) -> &'e str {
+    error
+        .strip_prefix(&format!("{env}/{target}: "))
+        .or_else(|| error.strip_prefix(&format!("{env}: ")))
+        .unwrap_or(error)
 }
 
 /// A target's failure in one paragraph: every refusal, or the failing

@@ -209,6 +209,8 @@ fn a_fleet_listed_in_a_targets_file_is_promoted_in_the_file_order() {
     assert_eq!(row("gone").as_deref(), Some("unreachable"), "{out}");
     assert_eq!(row("t2").as_deref(), Some("applied"), "{out}");
     assert!(out.contains("2 applied, 1 unreachable"), "{out}");
+    // Said once, not `prd/gone: prd: …`.
+    assert!(out.contains("error: prd/gone: cannot connect to"), "{out}");
     assert_eq!(applied(&t, 5), "0001-customers,0002-seed\n");
     assert_eq!(applied(&t, 2), "0001-customers,0002-seed\n");
     assert_eq!(applied(&t, 1), "\n", "not in the file, not promoted");
