@@ -390,6 +390,11 @@ pub struct FleetArgs {
     /// Fleet: only these targets (repeatable).
     #[arg(long = "target", value_name = "NAME")]
     pub targets: Vec<String>,
+    /// Fleet: only the target at this place in the fleet's list (0 for the
+    /// first, in the order written): one job of an indexed job engine, e.g.
+    /// `--target-index $JOB_COMPLETION_INDEX` (see docs/fleets.md).
+    #[arg(long, value_name = "I", conflicts_with = "targets")]
+    pub target_index: Option<usize>,
     /// Fleet: carry on after an earlier run stopped; the canary is not run
     /// again. What is left is read from each target's own ledger, as on
     /// every run.

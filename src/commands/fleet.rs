@@ -89,7 +89,22 @@ pub fn promote(
     to: &Environment,
     snapshot: &GitSnapshot,
 ) -> anyhow::Result<ExitCode> {
-    let targets = to.select_targets(&args.fleet.targets)?;
+    let targets = match args.fleet.target_index {
+        Some(i) => {
+            let all = to.select_targets(&[])?;
+            let count = all.len();
+            let one = all.into_iter().nth(i).ok_or_else(|| {
+                CommandError::usage(format!(
+                    "--target-index {i}: {} has {count} targets, at places 0 to {} ({})",
+                    to.name,
+                    count.saturating_sub(1),
+                    to.target_names()
+                ))
+            })?;
+            vec![one]
+        }
+        None => to.select_targets(&args.fleet.targets)?,
+    };
     let mut opts = run::options(&args.run, args.upto.clone(), Vec::new());
     // One question for the whole fleet, not one per target.
     if to.config.confirm && !opts.dry_run && !opts.assume_yes {

@@ -71,9 +71,14 @@ pub fn run(ctx: &Context, args: &PromoteArgs) -> anyhow::Result<ExitCode> {
     if to.is_fleet() {
         return super::fleet::promote(ctx, args, &git, &from, &to, &snapshot);
     }
-    if !args.fleet.targets.is_empty() {
+    if !args.fleet.targets.is_empty() || args.fleet.target_index.is_some() {
         return Err(CommandError::usage(format!(
-            "--target: {} is not a fleet (it has one database_url)",
+            "--target{}: {} is not a fleet (it has one database_url)",
+            if args.fleet.targets.is_empty() {
+                "-index"
+            } else {
+                ""
+            },
             to.label()
         ))
         .into());

@@ -360,6 +360,32 @@ fn a_failing_canary_stops_the_fleet_and_max_failures_stops_scheduling() {
     // One target by name works like any environment.
     t.promoter(&["promote", "qat", "prd/t3", "--yes"]).ok();
     assert_eq!(applied(&t, 3), "0001-customers,0002-seed\n");
+    // One job of an indexed job engine: the target at that place.
+    let out = t
+        .promoter(&["promote", "qat", "prd", "--target-index", "3", "--yes"])
+        .ok();
+    assert!(out.contains("t4  applied"), "{out}");
+    assert_eq!(applied(&t, 4), "0001-customers,0002-seed\n");
+    assert_eq!(applied(&t, 6), "\n");
+    let err = t
+        .promoter(&["promote", "qat", "prd", "--target-index", "6"])
+        .fails();
+    assert!(
+        err.contains("--target-index 6: prd has 6 targets, at places 0 to 5"),
+        "{err}"
+    );
+    let err = t
+        .promoter(&[
+            "promote",
+            "qat",
+            "prd",
+            "--target-index",
+            "1",
+            "--target",
+            "t2",
+        ])
+        .fails();
+    assert!(err.contains("cannot be used with"), "{err}");
     let err = t.promoter(&["ledger", "prd"]).fails();
     assert!(err.contains("`prd` is a fleet"), "{err}");
     let err = t
