@@ -43,6 +43,7 @@ pub mod report;
 pub mod signing;
 pub mod sql;
 pub mod status;
+pub mod threads;
 
 pub use commands::run;
 pub use error::{CommandError, ErrorKind, report as report_error};

@@ -48,7 +48,12 @@ pub fn discover(root: &Path) -> Result<Vec<BundleDir>, BundleError> {
 
 /// Every bundle of the work tree, in order ([`discover`], then [`load_dir`]).
 pub fn load_work_tree(root: &Path) -> Result<Vec<Bundle>, BundleError> {
-    discover(root)?.iter().map(load_dir).collect()
+    // On every core: at a thousand bundles, the file system's calls (a
+    // directory listing and two or three reads each) are most of a
+    // `status`. The first error in order is the one reported.
+    crate::threads::parallel_map(&discover(root)?, load_dir)
+        .into_iter()
+        .collect()
 }
 
 /// Where a baseline's superseded changesets go: `changesets/archive/`.
@@ -219,12 +224,13 @@ pub fn load_dir(dir: &BundleDir) -> Result<Bundle, BundleError> {
                 signatures = read_signature_dir(&path, &format!("{location}/{SIGNATURES_DIR}"))?;
             }
             Slot::Manifest => {
-                let meta = std::fs::metadata(&path).map_err(io_err(&path))?;
-                sealed_at = meta.modified().ok();
-                let size = meta.len();
-                crate::limits::check(&format!("{location}/{name}"), size, crate::limits::MANIFEST)
-                    .map_err(BundleError::TooLarge)?;
-                manifest = Some(std::fs::read(&path).map_err(io_err(&path))?);
+                let (bytes, modified) = read_small(
+                    &path,
+                    &format!("{location}/{name}"),
+                    crate::limits::MANIFEST,
+                )?;
+                sealed_at = modified;
+                manifest = Some(bytes);
             }
             Slot::File => files.push(BundleFile {
                 name,
@@ -244,6 +250,26 @@ pub fn load_dir(dir: &BundleDir) -> Result<Bundle, BundleError> {
     })
 }
 
+/// A small file of a bundle, refused by its size (`shown` names it)
+/// before it is read, never read past `limit`; with when it was modified.
+/// One open, one `fstat` and the reads.
+fn read_small(
+    path: &Path,
+    shown: &str,
+    limit: u64,
+) -> Result<(Vec<u8>, Option<std::time::SystemTime>), BundleError> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(io_err(path))?;
+    let meta = file.metadata().map_err(io_err(path))?;
+    crate::limits::check(shown, meta.len(), limit).map_err(BundleError::TooLarge)?;
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io_err(path))?;
+    crate::limits::check(shown, bytes.len() as u64, limit).map_err(BundleError::TooLarge)?;
+    Ok((bytes, meta.modified().ok()))
+}
+
 fn read_signature_dir(path: &Path, location: &str) -> Result<Vec<SignatureFile>, BundleError> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(path).map_err(io_err(path))? {
@@ -254,11 +280,8 @@ fn read_signature_dir(path: &Path, location: &str) -> Result<Vec<SignatureFile>,
             &name,
             disk_kind(entry.file_type().map_err(io_err(&entry.path()))?),
         )?;
-        let size = entry.metadata().map_err(io_err(&entry.path()))?.len();
         let limit = crate::limits::in_signatures_dir(&name);
-        crate::limits::check(&format!("{location}/{name}"), size, limit)
-            .map_err(BundleError::TooLarge)?;
-        let bytes = std::fs::read(entry.path()).map_err(io_err(&entry.path()))?;
+        let (bytes, _) = read_small(&entry.path(), &format!("{location}/{name}"), limit)?;
         out.push(SignatureFile { name, bytes });
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
