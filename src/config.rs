@@ -656,14 +656,17 @@ impl Environment {
         if self.config.unresolved.is_some() {
             return vec![self.clone()];
         }
+        // Each target's settings without the list (cloning the list for
+        // every target would be quadratic in a fleet of thousands).
+        let mut base = self.config.clone();
+        base.targets.clear();
+        base.targets_file = None;
         self.config
             .targets
             .iter()
             .map(|(target, url)| {
-                let mut config = self.config.clone();
+                let mut config = base.clone();
                 config.database_url = url.to_owned();
-                config.targets.clear();
-                config.targets_file = None;
                 Environment {
                     name: self.name.clone(),
                     target: Some(target.to_owned()),
@@ -697,7 +700,13 @@ impl Environment {
         if self.config.unresolved.is_some() {
             return "unknown: its targets_file could not be read".to_owned();
         }
-        self.config.targets.names().collect::<Vec<_>>().join(", ")
+        // A message, not a listing: a fleet may have thousands.
+        const SHOWN: usize = 10;
+        let names: Vec<&str> = self.config.targets.names().take(SHOWN).collect();
+        match self.config.targets.len().saturating_sub(SHOWN) {
+            0 => names.join(", "),
+            more => format!("{} and {more} more", names.join(", ")),
+        }
     }
 
     /// `Err` with why, when the fleet's `targets_file` could not be read.
@@ -982,6 +991,27 @@ mod tests {
         let prd = c.environment("prd").unwrap();
         let targets = prd.targets();
         assert_eq!(names(&targets), ["acme", "globex", "initech"]);
+        // Thousands of targets: each cheap to make, and named in messages
+        // by the first few.
+        let many: String = (0..5000)
+            .map(|i| format!("c{i} postgres://h/c{i}\n"))
+            .collect();
+        std::fs::write(dir.path().join("many"), many).unwrap();
+        let big = Config::parse(
+            dir.path(),
+            Path::new("environments.yaml"),
+            &format!("{FLEET_BASE}    targets_file: many\n"),
+        )
+        .unwrap();
+        let fleet = big.environment("prd").unwrap();
+        assert_eq!(fleet.targets().len(), 5000);
+        assert!(fleet.targets()[4999].config.targets.is_empty());
+        assert_eq!(
+            fleet.target_names(),
+            "c0, c1, c2, c3, c4, c5, c6, c7, c8, c9 and 4990 more"
+        );
+        let err = big.environment("prd/nope").unwrap_err().to_string();
+        assert!(err.ends_with("c9 and 4990 more)"), "{err}");
         assert_eq!(targets[2].database_url().unwrap(), "postgres://i/prd");
         let one = c.environment("prd/globex").unwrap();
         assert_eq!(one.database_url().unwrap(), "postgres://g/prd");

@@ -114,11 +114,18 @@ pub fn promote(
             from.name,
             targets.len(),
             to.name,
-            targets
-                .iter()
-                .filter_map(|t| t.target.as_deref())
-                .collect::<Vec<_>>()
-                .join(", ")
+            {
+                // The first few: a fleet may have thousands.
+                let names: Vec<&str> = targets
+                    .iter()
+                    .filter_map(|t| t.target.as_deref())
+                    .take(10)
+                    .collect();
+                match targets.len().saturating_sub(names.len()) {
+                    0 => names.join(", "),
+                    more => format!("{} and {more} more", names.join(", ")),
+                }
+            }
         );
         if !engine::Hooks::ask(&mut hooks, &question)? {
             return Err(CommandError::refused(format!(
