@@ -180,6 +180,13 @@ fn a_running_row_left_by_kill_9_shows_as_interrupted_and_resolve_handles_it() {
         .spawn()
         .unwrap();
     wait_until(&t, "dev", &active("SELECT pg_sleep(60)"), "the sleep");
+    // While the promoter that holds dev's lock is alive, the row is running.
+    let status: serde_json::Value =
+        serde_json::from_str(&t.promoter(&["--json", "status"]).ok()).unwrap();
+    assert_eq!(
+        status["changesets"][0]["environments"]["dev"]["state"], "running",
+        "{status:#}"
+    );
     child.kill().unwrap();
     let _ = child.wait();
     psql(
