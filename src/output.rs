@@ -14,6 +14,18 @@ pub fn print(line: &str) -> io::Result<()> {
     writeln!(out, "{line}").and_then(|()| out.flush())
 }
 
+/// Prints `lines` in one write (stdout is line-buffered: a line at a time
+/// is a system call each), for results computed before they are shown.
+pub fn print_all<S: AsRef<str>>(lines: &[S]) -> io::Result<()> {
+    let mut text = String::with_capacity(lines.iter().map(|l| l.as_ref().len() + 1).sum());
+    for line in lines {
+        text.push_str(line.as_ref());
+        text.push('\n');
+    }
+    let mut out = io::stdout().lock();
+    out.write_all(text.as_bytes()).and_then(|()| out.flush())
+}
+
 /// Treats a closed stdout as done: for results printed after the work, whose
 /// outcome (and exit code) does not depend on anyone reading them.
 pub fn unless_closed(result: io::Result<()>) -> io::Result<()> {

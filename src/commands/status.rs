@@ -422,9 +422,7 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> anyhow::Result<ExitCode> {
         }
         rows.push(row);
     }
-    let printed = output::table(&rows)
-        .iter()
-        .try_for_each(|line| output::print(line));
+    let printed = output::print_all(&output::table(&rows));
     // `status | head` is normal; the exit code still says what status found.
     output::unless_closed(printed)?;
     for e in &view.environments {

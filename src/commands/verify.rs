@@ -11,30 +11,31 @@ use crate::check::{BundleCheck, check_bundle};
 use crate::cli::VerifyArgs;
 use crate::output;
 
-/// Prints a bundle check for people.
-pub fn print_check(check: &BundleCheck, for_env: Option<&str>) -> std::io::Result<()> {
-    output::print(&format!(
+/// A bundle check for people, a line each (`out`).
+fn check_lines(out: &mut Vec<String>, check: &BundleCheck, for_env: Option<&str>) {
+    out.push(format!(
         "{}  {}",
         check.id,
         check
             .bundle_hash
             .map_or("(not sealed)".to_owned(), |h| h.to_hex())
-    ))?;
+    ));
     if let Some(e) = &check.error {
-        return output::print(&format!("  FAIL  {e}"));
+        out.push(format!("  FAIL  {e}"));
+        return;
     }
     if check.file_problems.is_empty() {
-        output::print("  ok    files match SHA256SUMS")?;
+        out.push("  ok    files match SHA256SUMS".to_owned());
     } else {
         for p in &check.file_problems {
-            output::print(&format!("  FAIL  {p}"))?;
+            out.push(format!("  FAIL  {p}"));
         }
     }
     for p in &check.script_problems {
-        output::print(&format!("  FAIL  {p}"))?;
+        out.push(format!("  FAIL  {p}"));
     }
     if check.signatures.is_empty() {
-        output::print("  --    no signatures")?;
+        out.push("  --    no signatures".to_owned());
     }
     for s in &check.signatures {
         // Without a known certificate, the reason itself names the key.
@@ -50,13 +51,13 @@ pub fn print_check(check: &BundleCheck, for_env: Option<&str>) -> std::io::Resul
         };
         let sep = if who.is_empty() { "" } else { ": " };
         match &s.reason {
-            None => output::print(&format!(
+            None => out.push(format!(
                 "  good  signatures/{}: {who}, made {}",
                 s.file,
                 s.created.as_deref().unwrap_or("-")
-            ))?,
+            )),
             Some(why) => {
-                output::print(&format!("  BAD   signatures/{}: {who}{sep}{why}", s.file))?;
+                out.push(format!("  BAD   signatures/{}: {who}{sep}{why}", s.file));
             }
         }
     }
@@ -84,28 +85,30 @@ pub fn print_check(check: &BundleCheck, for_env: Option<&str>) -> std::io::Resul
             a.expires.as_deref().unwrap_or("?")
         );
         match &a.reason {
-            None => output::print(&format!(
+            None => out.push(format!(
                 "  good  signatures/{}: approval by {who}; {binds}",
                 a.file
-            ))?,
-            Some(why) => output::print(&format!(
+            )),
+            Some(why) => out.push(format!(
                 "  BAD   signatures/{}: {who}{}{why}",
                 a.file,
                 if who.is_empty() { "" } else { ": " }
-            ))?,
+            )),
         }
     }
     let Some(env) = for_env else {
-        return Ok(());
+        return;
     };
     if !check.file_problems.is_empty() {
         // The shortfalls would only repeat that nothing counts for a modified bundle.
-        return output::print(&format!(
+        out.push(format!(
             "  FAIL  not ready for {env}: its files differ from SHA256SUMS, so no signature counts"
         ));
+        return;
     }
     if check.unmet.is_empty() {
-        return output::print(&format!("  ok    meets {env}'s requirements"));
+        out.push(format!("  ok    meets {env}'s requirements"));
+        return;
     }
     for u in &check.unmet {
         let what = if u.role == "customer" {
@@ -113,14 +116,14 @@ pub fn print_check(check: &BundleCheck, for_env: Option<&str>) -> std::io::Resul
         } else {
             ""
         };
-        output::print(&format!("  FAIL  not ready for {env}: {what}{u}"))?;
+        out.push(format!("  FAIL  not ready for {env}: {what}{u}"));
     }
     let verb = if check.unmet.iter().all(|u| u.role == "customer") {
         "approve"
     } else {
         "sign"
     };
-    output::print(&format!("  hint  promoter {verb} {}", check.id))
+    out.push(format!("  hint  promoter {verb} {}", check.id));
 }
 
 /// JSON: `promoter --json verify`.
@@ -186,9 +189,12 @@ pub fn run(ctx: &Context, args: &VerifyArgs) -> anyhow::Result<ExitCode> {
         })?;
         return Ok(code);
     }
-    let printed: std::io::Result<()> = checks
-        .iter()
-        .try_for_each(|c| print_check(c, args.for_env.as_deref()));
+    // Written at once: a line a write is thousands of them at 500 bundles.
+    let mut lines = Vec::new();
+    for c in &checks {
+        check_lines(&mut lines, c, args.for_env.as_deref());
+    }
+    let printed = output::print_all(&lines);
     // The verdict is the exit code, whether or not anyone read the lines.
     output::unless_closed(printed)?;
     let bad = checks.iter().filter(|c| !c.ok()).count();
