@@ -176,7 +176,9 @@ pub fn promote(
     let report = ctx.block_on(fleet::promote(
         from,
         runs,
-        &ctx.config()?.file.ledger_schema,
+        // As promote reads everything else: from git at the commit (the work
+        // tree's environments.yaml, and its targets_file, are not read again).
+        &git.config.file.ledger_schema,
         &snapshot.bundles,
         &snapshot.commit,
         &opts,

@@ -360,11 +360,23 @@ fn a_failing_canary_stops_the_fleet_and_max_failures_stops_scheduling() {
     // One target by name works like any environment.
     t.promoter(&["promote", "qat", "prd/t3", "--yes"]).ok();
     assert_eq!(applied(&t, 3), "0001-customers,0002-seed\n");
-    // One job of an indexed job engine: the target at that place.
+    // One job of an indexed job engine: the target at that place. (And,
+    // regression: a fleet took its ledger schema from the work tree's
+    // environments.yaml, uncommitted edits included, not from git.)
+    let committed = t.read("environments.yaml");
+    t.write(
+        "environments.yaml",
+        &committed.replace("ledger_schema: promoter", "ledger_schema: elsewhere"),
+    );
     let out = t
         .promoter(&["promote", "qat", "prd", "--target-index", "3", "--yes"])
         .ok();
+    t.write("environments.yaml", &committed);
     assert!(out.contains("t4  applied"), "{out}");
+    assert_eq!(
+        t.sql("t4", "SELECT to_regnamespace('elsewhere') IS NULL"),
+        "t\n"
+    );
     assert_eq!(applied(&t, 4), "0001-customers,0002-seed\n");
     assert_eq!(applied(&t, 6), "\n");
     let err = t
