@@ -139,7 +139,7 @@ fn a_fleet_promotion_applies_every_target_and_reports_the_one_that_failed() {
 /// first line, and without the file the other environments still work.
 #[test]
 fn a_fleet_listed_in_a_targets_file_is_promoted_in_the_file_order() {
-    let (t, _) = fleet();
+    let (mut t, _) = fleet();
     let yaml = t.read("environments.yaml");
     let start = yaml.find("    targets:\n").unwrap();
     let end = yaml[start..]
@@ -187,11 +187,21 @@ fn a_fleet_listed_in_a_targets_file_is_promoted_in_the_file_order() {
     assert!(err.contains("which is not set"), "{err}");
     t.sql("t5", "DROP TABLE customers");
     // A line added for a database that is not there: that target alone is
-    // unreachable (exit 5), the others are applied.
+    // unreachable (exit 5), the others are applied. And one for a database
+    // nobody pinned: the file says where, never what may run there, so it
+    // stays closed.
     let gone = crate::common::database_url("promoter_no_such_database");
+    let newcomer = format!("{}_newcomer", t.databases[0].1.trim_end_matches("_dev"));
+    psql(admin_url(), &format!("DROP DATABASE IF EXISTS {newcomer}")).ok();
+    psql(admin_url(), &format!("CREATE DATABASE {newcomer}")).ok();
+    let newcomer_url = database_url(&newcomer);
+    t.databases
+        .push(("newcomer".into(), newcomer.clone(), newcomer_url.clone()));
     std::fs::write(
         &list,
-        format!("t5 ${{T5_DATABASE_URL}}\ngone {gone}\nt2 ${{T2_DATABASE_URL}}\n"),
+        format!(
+            "t5 ${{T5_DATABASE_URL}}\ngone {gone}\nt2 ${{T2_DATABASE_URL}}\nnewcomer {newcomer_url}\n"
+        ),
     )
     .unwrap();
     let run = t.promoter_env(
@@ -208,7 +218,14 @@ fn a_fleet_listed_in_a_targets_file_is_promoted_in_the_file_order() {
     assert_eq!(row("t5").as_deref(), Some("applied"), "{out}");
     assert_eq!(row("gone").as_deref(), Some("unreachable"), "{out}");
     assert_eq!(row("t2").as_deref(), Some("applied"), "{out}");
-    assert!(out.contains("2 applied, 1 unreachable"), "{out}");
+    assert_eq!(row("newcomer").as_deref(), Some("refused"), "{out}");
+    assert!(out.contains("no pinned trust policy"), "{out}");
+    assert!(out.contains("2 applied, 1 refused, 1 unreachable"), "{out}");
+    assert_eq!(
+        t.sql("newcomer", "SELECT to_regclass('customers') IS NULL"),
+        "t\n",
+        "nothing ran in the database nobody pinned"
+    );
     // Said once, not `prd/gone: prd: …`.
     assert!(out.contains("error: prd/gone: cannot connect to"), "{out}");
     assert_eq!(applied(&t, 5), "0001-customers,0002-seed\n");
