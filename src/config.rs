@@ -114,9 +114,19 @@ where
     D: serde::Deserializer<'de>,
     V: Deserialize<'de>,
 {
+    Ok(unique_pairs(deserializer)?.into_iter().collect())
+}
+
+/// A map's (key, value) pairs in the order written, a key that appears
+/// twice refused ([`unique_keys`], keeping the order).
+fn unique_pairs<'de, D, V>(deserializer: D) -> Result<Vec<(String, V)>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    V: Deserialize<'de>,
+{
     struct Visitor<V>(std::marker::PhantomData<V>);
     impl<'de, V: Deserialize<'de>> serde::de::Visitor<'de> for Visitor<V> {
-        type Value = BTreeMap<String, V>;
+        type Value = Vec<(String, V)>;
         fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
             f.write_str("a mapping")
         }
@@ -124,13 +134,13 @@ where
             self,
             mut map: A,
         ) -> Result<Self::Value, A::Error> {
-            let mut out = BTreeMap::new();
+            let mut seen = std::collections::HashSet::new();
+            let mut out = Vec::new();
             while let Some(key) = map.next_key::<String>()? {
-                if out.contains_key(&key) {
+                if !seen.insert(key.clone()) {
                     return Err(serde::de::Error::custom(format!("duplicate key `{key}`")));
                 }
-                let value = map.next_value()?;
-                out.insert(key, value);
+                out.push((key, map.next_value()?));
             }
             Ok(out)
         }
@@ -172,28 +182,7 @@ impl Targets {
 
 impl<'de> Deserialize<'de> for Targets {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl<'de> serde::de::Visitor<'de> for Visitor {
-            type Value = Targets;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a mapping of target name to database URL")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<Self::Value, A::Error> {
-                let mut out = Targets::default();
-                while let Some(key) = map.next_key::<String>()? {
-                    if out.contains(&key) {
-                        return Err(serde::de::Error::custom(format!("duplicate key `{key}`")));
-                    }
-                    let value = map.next_value()?;
-                    out.0.push((key, value));
-                }
-                Ok(out)
-            }
-        }
-        deserializer.deserialize_map(Visitor)
+        unique_pairs(deserializer).map(Targets)
     }
 }
 
@@ -203,7 +192,9 @@ impl<'de> Deserialize<'de> for Targets {
 /// the line. An empty list is refused: a fleet of no databases is a
 /// mistake, not a no-op.
 pub fn parse_targets_file(text: &str) -> Result<Vec<(String, String)>, String> {
-    let mut out: Vec<(String, String, usize)> = Vec::new();
+    let mut out: Vec<(String, String)> = Vec::new();
+    // Each name's first line (a fleet may have thousands).
+    let mut first: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
     for (i, line) in text.lines().enumerate() {
         let n = i + 1;
         let line = line.trim();
@@ -223,17 +214,17 @@ pub fn parse_targets_file(text: &str) -> Result<Vec<(String, String)>, String> {
                 "line {n}: target name `{name}` must match [a-z0-9][a-z0-9_-]*"
             ));
         }
-        if let Some((_, _, first)) = out.iter().find(|(t, _, _)| t == name) {
+        if let Some(at) = first.insert(name, n) {
             return Err(format!(
-                "line {n}: target `{name}` is listed twice (first at line {first})"
+                "line {n}: target `{name}` is listed twice (first at line {at})"
             ));
         }
-        out.push((name.to_owned(), url.to_owned(), n));
+        out.push((name.to_owned(), url.to_owned()));
     }
     if out.is_empty() {
         return Err("lists no targets (one `NAME URL` a line)".to_owned());
     }
-    Ok(out.into_iter().map(|(t, u, _)| (t, u)).collect())
+    Ok(out)
 }
 
 /// The roles used when a project has no `environments.yaml` yet.
@@ -409,8 +400,9 @@ impl Config {
             if let Some(spec) = env.targets_file.clone() {
                 match read_targets_file(&root, &spec) {
                     Ok(listed) => {
+                        let inline: std::collections::HashSet<&str> = env.targets.names().collect();
                         if let Some((name, _)) =
-                            listed.iter().find(|(n, _)| env.targets.contains(n))
+                            listed.iter().find(|(n, _)| inline.contains(n.as_str()))
                         {
                             env.unresolved = Some(format!(
                                 "target `{name}` is listed both under targets and in {spec}"
