@@ -45,6 +45,23 @@ pub enum ConfigError {
     Branch { name: String, message: String },
     #[error("environment `{env}`: targets_file: {message}")]
     TargetsFile { env: String, message: String },
+    #[error("{env} has {count} targets, at places 0 to {last} ({known})", last = count.saturating_sub(1))]
+    NoTargetAt {
+        env: String,
+        count: usize,
+        known: String,
+    },
+}
+
+/// Names for a message: the first ten of `total`, and how many more (a
+/// fleet may have thousands).
+pub fn first_names<'a>(names: impl IntoIterator<Item = &'a str>, total: usize) -> String {
+    const SHOWN: usize = 10;
+    let names: Vec<&str> = names.into_iter().take(SHOWN).collect();
+    match total.saturating_sub(names.len()) {
+        0 => names.join(", "),
+        more => format!("{} and {more} more", names.join(", ")),
+    }
 }
 
 /// The parsed `environments.yaml`.
@@ -692,13 +709,21 @@ impl Environment {
         if self.config.unresolved.is_some() {
             return "unknown: its targets_file could not be read".to_owned();
         }
-        // A message, not a listing: a fleet may have thousands.
-        const SHOWN: usize = 10;
-        let names: Vec<&str> = self.config.targets.names().take(SHOWN).collect();
-        match self.config.targets.len().saturating_sub(SHOWN) {
-            0 => names.join(", "),
-            more => format!("{} and {more} more", names.join(", ")),
+        first_names(self.config.targets.names(), self.config.targets.len())
+    }
+
+    /// The target at place `index` of the fleet's list (0 for the first,
+    /// in the order written): one job of an indexed job engine.
+    pub fn target_at(&self, index: usize) -> Result<Environment, ConfigError> {
+        let mut all = self.select_targets(&[])?;
+        if index >= all.len() {
+            return Err(ConfigError::NoTargetAt {
+                env: self.name.clone(),
+                count: all.len(),
+                known: self.target_names(),
+            });
         }
+        Ok(all.swap_remove(index))
     }
 
     /// `Err` with why, when the fleet's `targets_file` could not be read.
@@ -966,6 +991,12 @@ mod tests {
             .select_targets(&["mid".to_owned(), "zeta".to_owned()])
             .unwrap();
         assert_eq!(names(&some), ["zeta", "mid"]);
+        // By place, for an indexed job: the order written.
+        assert_eq!(prd.target_at(1).unwrap().target.as_deref(), Some("alpha"));
+        assert_eq!(
+            prd.target_at(3).unwrap_err().to_string(),
+            "prd has 3 targets, at places 0 to 2 (zeta, alpha, mid)"
+        );
     }
 
     #[test]

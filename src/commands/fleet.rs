@@ -90,19 +90,12 @@ pub fn promote(
     snapshot: &GitSnapshot,
 ) -> anyhow::Result<ExitCode> {
     let targets = match args.fleet.target_index {
-        Some(i) => {
-            let all = to.select_targets(&[])?;
-            let count = all.len();
-            let one = all.into_iter().nth(i).ok_or_else(|| {
-                CommandError::usage(format!(
-                    "--target-index {i}: {} has {count} targets, at places 0 to {} ({})",
-                    to.name,
-                    count.saturating_sub(1),
-                    to.target_names()
-                ))
-            })?;
-            vec![one]
-        }
+        Some(i) => vec![to.target_at(i).map_err(|e| match e {
+            crate::config::ConfigError::NoTargetAt { .. } => {
+                CommandError::usage(format!("--target-index {i}: {e}")).into()
+            }
+            e => anyhow::Error::from(e),
+        })?],
         None => to.select_targets(&args.fleet.targets)?,
     };
     let mut opts = run::options(&args.run, args.upto.clone(), Vec::new());
@@ -114,18 +107,10 @@ pub fn promote(
             from.name,
             targets.len(),
             to.name,
-            {
-                // The first few: a fleet may have thousands.
-                let names: Vec<&str> = targets
-                    .iter()
-                    .filter_map(|t| t.target.as_deref())
-                    .take(10)
-                    .collect();
-                match targets.len().saturating_sub(names.len()) {
-                    0 => names.join(", "),
-                    more => format!("{} and {more} more", names.join(", ")),
-                }
-            }
+            crate::config::first_names(
+                targets.iter().filter_map(|t| t.target.as_deref()),
+                targets.len()
+            )
         );
         if !engine::Hooks::ask(&mut hooks, &question)? {
             return Err(CommandError::refused(format!(
@@ -201,7 +186,11 @@ fn render(report: &FleetReport, json: bool) -> anyhow::Result<ExitCode> {
             });
         }
         let error = match outcome {
-            TargetOutcome::Failed(e) => Some(describe(e)),
+            // Without the environment it starts with: every line that
+            // shows it (the table, stderr, the JSON) names the target.
+            TargetOutcome::Failed(e) => {
+                Some(unprefixed(&describe(e), &report.env, name).to_owned())
+            }
             _ => None,
         };
         views.push(TargetView {
@@ -232,11 +221,7 @@ fn render(report: &FleetReport, json: bool) -> anyhow::Result<ExitCode> {
                 let detail = match (v.status, &v.error) {
                     ("applied", _) => format!("applied {}", v.applied.join(", ")),
                     ("planned", _) => "would apply (--dry-run)".to_owned(),
-                    (_, Some(e)) => unprefixed(e, &report.env, v.target)
-                        .lines()
-                        .next()
-                        .unwrap_or("")
-                        .to_owned(),
+                    (_, Some(e)) => e.lines().next().unwrap_or("").to_owned(),
                     _ => String::new(),
                 };
                 output::print(&format!("{:width$}  {:11}  {detail}", v.target, v.status))?;
@@ -264,7 +249,7 @@ fn render(report: &FleetReport, json: bool) -> anyhow::Result<ExitCode> {
                 "error: {}/{}: {}",
                 report.env,
                 v.target,
-                unprefixed(v.error.as_deref().unwrap_or(""), &report.env, v.target)
+                v.error.as_deref().unwrap_or("")
             ));
         }
     }

@@ -71,14 +71,14 @@ pub fn run(ctx: &Context, args: &PromoteArgs) -> anyhow::Result<ExitCode> {
     if to.is_fleet() {
         return super::fleet::promote(ctx, args, &git, &from, &to, &snapshot);
     }
-    if !args.fleet.targets.is_empty() || args.fleet.target_index.is_some() {
+    let flag = match (&args.fleet.targets[..], args.fleet.target_index) {
+        ([], None) => None,
+        ([], Some(_)) => Some("--target-index"),
+        _ => Some("--target"),
+    };
+    if let Some(flag) = flag {
         return Err(CommandError::usage(format!(
-            "--target{}: {} is not a fleet (it has one database_url)",
-            if args.fleet.targets.is_empty() {
-                "-index"
-            } else {
-                ""
-            },
+            "{flag}: {} is not a fleet (it has one database_url)",
             to.label()
         ))
         .into());
