@@ -58,22 +58,45 @@ pub fn within(size: u64, limit: u64) -> Result<(), String> {
     }
 }
 
-/// Reads `path` whole if it is at most `limit` bytes, checking its size
-/// before reading. Errors name the file.
+/// Why a small file was not read whole.
+#[derive(Debug)]
+pub enum ReadError {
+    /// Over its limit: the message names the file, its size and the limit.
+    TooLarge(String),
+    Io(std::io::Error),
+}
+
+/// Reads `path` whole if it is at most `limit` bytes (`shown` names it in
+/// the message), with its metadata: one open and one `fstat`, its size
+/// checked before it is read, and never a byte read past the limit,
+/// whatever the size said (a file that grew since, a device or a pipe,
+/// which report none).
+pub fn read_whole(
+    path: &std::path::Path,
+    shown: &str,
+    limit: u64,
+) -> Result<(Vec<u8>, std::fs::Metadata), ReadError> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(ReadError::Io)?;
+    let meta = file.metadata().map_err(ReadError::Io)?;
+    check(shown, meta.len(), limit).map_err(ReadError::TooLarge)?;
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(ReadError::Io)?;
+    check(shown, bytes.len() as u64, limit).map_err(ReadError::TooLarge)?;
+    Ok((bytes, meta))
+}
+
+/// [`read_whole`], the errors as text naming the file.
 pub fn read(path: &std::path::Path, limit: u64) -> Result<Vec<u8>, String> {
     let shown = path.display().to_string();
-    let size = std::fs::metadata(path)
-        .map_err(|e| format!("{shown}: {e}"))?
-        .len();
-    check(&shown, size, limit)?;
-    // Never more than one byte past the limit, whatever the size said (a
-    // file that grew since, a device or a pipe, which report none).
-    let mut out = Vec::new();
-    let file = std::fs::File::open(path).map_err(|e| format!("{shown}: {e}"))?;
-    std::io::Read::read_to_end(&mut std::io::Read::take(file, limit + 1), &mut out)
-        .map_err(|e| format!("{shown}: {e}"))?;
-    check(&shown, out.len() as u64, limit)?;
-    Ok(out)
+    read_whole(path, &shown, limit)
+        .map(|(bytes, _)| bytes)
+        .map_err(|e| match e {
+            ReadError::TooLarge(message) => message,
+            ReadError::Io(e) => format!("{shown}: {e}"),
+        })
 }
 
 /// `Err` when YAML flow collections nest deeper than [`YAML_DEPTH`], counted

@@ -250,24 +250,19 @@ pub fn load_dir(dir: &BundleDir) -> Result<Bundle, BundleError> {
     })
 }
 
-/// A small file of a bundle, refused by its size (`shown` names it)
-/// before it is read, never read past `limit`; with when it was modified.
-/// One open, one `fstat` and the reads.
+/// A small file of a bundle ([`crate::limits::read_whole`]; `shown` names
+/// it), with when it was modified.
 fn read_small(
     path: &Path,
     shown: &str,
     limit: u64,
 ) -> Result<(Vec<u8>, Option<std::time::SystemTime>), BundleError> {
-    use std::io::Read;
-    let file = std::fs::File::open(path).map_err(io_err(path))?;
-    let meta = file.metadata().map_err(io_err(path))?;
-    crate::limits::check(shown, meta.len(), limit).map_err(BundleError::TooLarge)?;
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    file.take(limit + 1)
-        .read_to_end(&mut bytes)
-        .map_err(io_err(path))?;
-    crate::limits::check(shown, bytes.len() as u64, limit).map_err(BundleError::TooLarge)?;
-    Ok((bytes, meta.modified().ok()))
+    use crate::limits::ReadError;
+    match crate::limits::read_whole(path, shown, limit) {
+        Ok((bytes, meta)) => Ok((bytes, meta.modified().ok())),
+        Err(ReadError::TooLarge(message)) => Err(BundleError::TooLarge(message)),
+        Err(ReadError::Io(e)) => Err(io_err(path)(e)),
+    }
 }
 
 fn read_signature_dir(path: &Path, location: &str) -> Result<Vec<SignatureFile>, BundleError> {
