@@ -29,17 +29,25 @@ impl std::fmt::Debug for Lock {
     }
 }
 
+/// The `pg_locks` rows (`l`) of the advisory lock with key `$1` held in
+/// this database, for `concat!`.
+macro_rules! held_lock {
+    () => {
+        "l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 \
+         AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()) \
+         AND l.classid = (($1 >> 32) & 4294967295)::oid AND l.objid = ($1 & 4294967295)::oid"
+    };
+}
+
 /// Who holds an advisory lock.
 async fn holder(conn: &mut PgConnection, key: i64) -> Option<(i32, String, String, String)> {
-    sqlx::query_as::<_, (i32, String, String, String)>(
+    sqlx::query_as::<_, (i32, String, String, String)>(concat!(
         "SELECT a.pid, coalesce(a.application_name, ''), coalesce(a.usename::text, ''), \
                 coalesce(to_char(a.backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), '?') \
-           FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
-          WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 \
-            AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
-            AND l.classid = (($1 >> 32) & 4294967295)::oid AND l.objid = ($1 & 4294967295)::oid \
-          LIMIT 1",
-    )
+           FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid WHERE ",
+        held_lock!(),
+        " LIMIT 1"
+    ))
     .bind(key)
     .fetch_optional(conn)
     .await
@@ -96,12 +104,11 @@ pub async fn acquire(
 /// server must plan each time a connection first asks) cost about 5 ms of
 /// server time per environment and status.
 pub async fn is_held(conn: &mut PgConnection, key: i64) -> bool {
-    sqlx::query_scalar::<_, bool>(
-        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_locks l \
-          WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 \
-            AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()) \
-            AND l.classid = (($1 >> 32) & 4294967295)::oid AND l.objid = ($1 & 4294967295)::oid)",
-    )
+    sqlx::query_scalar::<_, bool>(concat!(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_locks l WHERE ",
+        held_lock!(),
+        ")"
+    ))
     .bind(key)
     .fetch_one(conn)
     .await
